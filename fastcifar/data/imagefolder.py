@@ -1,0 +1,152 @@
+"""Image-folder datasets: a directory or archive laid out as `{train,test|val}/<class>/<image>`.
+
+The layout may sit under one top-level folder (as `cifar10-jpeg/train/...` does). Images
+are decoded once with Pillow and the uint8 arrays are cached, keyed by the archive's
+content, so later runs skip the decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..errors import InputError
+from .cache import cache_root, file_digest, load_arrays, save_arrays
+from .dataset import ImageDataset
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+TEST_SPLIT_NAMES = ("test", "val")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+
+def load_image_folder(path: str | Path, cache: bool = True) -> ImageDataset:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"--data {path}: no such file or directory; expected a directory or a "
+                         f".tar/.tar.gz/.tgz/.zip archive holding train/ and test/ (or val/) "
+                         f"class folders")
+    is_archive = path.is_file()
+    if is_archive and not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise InputError(f"--data {path}: not a directory and not a .tar, .tar.gz, .tgz or .zip archive")
+
+    key = file_digest(path) if is_archive else _directory_key(path)
+    cache_file = cache_root() / "imagefolder" / f"{path.name}-{key[:16]}.npz"
+    if cache and (arrays := load_arrays(cache_file)) is not None:
+        return _from_arrays(path.name, arrays)
+
+    files = _read_archive(path) if is_archive else _read_directory(path)
+    arrays = _decode_splits(path, files)
+    if cache:
+        save_arrays(cache_file, **arrays)
+    return _from_arrays(path.name, arrays)
+
+
+def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ImageDataset:
+    return ImageDataset(name=name, classes=tuple(str(c) for c in arrays["classes"]),
+                        train_images=arrays["train_images"], train_labels=arrays["train_labels"],
+                        test_images=arrays["test_images"], test_labels=arrays["test_labels"])
+
+
+def _directory_key(root: Path) -> str:
+    """A digest of every file's relative path, size and modification time."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _read_directory(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+
+
+def _read_archive(path: Path) -> dict[str, bytes]:
+    """Every image file in the archive, by its path inside it."""
+    try:
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                return {n: z.read(n) for n in z.namelist()
+                        if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES}
+        files = {}
+        with tarfile.open(path) as t:
+            for member in t:
+                if member.isfile() and PurePosixPath(member.name).suffix.lower() in IMAGE_SUFFIXES:
+                    files[member.name] = t.extractfile(member).read()
+        return files
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise InputError(f"--data {path}: the archive is corrupt or truncated ({e}); "
+                         f"expected a complete .tar/.tar.gz/.tgz/.zip archive") from e
+
+
+def _split_layout(path: Path, names: list[str]) -> tuple[int, str, str]:
+    """Find the depth of the split folders: (depth, train folder name, test folder name)."""
+    for depth in range(3):
+        tops = {PurePosixPath(n).parts[depth] for n in names if len(PurePosixPath(n).parts) > depth + 2}
+        if "train" in tops:
+            test = next((t for t in TEST_SPLIT_NAMES if t in tops), None)
+            if test is None:
+                break
+            return depth, "train", test
+    raise InputError(f"--data {path}: found no train/ and test/ (or val/) folders of class "
+                     f"folders; expected {{train,test}}/<class>/<image> "
+                     f"(optionally under one top-level folder)")
+
+
+def _decode_splits(path: Path, files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    if not files:
+        raise InputError(f"--data {path}: holds no .jpg/.jpeg/.png images")
+    depth, train_name, test_name = _split_layout(path, list(files))
+    splits = {train_name: {}, test_name: {}}
+    for name, data in files.items():
+        parts = PurePosixPath(name).parts
+        if len(parts) == depth + 3 and parts[depth] in splits:
+            splits[parts[depth]].setdefault(parts[depth + 1], []).append((name, data))
+
+    train_classes, test_classes = sorted(splits[train_name]), sorted(splits[test_name])
+    if train_classes != test_classes:
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
+        raise InputError(f"--data {path}: train and {test_name} have different classes "
+                         f"(only in train: {only_train or 'none'}; only in {test_name}: "
+                         f"{only_test or 'none'}); expected the same class folders in both")
+
+    arrays = {"classes": np.array(train_classes)}
+    for split, key in ((train_name, "train"), (test_name, "test")):
+        items = [(name, data, label) for label, c in enumerate(train_classes)
+                 for name, data in sorted(splits[split][c])]
+        images = _decode_all(path, [(n, d) for n, d, _ in items])
+        arrays[f"{key}_images"] = images
+        arrays[f"{key}_labels"] = np.array([label for _, _, label in items], dtype=np.int64)
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise InputError(f"--data {path}: train images are {arrays['train_images'].shape[1:3]} "
+                         f"but test images are {arrays['test_images'].shape[1:3]}; expected one size")
+    return arrays
+
+
+def _decode_all(path: Path, items: list[tuple[str, bytes]]) -> np.ndarray:
+    from PIL import Image
+
+    def decode(item):
+        name, data = item
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        except Exception as e:  # Pillow raises many types for a damaged image
+            raise InputError(f"--data {path}: cannot decode image {name} ({e})") from e
+
+    # Pillow's decoders release the GIL, so threads decode in parallel.
+    with ThreadPoolExecutor() as pool:
+        images = list(pool.map(decode, items))
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise InputError(f"--data {path}: images come in several sizes {sorted(shapes)[:4]}; "
+                         f"expected every image to have the same size")
+    return np.stack(images)
