@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +67,10 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
     """The arrays saved at `path`, or None if there is no usable cache entry."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own file object: np.load leaks the one it opens when the zip is damaged.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, KeyError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
 
 
@@ -82,7 +85,7 @@ def download(url: str, dest: Path, md5: str | None = None, expected_size: int | 
     dest = Path(dest)
     try:
         response = urllib.request.urlopen(url, timeout=60)
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise InputError(f"could not download {url}: {e}") from e
     with response, atomic_path(dest) as tmp:
         total = expected_size or int(response.headers.get("Content-Length") or 0) or None
@@ -94,7 +97,7 @@ def download(url: str, dest: Path, md5: str | None = None, expected_size: int | 
             while True:
                 try:
                     block = response.read(1 << 20)
-                except (OSError, urllib.error.URLError) as e:
+                except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
                     raise InputError(f"download of {url} broke off after {received} bytes: {e}") from e
                 if not block:
                     break

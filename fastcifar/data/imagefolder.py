@@ -11,6 +11,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -81,7 +82,10 @@ def _read_archive(path: Path) -> dict[str, bytes]:
                 if member.isfile() and PurePosixPath(member.name).suffix.lower() in IMAGE_SUFFIXES:
                     files[member.name] = t.extractfile(member).read()
         return files
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+    # A damaged zip can also raise zlib.error, or NotImplementedError/RuntimeError when
+    # the damage hits the compression-method or encryption fields.
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError) as e:
         raise InputError(f"--data {path}: the archive is corrupt or truncated ({e}); "
                          f"expected a complete .tar/.tar.gz/.tgz/.zip archive") from e
 

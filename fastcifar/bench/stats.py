@@ -1,0 +1,54 @@
+"""Statistics over repeated runs: mean, sample std, Student-t 95% confidence interval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+def student_t_cdf(t: float, dof: int) -> float:
+    """P(T <= t) for Student's t with dof degrees of freedom (Simpson's rule on the density)."""
+    if t < 0:
+        return 1 - student_t_cdf(-t, dof)
+    log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
+
+    def density(x):
+        return math.exp(log_norm - (dof + 1) / 2 * math.log1p(x * x / dof))
+
+    n = 2000  # even; the density is smooth, so this is accurate to ~1e-10
+    h = t / n
+    s = density(0) + density(t) + sum((4 if i % 2 else 2) * density(i * h) for i in range(1, n))
+    return 0.5 + s * h / 3
+
+
+def student_t_quantile(p: float, dof: int) -> float:
+    """The t with P(T <= t) = p, by bisection."""
+    lo, hi = -1e3, 1e3
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if student_t_cdf(mid, dof) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float  # sample standard deviation (n - 1), 0 for one run
+    ci95_low: float  # Student-t interval for the mean; equal to the mean for one run
+    ci95_high: float
+    min: float
+    max: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(values: list[float]) -> Summary:
+    if not values:
+        raise ValueError("no values to summarize")
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    half = student_t_quantile(0.975, n - 1) * std / math.sqrt(n) if n > 1 else 0.0
+    return Summary(n, mean, std, mean - half, mean + half, min(values), max(values))

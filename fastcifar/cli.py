@@ -1,0 +1,201 @@
+"""The `fastcifar` command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, RunFailed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InputError, RunFailed) as e:
+        print(f"fastcifar: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fastcifar: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastcifar", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastcifar {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a recipe and report accuracy and time")
+    train.add_argument("--recipe", default="airbench94", help="recipe name (see `fastcifar recipes`)")
+    train.add_argument("--data", default=None,
+                       help="an image-folder directory or .tar/.tar.gz/.tgz/.zip archive with "
+                            "train/ and test/ (or val/) class folders; default: the official "
+                            "CIFAR-10, downloaded once into the cache")
+    train.add_argument("--runs", type=_positive_int, default=1, help="independent runs (seeds)")
+    train.add_argument("--epochs", type=_positive_float, default=None,
+                       help="override the recipe's epochs (fractions allowed)")
+    train.add_argument("--subset", type=_positive_int, default=None,
+                       help="train on a class-balanced subset of this many images")
+    train.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
+    train.add_argument("--seed", type=int, default=0, help="seed of the first run; run i uses seed+i")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the model, after one untimed warm-up run")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe hyperparameter (repeatable), e.g. --set lr=10")
+    train.add_argument("--out", type=Path, default=None,
+                       help="run folder (default runs/<recipe>-<date>-<time>)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar within each epoch (default: on when not on a GPU, "
+                            "where its host syncs could slow a timed run)")
+    train.set_defaults(handler=cmd_train)
+
+    recipes = commands.add_parser("recipes", help="list the recipes and their published targets")
+    recipes.set_defaults(handler=cmd_recipes)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def cmd_recipes(args) -> int:
+    from .recipes import RECIPES
+
+    width = max(len(name) for name in RECIPES)
+    print(f"{'recipe'.ljust(width)}  published target (official CIFAR-10)  what it is")
+    for name, recipe in RECIPES.items():
+        print(f"{name.ljust(width)}  {recipe.target.text.ljust(36)}  {recipe.summary}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .bench.stats import summarize
+    from .data import load_dataset
+    from .recipes import get_recipe, override
+    from .report.records import RunFolder
+    from .report.table import Table
+    from .train.device import configure_backend, device_name, resolve_device
+    from .train.loop import DeviceData, train_run
+
+    recipe = get_recipe(args.recipe)
+    config = override(recipe.config, args.overrides)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, epochs=args.epochs)
+    config.validate()
+    device = resolve_device(args.device)
+    configure_backend(device)
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(args.data)
+    if args.subset is not None:
+        dataset = dataset.with_train_subset(args.subset, seed=args.seed)
+    data = DeviceData.from_dataset(dataset, device)
+    load_seconds = time.perf_counter() - t0
+    print(f"data: {dataset.name}, {len(dataset.train_images)} train / "
+          f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
+          f"(loaded in {load_seconds:.1f} s, not timed)")
+    print(f"recipe: {recipe.name} on {device_name(device)}, torch {torch.__version__}")
+
+    out = RunFolder(args.out or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.write_json("config.json", {"recipe": recipe.name, "config": config,
+                                   "data": args.data or "cifar10", "subset": args.subset,
+                                   "device": str(device), "seed": args.seed, "runs": args.runs,
+                                   "compile": args.compile})
+    out.copy_source(Path(inspect.getfile(type(recipe))))
+
+    model_transform, compile_seconds = None, 0.0
+    if args.compile:
+        model_transform = torch.compile
+        t0 = time.perf_counter()
+        train_run(recipe, config, data, device, seed=args.seed - 1, model_transform=model_transform)
+        compile_seconds = time.perf_counter() - t0
+        print(f"compile warm-up run: {compile_seconds:.1f} s (not timed)")
+
+    progress = device.type != "cuda" if args.progress is None else args.progress
+    table = Table([("run", "d"), ("epoch", ""), ("train_loss", ".4f"), ("train_acc", ".4f"),
+                   ("val_acc", ".4f"), ("tta_val_acc", ".4f"), ("time_seconds", ".2f")])
+    table.header()
+    results = []
+    for i in range(args.runs):
+        seed = args.seed + i
+
+        def on_epoch(r, run=i + 1, seed=seed):
+            table.row({"run": run, "epoch": str(r.epoch), "train_loss": r.train_loss,
+                       "train_acc": r.train_accuracy, "val_acc": r.val_accuracy,
+                       "time_seconds": r.train_seconds})
+            out.add_metrics({"run": run, "seed": seed, **dataclasses.asdict(r)})
+
+        result = train_run(recipe, config, data, device, seed, on_epoch=on_epoch,
+                           model_transform=model_transform, progress=progress)
+        table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
+                   "time_seconds": result.train_seconds})
+        results.append(result)
+        out.write_json("summary.json", _summary(recipe, args, dataset, device, results,
+                                                load_seconds, compile_seconds, summarize))
+
+    accuracy = summarize([r.accuracy for r in results])
+    seconds = summarize([r.train_seconds for r in results])
+    print(f"\n{recipe.name}: accuracy {_percent(accuracy)} over {accuracy.n} run(s); "
+          f"timed seconds per run {seconds.mean:.2f}")
+    print(f"run folder: {out.path}")
+    return 0
+
+
+def _percent(s) -> str:
+    if s.n == 1:
+        return f"{100 * s.mean:.2f}%"
+    return (f"mean {100 * s.mean:.2f}%, std {100 * s.std:.2f}, 95% CI "
+            f"[{100 * s.ci95_low:.2f}, {100 * s.ci95_high:.2f}], min {100 * s.min:.2f}, "
+            f"max {100 * s.max:.2f}")
+
+
+def _summary(recipe, args, dataset, device, results, load_seconds, compile_seconds, summarize):
+    import torch
+
+    from .train.device import device_name
+
+    accuracy = summarize([r.accuracy for r in results])
+    seconds = summarize([r.train_seconds for r in results])
+    return {
+        "recipe": recipe.name,
+        "target": dataclasses.asdict(recipe.target),
+        "data": args.data or "cifar10",
+        "train_images": len(dataset.train_images),
+        "test_images": len(dataset.test_images),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "compile": args.compile,
+        "runs": [{"seed": r.seed, "accuracy": r.accuracy, "accuracy_no_tta": r.accuracy_no_tta,
+                  "train_seconds": r.train_seconds, "seconds_by_part": r.seconds_by_part}
+                 for r in results],
+        "accuracy_mean": accuracy.mean,
+        "accuracy_std": accuracy.std,
+        "accuracy": accuracy.as_dict(),
+        "train_seconds_mean": seconds.mean,
+        "train_seconds": seconds.as_dict(),
+        "untimed_seconds": {"data_loading": load_seconds, "compile_warmup": compile_seconds},
+    }

@@ -1,0 +1,60 @@
+"""Batched augmentations on NCHW tensors, run on the training device over a whole epoch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror (left-right) the images where mask is True."""
+    return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def random_flip_mask(n: int, device: torch.device | str) -> torch.Tensor:
+    return torch.rand(n, device=device) < 0.5
+
+
+def alternating_flip_mask(first_epoch_mask: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Alternating flip (airbench): epoch 0 mirrors a random half of the images; every later
+    epoch mirrors exactly the images the epoch before did not, so each image is seen both
+    ways every two epochs instead of at random."""
+    return first_epoch_mask ^ bool(epoch % 2)
+
+
+def pad_reflect(images: torch.Tensor, pad: int) -> torch.Tensor:
+    return F.pad(images, (pad,) * 4, mode="reflect") if pad > 0 else images
+
+
+def random_crop(padded: torch.Tensor, size: int) -> torch.Tensor:
+    """A random size x size crop of each (already padded) image: a translation by up to
+    (padded size - size) / 2 pixels in each direction."""
+    n, c, h, w = padded.shape
+    max_y, max_x = h - size, w - size
+    if max_y == 0 and max_x == 0:
+        return padded
+    ys = torch.randint(0, max_y + 1, (n,), device=padded.device)
+    xs = torch.randint(0, max_x + 1, (n,), device=padded.device)
+    out = torch.empty((n, c, size, size), dtype=padded.dtype, device=padded.device)
+    # One slice copy per distinct offset: cheap for the small translations used here,
+    # and it never materialises a gather index the size of the dataset.
+    for y in range(max_y + 1):
+        for x in range(max_x + 1):
+            chosen = (ys == y) & (xs == x)
+            out[chosen] = padded[chosen, :, y:y + size, x:x + size]
+    return out
+
+
+def cutout(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero one random size x size square per image (centres anywhere in the image, the
+    square clipped at the border, as in DeVries & Taylor)."""
+    if size <= 0:
+        return images
+    n, _, h, w = images.shape
+    cy = torch.randint(0, h, (n, 1, 1), device=images.device)
+    cx = torch.randint(0, w, (n, 1, 1), device=images.device)
+    rows = torch.arange(h, device=images.device).view(1, h, 1)
+    cols = torch.arange(w, device=images.device).view(1, 1, w)
+    top, left = cy - size // 2, cx - size // 2
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return images.masked_fill(inside.unsqueeze(1), 0)

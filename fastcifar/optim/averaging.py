@@ -1,0 +1,43 @@
+"""Weight averaging: lookahead (airbench) and the EMA evaluation model (bag of tricks, hlb).
+
+Both keep an exponential moving average of the weights, updated every few steps with a
+decay that can change over the run. Lookahead also copies the average back into the
+network being trained; an EMA model only evaluates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def lookahead_decay(step: int, total_steps: int, every: int = 5, base: float = 0.95,
+                    power: float = 3.0) -> float:
+    """Airbench's decay: base**every * (step/total)**power. It starts near 0 (the average
+    just follows the weights) and grows to base**every, so averaging matters most at the
+    end of the run, when the lr is small and the weights jitter around a minimum."""
+    return base**every * (step / total_steps) ** power
+
+
+class WeightAverage:
+    """An exponential moving average of a module's floating-point state (parameters and
+    BatchNorm running statistics)."""
+
+    def __init__(self, model: nn.Module, copy_back: bool):
+        self.copy_back = copy_back
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: float) -> None:
+        """average <- decay * average + (1 - decay) * weights; with copy_back (lookahead),
+        the weights are then set to the average."""
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                average = self.average[name]
+                average.lerp_(value, 1 - decay)
+                if self.copy_back:
+                    value.copy_(average)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(self.average)

@@ -1,0 +1,46 @@
+"""Nesterov SGD with decoupled hyperparameters, as airbench states them.
+
+The recipes give the learning rate per 1024 examples and the weight decay per 1024
+examples independent of the learning rate, so that changing the batch size or the
+momentum does not silently change the step size or the regularisation. This module
+converts them into what torch.optim.SGD expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TorchSGDValues:
+    lr: float  # torch.optim.SGD's lr for a parameter group with lr scale 1
+    decay_per_step: float  # fraction of each weight removed per step by weight decay
+
+
+def decoupled_to_torch(lr: float, weight_decay: float, momentum: float,
+                       batch_size: int) -> TorchSGDValues:
+    """Convert decoupled (lr, weight decay) per 1024 examples into SGD values.
+
+    With Nesterov momentum and a constant gradient, a step is 1 + 1/(1 - momentum) times
+    the gradient; dividing by that keeps the step size independent of momentum. The
+    summed (not averaged) loss already scales the gradient with the batch size.
+    """
+    kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+    return TorchSGDValues(lr=lr / kilostep_scale,
+                          decay_per_step=weight_decay * batch_size / kilostep_scale)
+
+
+def decoupled_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: float,
+                  weight_decay: float, momentum: float, batch_size: int,
+                  nesterov: bool = True) -> torch.optim.SGD:
+    """SGD over (parameters, lr scale) groups. Every group decays its weights by the same
+    fraction per step, whatever its lr scale (torch multiplies weight_decay by lr)."""
+    values = decoupled_to_torch(lr, weight_decay, momentum, batch_size)
+    param_groups = []
+    for params, lr_scale in groups:
+        group_lr = values.lr * lr_scale
+        param_groups.append(dict(params=params, lr=group_lr,
+                                 weight_decay=values.decay_per_step / group_lr))
+    return torch.optim.SGD(param_groups, lr=values.lr, momentum=momentum, nesterov=nesterov)

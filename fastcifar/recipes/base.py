@@ -1,0 +1,128 @@
+"""What a recipe is: a config of hyperparameters, the network it builds, how it trains it,
+and the figure it was published with."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.loader import Augmentation
+from ..errors import InputError
+from ..optim.averaging import WeightAverage
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters every recipe has. Recipes subclass this with their own."""
+
+    epochs: float = 10.0
+    batch_size: int = 512
+    label_smoothing: float = 0.0
+    flip: str = "random"  # none | random | alternating
+    translate: int = 0  # pixels of random translation (reflect pad + crop)
+    cutout: int = 0  # side of the cutout square, 0 for none
+    tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout)
+
+    def validate(self) -> None:
+        if not self.epochs > 0:
+            raise InputError(f"epochs must be positive, got {self.epochs}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.tta_level not in (0, 1, 2):
+            raise InputError(f"tta_level must be 0, 1 or 2, got {self.tta_level}")
+        if self.translate < 0 or self.cutout < 0:
+            raise InputError("translate and cutout must be 0 or more")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        try:
+            self.augmentation()
+        except ValueError as e:
+            raise InputError(str(e)) from e
+
+
+@dataclass
+class Training:
+    """The per-run objects a recipe hands to the training loop."""
+
+    optimizer: torch.optim.Optimizer
+    lr_multipliers: np.ndarray  # one per step, 0..total_steps
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    average: WeightAverage | None = None  # lookahead or EMA
+    average_every: int = 5
+    average_decay: Callable[[int], float] | None = None  # step -> decay
+    before_epoch: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    accuracy: float  # on the official CIFAR-10 test set, as a fraction
+    text: str  # the published claim, in words
+
+
+class Recipe:
+    """Subclasses set name, summary, target and config, and build the model and training."""
+
+    name: str
+    summary: str
+    target: Target
+    config: TrainConfig
+
+    def build_model(self, config, num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def setup(self, model: nn.Module, config, train_images: torch.Tensor,
+              total_steps: int) -> Training:
+        """Data-dependent initialisation (timed as part of the run) and the optimiser."""
+        raise NotImplementedError
+
+
+def override(config: TrainConfig, assignments: list[str]) -> TrainConfig:
+    """Apply `key=value` strings to a config, converting each value to the field's type."""
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    changes = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise InputError(f"--set {assignment!r}: expected key=value")
+        if key not in names:
+            raise InputError(f"--set {assignment!r}: {type(config).__name__} has no "
+                             f"hyperparameter {key!r}; known: {', '.join(names)}")
+        changes[key] = _parse_value(key, text.strip(), hints[key])
+    return dataclasses.replace(config, **changes)
+
+
+def _parse_value(key: str, text: str, kind):
+    def fail(expected):
+        return InputError(f"--set {key}={text}: expected {expected}")
+
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise fail("true or false")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise fail("an integer" if kind is int else "a number") from None
+    if kind is str:
+        return text
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        try:
+            return tuple(item(v) for v in text.strip("()").split(",") if v.strip())
+        except ValueError:
+            raise fail(f"comma-separated {item.__name__} values") from None
+    raise fail(f"a value of type {kind}")

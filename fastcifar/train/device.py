@@ -1,0 +1,51 @@
+"""Choosing the device and the precision a run uses there."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; naming an absent device is an error."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA GPU is available here; use --device auto or cpu")
+    if name == "mps" and not has_mps:
+        raise InputError("--device mps: Apple's MPS backend is not available here; use auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name}: expected one of {', '.join(DEVICE_CHOICES)}") from None
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on GPUs (BatchNorm stays in float32, see place_model), float32 on CPU."""
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to device in its compute dtype and channels_last, keeping norms in float32:
+    their statistics and tiny eps need the range."""
+    model = model.to(device=device, dtype=compute_dtype(device), memory_format=torch.channels_last)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.float()
+    return model
+
+
+def configure_backend(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type

@@ -1,0 +1,56 @@
+"""Evaluation with test-time augmentation (TTA), as airbench does it.
+
+Level 0: the images as they are. Level 1: the mean of the logits of each image and its
+mirror. Level 2: half the level-1 logits, plus half the mean of the level-1 logits of the
+image shifted one pixel up-left and one pixel down-right (reflect padding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mirror_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return 0.5 * model(images) + 0.5 * model(images.flip(-1))
+
+
+def shifted_by_one(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images translated one pixel up-left and one pixel down-right."""
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    return padded[..., 0:h, 0:w], padded[..., 2:h + 2, 2:w + 2]
+
+
+def tta_logits(model: nn.Module, images: torch.Tensor, level: int) -> torch.Tensor:
+    if level == 0:
+        return model(images)
+    if level == 1:
+        return mirror_logits(model, images)
+    if level == 2:
+        up_left, down_right = shifted_by_one(images)
+        shifted = 0.5 * mirror_logits(model, up_left) + 0.5 * mirror_logits(model, down_right)
+        return 0.5 * mirror_logits(model, images) + 0.5 * shifted
+    raise ValueError(f"tta level must be 0, 1 or 2, got {level}")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, tta_level: int = 0,
+            batch_size: int = 2000) -> torch.Tensor:
+    """Logits for all images, in eval mode (the model is put back in its previous mode)."""
+    was_training = model.training
+    model.eval()
+    logits = torch.cat([tta_logits(model, batch, tta_level).float()
+                        for batch in images.split(batch_size)])
+    model.train(was_training)
+    return logits
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             tta_level: int = 0) -> float:
+    return accuracy(predict(model, images, tta_level), labels)

@@ -1,0 +1,47 @@
+"""Timing by airbench's rule: only the work of training is timed, measured on the device.
+
+On CUDA, events recorded on the stream bracket each timed part, and the host waits for
+the device before reading them, so queued work is counted and host-side set-up is not.
+Elsewhere, wall time around the same parts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+
+import torch
+
+
+class Stopwatch:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    @contextlib.contextmanager
+    def time(self, part: str):
+        """Add the time of the block to `part`, including device work it queued."""
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            torch.cuda.synchronize(self.device)
+            self.seconds[part] += start.elapsed_time(end) / 1000
+        else:
+            self.synchronize()
+            t0 = time.perf_counter()
+            yield
+            self.synchronize()
+            self.seconds[part] += time.perf_counter() - t0
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
