@@ -7,6 +7,8 @@ network being trained; an EMA model only evaluates.
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import torch
 from torch import nn
 
@@ -40,4 +42,13 @@ class WeightAverage:
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        model.load_state_dict(self.average)
+        """Set the module's floating-point state to the average."""
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(self.average[name])
+
+    def evaluation_model(self, model: nn.Module) -> nn.Module:
+        """A copy of the module holding the average, for evaluating an EMA mid-run."""
+        copy = deepcopy(model)
+        self.copy_to(copy)
+        return copy

@@ -73,7 +73,7 @@ class Airbench94(Recipe):
             model.whiten.bias.requires_grad = epoch < config.whiten_bias_epochs
 
         return Training(
-            optimizer=optimizer,
+            optimizers=[optimizer],
             lr_multipliers=piecewise_linear(total_steps, [(0, config.lr_start),
                                                           (config.lr_peak_at, 1.0),
                                                           (1, config.lr_end)]),

@@ -53,13 +53,15 @@ class TrainConfig:
 class Training:
     """The per-run objects a recipe hands to the training loop."""
 
-    optimizer: torch.optim.Optimizer
-    lr_multipliers: np.ndarray  # one per step, 0..total_steps
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    average: WeightAverage | None = None  # lookahead or EMA
+    optimizers: list[torch.optim.Optimizer]  # all stepped every step (e.g. Muon + SGD)
+    lr_multipliers: np.ndarray  # one per step, 0..total_steps, applied to every optimizer
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> loss
+    average: WeightAverage | None = None  # lookahead or an EMA model; loaded at the end
     average_every: int = 5
     average_decay: Callable[[int], float] | None = None  # step -> decay
     before_epoch: Callable[[int], None] | None = None
+    # (inputs, labels, epoch) -> (inputs, targets), e.g. cutmix's mixed soft targets
+    batch_transform: Callable | None = None
 
 
 @dataclass(frozen=True)

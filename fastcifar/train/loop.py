@@ -79,9 +79,9 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
 
     with watch.time("init"):
         training = recipe.setup(model, config, data.train_images, total_steps)
-    optimizer, loss_fn, average = training.optimizer, training.loss, training.average
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: float(training.lr_multipliers[min(i, total_steps)]))
+    optimizers, loss_fn, average = training.optimizers, training.loss, training.average
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: float(training.lr_multipliers[min(i, total_steps)])) for opt in optimizers]
 
     step, records = 0, []
     for epoch in range(ceil(config.epochs)):
@@ -89,21 +89,25 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
             training.before_epoch(epoch)
         with watch.time("train"):
             model.train()
-            batches = _maybe_progress(loader, progress, f"epoch {epoch + 1}")
-            for inputs, labels in batches:
+            for inputs, labels in _maybe_progress(loader, progress, f"epoch {epoch + 1}"):
+                targets = labels
+                if training.batch_transform is not None:
+                    inputs, targets = training.batch_transform(inputs, labels, epoch)
                 outputs = model(inputs)
-                loss = loss_fn(outputs, labels)
-                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(outputs, targets)
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
-                scheduler.step()
+                for opt, scheduler in zip(optimizers, schedulers):
+                    opt.step()
+                    scheduler.step()
                 step += 1
                 if average is not None and step % training.average_every == 0:
                     average.update(model, training.average_decay(step))
                 if step >= total_steps:
                     break
-            if step >= total_steps and average is not None and average.copy_back:
-                average.update(model, decay=1.0)  # end on the averaged weights
+            if step >= total_steps and average is not None:
+                average.copy_to(model)  # end on the averaged weights
 
         # Once per epoch (outside the timed region): a NaN loss never recovers, so stop.
         if not torch.isfinite(loss):
@@ -113,7 +117,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
             epoch=epoch + 1,
             train_loss=loss.item() / len(labels),
             train_accuracy=(outputs.detach().argmax(1) == labels).float().mean().item(),
-            val_accuracy=evaluate(model, data.test_images, data.test_labels),
+            val_accuracy=evaluate(_evaluation_model(model, average, step, total_steps),
+                                  data.test_images, data.test_labels),
             lr=float(training.lr_multipliers[step]),
             train_seconds=watch.total)
         records.append(record)
@@ -125,6 +130,13 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     return RunResult(seed=seed, accuracy=tta_accuracy, accuracy_no_tta=records[-1].val_accuracy,
                      train_seconds=watch.total, seconds_by_part=dict(watch.seconds),
                      epochs=records)
+
+
+def _evaluation_model(model, average, step, total_steps):
+    """Mid-run, an EMA that is kept apart from the weights is evaluated on a copy."""
+    if average is None or average.copy_back or step >= total_steps:
+        return model
+    return average.evaluation_model(model)
 
 
 def _maybe_progress(loader, enabled: bool, desc: str):
