@@ -1,7 +1,11 @@
-"""The airbench network (Keller Jordan, arXiv 2404.00498).
+"""The airbench network (Keller Jordan, arXiv 2404.00498) and its variants.
 
 whitening conv 2x2 -> GELU -> three conv groups -> maxpool 3 -> linear (no bias) -> x scale
-where each conv group is conv -> maxpool 2 -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU.
+
+Each conv group is conv -> maxpool 2 -> norm -> GELU, then (convs - 1) times
+conv -> norm -> GELU. airbench94/95 have two convs per group; airbench96 has three and
+adds the group's first activation back before the last GELU (a residual over the later
+convs). The BatchNorm-free variant replaces each norm by a bias on the conv before it.
 """
 
 from __future__ import annotations
@@ -13,32 +17,49 @@ from .layers import BatchNorm, DiracConv, Mul
 
 
 class ConvGroup(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, batchnorm_momentum: float):
+    """Submodules are named conv1, norm1, ..., convN, normN, as in the reference code."""
+
+    def __init__(self, in_channels: int, out_channels: int, batchnorm_momentum: float,
+                 convs: int = 2, residual: bool = False, batchnorm: bool = True):
         super().__init__()
-        self.conv1 = DiracConv(in_channels, out_channels)
+        if convs < 1 or (residual and convs < 2):
+            raise ValueError(f"a conv group needs 1 or more convs, 2 or more with a residual; "
+                             f"got {convs} (residual={residual})")
+        self.convs, self.residual = convs, residual
         self.pool = nn.MaxPool2d(2)
-        self.norm1 = BatchNorm(out_channels, batchnorm_momentum)
-        self.conv2 = DiracConv(out_channels, out_channels)
-        self.norm2 = BatchNorm(out_channels, batchnorm_momentum)
         self.activation = nn.GELU()
+        for i in range(1, convs + 1):
+            # Without BatchNorm nothing re-centres the activations, so the convs get biases.
+            self.add_module(f"conv{i}", DiracConv(in_channels if i == 1 else out_channels,
+                                                  out_channels, bias=not batchnorm))
+            self.add_module(f"norm{i}", BatchNorm(out_channels, batchnorm_momentum)
+                            if batchnorm else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activation(self.norm1(self.pool(self.conv1(x))))
-        return self.activation(self.norm2(self.conv2(x)))
+        group_input = x
+        for i in range(2, self.convs + 1):
+            x = getattr(self, f"norm{i}")(getattr(self, f"conv{i}")(x))
+            if self.residual and i == self.convs:
+                x = x + group_input
+            x = self.activation(x)
+        return x
 
 
 class AirbenchNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (64, 256, 256), num_classes: int = 10,
                  batchnorm_momentum: float = 0.6, output_scale: float = 1 / 9,
-                 whiten_kernel_size: int = 2):
+                 whiten_kernel_size: int = 2, convs_per_group: int = 2, residual: bool = False,
+                 batchnorm: bool = True):
         super().__init__()
         whiten_width = 2 * 3 * whiten_kernel_size**2  # each eigenvector and its negative
         self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel_size, padding=0, bias=True)
         self.whiten.weight.requires_grad = False  # set from data by whitening_conv_init
         self.activation = nn.GELU()
         channels = (whiten_width, *widths)
-        self.groups = nn.Sequential(*(ConvGroup(cin, cout, batchnorm_momentum)
-                                      for cin, cout in zip(channels, channels[1:])))
+        self.groups = nn.Sequential(*(
+            ConvGroup(cin, cout, batchnorm_momentum, convs_per_group, residual, batchnorm)
+            for cin, cout in zip(channels, channels[1:])))
         self.pool = nn.MaxPool2d(3)
         self.head = nn.Linear(widths[-1], num_classes, bias=False)
         self.scale = Mul(output_scale)

@@ -1,0 +1,107 @@
+"""Time one training step of a recipe, and optionally a full timed run.
+
+    python benchmarks/step_time.py --device cpu                   # mean step time, batch 1024
+    python benchmarks/step_time.py --device cuda --full-runs 5 --data PATH
+
+The step is the recipe's real hot path (forward, summed loss, backward, optimiser and lr
+scheduler step) on a real or random batch; the first steps are warm-up and not counted.
+Full runs go through `fastcifar train`, timed by its airbench rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from fastcifar.bench.stats import summarize
+from fastcifar.recipes import get_recipe
+from fastcifar.train.device import configure_backend, device_name, place_model, resolve_device
+from fastcifar.train.timing import Stopwatch
+
+
+def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: int,
+               warmup: int) -> list[float]:
+    recipe = get_recipe(recipe_name)
+    config = dataclasses.replace(recipe.config, batch_size=batch_size)
+    model = place_model(recipe.build_model(config, 10), device)
+    dtype = next(p.dtype for p in model.parameters() if p.dim() == 4)
+    images = torch.randn(batch_size, 3, 32, 32, device=device, dtype=dtype)
+    images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+    total = warmup + steps
+    training = recipe.setup(model, config, images, total)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda i: float(training.lr_multipliers[i]))
+                  for o in training.optimizers]
+    watch = Stopwatch(device)
+    times = []
+    model.train()
+    for i in range(total):
+        before = watch.total
+        with watch.time("step"):
+            loss = training.loss(model(images), labels)
+            for opt in training.optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt, scheduler in zip(training.optimizers, schedulers):
+                opt.step()
+                scheduler.step()
+        if i >= warmup:
+            times.append(watch.total - before)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="airbench94")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--full-runs", type=int, default=0, help="also time this many full runs")
+    parser.add_argument("--data", default=None, help="data for the full runs (see fastcifar train)")
+    parser.add_argument("--json", default=None, help="write the numbers to this file")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    configure_backend(device)
+    times = time_steps(args.recipe, device, args.batch_size, args.steps, args.warmup)
+    result = {"recipe": args.recipe, "device": device_name(device), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+              "step_seconds": times, "step_seconds_mean": statistics.mean(times),
+              "step_seconds_median": statistics.median(times)}
+    print(f"{args.recipe} on {result['device']} (torch {torch.__version__}, "
+          f"{result['threads']} threads): one training step, batch {args.batch_size}: "
+          f"mean {result['step_seconds_mean']:.4f} s, median {result['step_seconds_median']:.4f} s "
+          f"over {len(times)} steps after {args.warmup} warm-up")
+
+    if args.full_runs:
+        from fastcifar.cli import main as fastcifar_main
+
+        out = Path(tempfile.mkdtemp(prefix="fastcifar-bench-"))
+        cli = ["train", "--recipe", args.recipe, "--device", str(device), "--runs",
+               str(args.full_runs), "--out", str(out)]
+        if args.data:
+            cli += ["--data", args.data]
+        code = fastcifar_main(cli)
+        if code:
+            return code
+        summary = json.loads((out / "summary.json").read_text())
+        seconds = summarize([r["train_seconds"] for r in summary["runs"]])
+        result["full_runs"] = summary["runs"]
+        print(f"full run: {seconds.mean:.2f} s mean timed seconds over {seconds.n} runs "
+              f"(accuracy mean {100 * summary['accuracy_mean']:.2f}%)")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

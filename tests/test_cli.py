@@ -1,0 +1,112 @@
+"""The command line: what a user sees on good runs and on bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastcifar.cli import main
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def tiny_archive(tmp_path):
+    """A .tar.gz image folder of 3 classes, 40 train and 10 test 32x32 PNGs each; each
+    class has its own colour, so even a few steps can learn it."""
+    root = tmp_path / "tiny"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 10)):
+        for c, name in enumerate(("red", "green", "blue")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
+                pixels[..., c] += 150
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname="tiny")
+    return archive
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_prints_table_and_writes_the_run_folder(tiny_archive, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--data", str(tiny_archive), "--device", "cpu",
+                         "--epochs", "2", "--runs", "2", "--set", "batch_size=30",
+                         "--set", "tta_level=1", "--out", str(out_dir))
+    assert code == 0, err
+    assert "val_acc" in out and "tta_val_acc" in out and "eval" in out
+    assert "mean" in out and "95% CI" in out
+
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["recipe"] == "airbench94" and summary["data"] == str(tiny_archive)
+    assert summary["device"] == "cpu" and summary["torch"]
+    assert [r["seed"] for r in summary["runs"]] == [0, 1]
+    accuracies = [r["accuracy"] for r in summary["runs"]]
+    assert all(0 <= a <= 1 for a in accuracies)
+    assert summary["accuracy_mean"] == pytest.approx(np.mean(accuracies))
+    assert summary["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert summary["train_seconds_mean"] > 0
+
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["config"]["batch_size"] == 30 and config["config"]["epochs"] == 2
+    rows = list(csv.DictReader((out_dir / "metrics.csv").open()))
+    assert [(r["run"], r["epoch"]) for r in rows] == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
+    assert "class Airbench94" in (out_dir / "airbench94.py").read_text()
+    assert not list(out_dir.glob("*.part"))
+
+
+def test_recipes_lists_targets(capsys):
+    code, out, _ = run(capsys, "recipes")
+    assert code == 0 and "airbench94" in out and "94.01%" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--recipe", "nope"], "unknown recipe 'nope'"),
+    (["--data", "/no/such/place"], "no such file or directory"),
+    (["--set", "nope=1"], "no hyperparameter 'nope'"),
+    (["--set", "lr=fast"], "expected a number"),
+    (["--set", "flip=sideways"], "flip must be one of"),
+    (["--set", "tta_level=3"], "tta_level must be 0, 1 or 2"),
+    (["--device", "cuda"], "no CUDA GPU"),
+    (["--subset", "1000"], "--subset must be between 1 and the 120 training images"),
+])
+def test_bad_input_is_one_clear_message_and_exit_2(tiny_archive, tmp_path, capsys, args, message):
+    out_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data", str(tiny_archive), "--device", "cpu",
+                       "--out", str(out_dir), *args)
+    assert code == 2
+    assert message in err and err.startswith("fastcifar: error:")
+    assert "Traceback" not in err
+    assert not (out_dir / "summary.json").exists()
+
+
+@pytest.mark.parametrize("epochs", ["0", "-1", "many"])
+def test_bad_epochs_exit_2(capsys, epochs):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", epochs])
+    assert e.value.code == 2
+    assert "--epochs" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_with_exit_1(tiny_archive, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--data", str(tiny_archive), "--device", "cpu",
+                       "--epochs", "2", "--set", "batch_size=30", "--set", "lr=1e30",
+                       "--out", str(tmp_path / "run"))
+    assert code == 1
+    assert "the run diverged" in err and "nan" in err.lower()
