@@ -37,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an image-folder directory or .tar/.tar.gz/.tgz/.zip archive with "
                             "train/ and test/ (or val/) class folders; default: the official "
                             "CIFAR-10, downloaded once into the cache")
-    train.add_argument("--runs", type=_positive_int, default=1, help="independent runs (seeds)")
-    train.add_argument("--epochs", type=_positive_float, default=None,
+    train.add_argument("--runs", type=_positive(int), default=1, help="independent runs (seeds)")
+    train.add_argument("--epochs", type=_positive(float), default=None,
                        help="override the recipe's epochs (fractions allowed)")
-    train.add_argument("--subset", type=_positive_int, default=None,
+    train.add_argument("--subset", type=_positive(int), default=None,
                        help="train on a class-balanced subset of this many images")
     train.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     train.add_argument("--seed", type=int, default=0, help="seed of the first run; run i uses seed+i")
@@ -60,24 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _positive(kind):
+    """An argparse type: a number of `kind` (int or float) greater than zero."""
+    noun = "a positive integer" if kind is int else "a positive number"
 
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text}")
+        return value
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+    return parse
 
 
 def cmd_recipes(args) -> int:

@@ -27,25 +27,27 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, copy_back: bool):
         self.copy_back = copy_back
-        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = model.state_dict()
+        self.average = {k: v.detach().clone() for k, v in state.items()}
+        self._averaged = [k for k, v in state.items() if v.is_floating_point()]
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
         """average <- decay * average + (1 - decay) * weights; with copy_back (lookahead),
-        the weights are then set to the average."""
-        for name, value in model.state_dict().items():
-            if value.is_floating_point():
-                average = self.average[name]
-                average.lerp_(value, 1 - decay)
-                if self.copy_back:
-                    value.copy_(average)
+        the weights are then set to the average. One fused call for all tensors."""
+        state = model.state_dict()
+        weights = [state[k] for k in self._averaged]
+        averages = [self.average[k] for k in self._averaged]
+        torch._foreach_lerp_(averages, weights, 1 - decay)
+        if self.copy_back:
+            torch._foreach_copy_(weights, averages)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Set the module's floating-point state to the average."""
-        for name, value in model.state_dict().items():
-            if value.is_floating_point():
-                value.copy_(self.average[name])
+        state = model.state_dict()
+        torch._foreach_copy_([state[k] for k in self._averaged],
+                             [self.average[k] for k in self._averaged])
 
     def evaluation_model(self, model: nn.Module) -> nn.Module:
         """A copy of the module holding the average, for evaluating an EMA mid-run."""

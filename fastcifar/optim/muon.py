@@ -12,7 +12,9 @@ import torch
 
 # a, b, c of the quintic x -> a x + b x^3 + c x^5 applied to every singular value. Its
 # slope at 0 is large (a = 3.4445), so small singular values grow fast; the price is that
-# the iteration does not converge to 1 but oscillates in about [0.7, 1.2] (airbench94_muon).
+# it does not converge to 1: after 3 steps, every singular value that started above about
+# 1.3% of the Frobenius norm lies in about [0.68, 1.21]. Good enough for training
+# (airbench94_muon), and 3 steps instead of many.
 QUINTIC_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 

@@ -38,11 +38,18 @@ def decoupled_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: floa
                   weight_decay: float, momentum: float, batch_size: int,
                   nesterov: bool = True) -> torch.optim.SGD:
     """SGD over (parameters, lr scale) groups. Every group decays its weights by the same
-    fraction per step, whatever its lr scale (torch multiplies weight_decay by lr)."""
+    fraction per step, whatever its lr scale."""
     values = decoupled_to_torch(lr, weight_decay, momentum, batch_size)
-    param_groups = []
-    for params, lr_scale in groups:
-        group_lr = values.lr * lr_scale
-        param_groups.append(dict(params=params, lr=group_lr,
-                                 weight_decay=values.decay_per_step / group_lr))
-    return torch.optim.SGD(param_groups, lr=values.lr, momentum=momentum, nesterov=nesterov)
+    return sgd_with_decay([(params, values.lr * lr_scale) for params, lr_scale in groups],
+                          values.decay_per_step, momentum, nesterov)
+
+
+def sgd_with_decay(groups: list[tuple[list[torch.nn.Parameter], float]],
+                   decay_per_step: float, momentum: float,
+                   nesterov: bool = True) -> torch.optim.SGD:
+    """SGD over (parameters, torch lr) groups, each removing the fraction decay_per_step of
+    its weights per step, whatever its lr (torch multiplies weight_decay by lr, so each
+    group's weight_decay is decay_per_step / lr)."""
+    param_groups = [dict(params=params, lr=lr, weight_decay=decay_per_step / lr)
+                    for params, lr in groups]
+    return torch.optim.SGD(param_groups, momentum=momentum, nesterov=nesterov)

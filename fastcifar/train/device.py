@@ -26,8 +26,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
-    """Half precision on GPUs (BatchNorm stays in float32, see place_model), float32 on CPU."""
-    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    """Half precision on CUDA (BatchNorm stays in float32, see place_model); float32 on CPU
+    and Apple GPUs, whose mixed half/float BatchNorm support is not to be relied on."""
+    return torch.float16 if device.type == "cuda" else torch.float32
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
