@@ -53,3 +53,20 @@ def sgd_with_decay(groups: list[tuple[list[torch.nn.Parameter], float]],
     param_groups = [dict(params=params, lr=lr, weight_decay=decay_per_step / lr)
                     for params, lr in groups]
     return torch.optim.SGD(param_groups, momentum=momentum, nesterov=nesterov)
+
+
+def per_example_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: float,
+                    weight_decay: float, momentum: float, batch_size: int,
+                    nesterov: bool = True) -> torch.optim.SGD:
+    """SGD over (parameters, lr scale) groups with hyperparameters as David Page states them.
+
+    The loss is summed over the batch, so torch's lr is the step per example's gradient
+    (Page writes it lr/batch_size). Weight decay is coupled to the lr and given per example:
+    each step shrinks every weight by lr * weight_decay * batch_size (Page's torch
+    weight_decay is 5e-4 * batch_size). A group's lr scale multiplies its lr and divides its
+    weight decay, so every group decays by the same fraction per step.
+    """
+    param_groups = [dict(params=params, lr=lr * lr_scale,
+                         weight_decay=weight_decay * batch_size / lr_scale)
+                    for params, lr_scale in groups]
+    return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, nesterov=nesterov)

@@ -68,6 +68,7 @@ class Training:
 class Target:
     accuracy: float  # on the official CIFAR-10 test set, as a fraction
     text: str  # the published claim, in words
+    pflops: float | None = None  # published training FLOPs of one run, in PFLOPs, if given
 
 
 class Recipe:
