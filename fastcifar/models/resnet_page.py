@@ -25,21 +25,19 @@ Norm = Callable[[int], nn.Module]  # channels -> norm layer
 Activation = Callable[[], nn.Module]
 
 
-class ConvBlock(nn.Sequential):
+def conv_block(in_channels: int, out_channels: int, norm: Norm, activation: Activation,
+               kernel_size: int = 3, pool: str = "none") -> nn.Sequential:
     """conv (no bias: the norm's shift replaces it) -> [pool] -> norm -> activation -> [pool]."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm: Norm, activation: Activation,
-                 kernel_size: int = 3, pool: str = "none"):
-        if pool not in ("none", "before_norm", "last"):
-            raise ValueError(f"pool must be none, before_norm or last, got {pool!r}")
-        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                            bias=False)]
-        if pool == "before_norm":
-            layers.append(nn.MaxPool2d(2))
-        layers += [norm(out_channels), activation()]
-        if pool == "last":
-            layers.append(nn.MaxPool2d(2))
-        super().__init__(*layers)
+    if pool not in ("none", "before_norm", "last"):
+        raise ValueError(f"pool must be none, before_norm or last, got {pool!r}")
+    layers = [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+                        bias=False)]
+    if pool == "before_norm":
+        layers.append(nn.MaxPool2d(2))
+    layers += [norm(out_channels), activation()]
+    if pool == "last":
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
 
 
 class Residual(nn.Module):
@@ -47,8 +45,8 @@ class Residual(nn.Module):
 
     def __init__(self, channels: int, norm: Norm, activation: Activation):
         super().__init__()
-        self.blocks = nn.Sequential(ConvBlock(channels, channels, norm, activation),
-                                    ConvBlock(channels, channels, norm, activation))
+        self.blocks = nn.Sequential(conv_block(channels, channels, norm, activation),
+                                    conv_block(channels, channels, norm, activation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.blocks(x)
@@ -71,12 +69,12 @@ class PageResNet(nn.Module):
             k = whiten_kernel_size
             self.whiten = nn.Conv2d(3, 3 * k * k, k, padding=k // 2, bias=False)
             self.whiten.weight.requires_grad = False  # set from data by whitening_conv_init
-            self.prep = ConvBlock(3 * k * k, widths[0], norm, activation, kernel_size=1)
+            self.prep = conv_block(3 * k * k, widths[0], norm, activation, kernel_size=1)
         else:
-            self.prep = ConvBlock(3, widths[0], norm, activation)
+            self.prep = conv_block(3, widths[0], norm, activation)
         layers = []
         for i, (cin, cout) in enumerate(zip(widths, widths[1:]), start=1):
-            layer = [ConvBlock(cin, cout, norm, activation, pool=pool)]
+            layer = [conv_block(cin, cout, norm, activation, pool=pool)]
             if i in residual_layers:
                 layer.append(Residual(cout, norm, activation))
             layers.append(nn.Sequential(*layer))

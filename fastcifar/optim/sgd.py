@@ -63,10 +63,7 @@ def per_example_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: fl
     The loss is summed over the batch, so torch's lr is the step per example's gradient
     (Page writes it lr/batch_size). Weight decay is coupled to the lr and given per example:
     each step shrinks every weight by lr * weight_decay * batch_size (Page's torch
-    weight_decay is 5e-4 * batch_size). A group's lr scale multiplies its lr and divides its
-    weight decay, so every group decays by the same fraction per step.
+    weight_decay is 5e-4 * batch_size), whatever its group's lr scale.
     """
-    param_groups = [dict(params=params, lr=lr * lr_scale,
-                         weight_decay=weight_decay * batch_size / lr_scale)
-                    for params, lr_scale in groups]
-    return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    return sgd_with_decay([(params, lr * lr_scale) for params, lr_scale in groups],
+                          lr * weight_decay * batch_size, momentum, nesterov)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from ..errors import InputError
 from .airbench94 import Airbench94
+from .airbench94_bnfree import Airbench94BnFree
+from .airbench94_muon import Airbench94Muon
+from .airbench95 import Airbench95
+from .airbench96 import Airbench96
+from .bag_of_tricks import BagOfTricks
 from .base import Recipe, TrainConfig, override
+from .resnet9_dawnbench import ResNet9Dawnbench
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (Airbench94(),)}
+RECIPES: dict[str, Recipe] = {r.name: r for r in (Airbench94(), Airbench94Muon(), Airbench95(),
+                                                Airbench96(), Airbench94BnFree(), BagOfTricks(),
+                                                ResNet9Dawnbench())}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -77,8 +77,9 @@ class AirbenchRecipe(Recipe):
     @staticmethod
     def init_whitening(model: AirbenchNet, config: AirbenchConfig, train_images) -> None:
         # A random sample, not the first images: an image-folder dataset is sorted by class.
-        sample = torch.randperm(len(train_images), device=train_images.device)[:config.whiten_images]
-        whitening_conv_init(model.whiten, train_images[sample], config.whiten_eps)
+        order = torch.randperm(len(train_images), device=train_images.device)
+        whitening_conv_init(model.whiten, train_images[order[:config.whiten_images]],
+                            config.whiten_eps)
 
     @staticmethod
     def freeze_whitening_bias(model: AirbenchNet, config: AirbenchConfig):

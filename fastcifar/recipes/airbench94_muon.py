@@ -2,7 +2,7 @@
 
 airbench94's network with its conv filters trained by Muon (orthogonalised momentum, see
 optim/muon.py) and everything else by Nesterov SGD: batch 2000 for 8 epochs, the lr
-decaying linearly to 0, no lookahead. 1.2 fewer epochs than airbench94 for the same 94%.
+decaying linearly to 0, no lookahead: 8 epochs instead of 9.9 for the same 94%.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Airbench94MuonConfig(AirbenchConfig):
 class Airbench94Muon(AirbenchRecipe):
     name = "airbench94_muon"
     summary = "airbench94's net trained by Muon (conv filters) and Nesterov SGD, 8 epochs"
-    target = Target(0.9401, "94.01% mean, 2.59 s on an A100")
+    target = Target(0.9401, "94.01% mean, 2.59 s on an A100", pflops=0.29)
     config = Airbench94MuonConfig()
 
     def build_model(self, config: Airbench94MuonConfig, num_classes: int) -> AirbenchNet:

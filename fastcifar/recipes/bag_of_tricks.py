@@ -49,15 +49,17 @@ class BagOfTricksConfig(TrainConfig):
     # about the last epoch.
     ema_momentum: float = 0.99
     ema_every: int = 5
-    whiten_kernel_size: int = 3  # 27 filters, no negatives, no bias, zero padding 1
-    whiten_eps: float = 1e-2
+    # 3x3 patches: 27 filters, zero padding 1, no bias, and no negatives (airbench needs
+    # them for its GELU; here a learned 1x1 conv follows, which can flip signs itself).
+    whiten_kernel_size: int = 3
+    whiten_eps: float = 1e-2  # damps the low-variance, mostly noise, directions
     whiten_images: int = 10000  # training images whose 3x3 patches set the filters (Page)
     widths: tuple[int, ...] = (64, 128, 256, 512)  # prep (1x1 conv), layer1, layer2, layer3
     ghost_splits: int = 16  # batch norm works best over ~32 examples: 512 / 16
     batchnorm_momentum: float = 0.9  # weight on the old running statistics (torch's 0.1)
     batchnorm_eps: float = 1e-5
-    celu_alpha: float = 0.3  # norm scales frozen at 1 with CELU(0.3) = scales 1/4, CELU(0.075)
-    output_scale: float = 0.125
+    celu_alpha: float = 0.3  # with scales frozen at 1: Page's CELU(0.075) at scales 1/4
+    output_scale: float = 0.125  # tempers the logits of the unnormalised linear head
     flip: str = "alternating"  # seed 000 (Page and Germer flip at random)
     translate: int = 4  # reflect-pad 4, random 32x32 crop
     tta_level: int = 1  # mean logits of the image and its mirror
