@@ -57,6 +57,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = commands.add_parser("recipes", help="list the recipes and their published targets")
     recipes.set_defaults(handler=cmd_recipes)
+
+    flops = commands.add_parser(
+        "flops", help="count the FLOPs of a run; with a peak, the time it takes at 100%% of it "
+                      "and the share of it a recorded run achieved")
+    flops.add_argument("--recipe", default=None,
+                       help="recipe name (default: the --run's recipe, else airbench94)")
+    flops.add_argument("--train-images", type=_positive(int), default=None,
+                       help="training images per epoch (default 50000, or the --run's)")
+    peak = flops.add_mutually_exclusive_group()
+    peak.add_argument("--peak-tflops", type=float, default=None,
+                      help="the device's peak TFLOP/s in the run's dtype (a data sheet's figure)")
+    peak.add_argument("--measure-peak", action="store_true",
+                      help="measure the peak as the TFLOP/s of a large matrix product on --device")
+    flops.add_argument("--run", type=Path, default=None,
+                       help="a run folder of `fastcifar train`: count with its config and data "
+                            "size, and report the share of the peak its timed runs achieved")
+    flops.add_argument("--device", default="auto",
+                       help="where --measure-peak measures: auto (cuda > mps > cpu), cuda, mps "
+                            "or cpu")
+    flops.set_defaults(handler=cmd_flops)
+
+    schedule = commands.add_parser(
+        "schedule", help="plot a recipe's lr multiplier (and weight-averaging decay) per step")
+    schedule.add_argument("recipe", help="recipe name (see `fastcifar recipes`)")
+    schedule.add_argument("--out", type=Path, default=None,
+                          help="the PNG to write (default <recipe>-schedule.png)")
+    schedule.add_argument("--train-images", type=_positive(int), default=None,
+                          help="training images per epoch (default 50000)")
+    schedule.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE", help="override a recipe hyperparameter (repeatable)")
+    schedule.set_defaults(handler=cmd_schedule)
     return parser
 
 
@@ -158,6 +189,76 @@ def cmd_train(args) -> int:
     print(f"\n{recipe.name}: accuracy {_percent(accuracy)} over {accuracy.n} run(s); "
           f"timed seconds per run {seconds.mean:.2f}")
     print(f"run folder: {out.path}")
+    return 0
+
+
+def cmd_flops(args) -> int:
+    from .bench.flops import (TEST_IMAGES, TRAIN_IMAGES, RecordedRun, achieved_tflops,
+                              lower_bound_seconds, measure_peak_tflops, run_flops,
+                              share_of_peak)
+    from .recipes import get_recipe
+    from .train.device import compute_dtype, device_name, resolve_device
+
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        raise InputError(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
+    recorded = RecordedRun.read(args.run) if args.run is not None else None
+    recipe = get_recipe(args.recipe or (recorded.recipe if recorded else "airbench94"))
+    if recorded is None:
+        config, test_images = recipe.config, TEST_IMAGES
+        train_images = args.train_images or TRAIN_IMAGES
+    else:
+        config, test_images = recorded.recipe_config(recipe), recorded.test_images
+        train_images = args.train_images or recorded.train_images
+
+    flops = run_flops(recipe, config, train_images, test_images)
+    as_published = (config == recipe.config and train_images == TRAIN_IMAGES
+                    and test_images == TEST_IMAGES and recipe.target.pflops is not None)
+    published = f"  (published: {recipe.target.pflops:g})" if as_published else ""
+    print(f"{recipe.name}: {flops.steps} steps of {flops.batch_size} images "
+          f"({config.epochs:g} epochs of {train_images} training images)")
+    for part, value, extra in (
+            ("training (forward + backward)", flops.train, ""),
+            (f"final eval ({test_images} images x {flops.tta_forwards} forwards)", flops.eval, ""),
+            ("total", flops.total, published)):
+        print(f"  {part:<44} {value / 1e15:9.4g} PFLOPs{extra}")
+
+    peak, peak_device = args.peak_tflops, None
+    if args.measure_peak:
+        device = resolve_device(args.device)
+        peak, peak_device = measure_peak_tflops(device), device_name(device)
+        print(f"peak: {peak:.3g} TFLOP/s measured on {peak_device} "
+              f"({str(compute_dtype(device)).removeprefix('torch.')} matrix product)")
+    if peak is not None:
+        print(f"at 100% of {peak:.3g} TFLOP/s a run takes at least "
+              f"{lower_bound_seconds(flops.total, peak):.3g} s")
+    if recorded is not None:
+        seconds = sum(recorded.train_seconds) / len(recorded.train_seconds)
+        share = (f", {share_of_peak(flops.total, seconds, peak):.1%} of the peak"
+                 if peak is not None else "")
+        print(f"run {recorded.path} on {recorded.device}: {len(recorded.train_seconds)} run(s) "
+              f"of {seconds:.3g} timed s on average, "
+              f"{achieved_tflops(flops.total, seconds):.3g} TFLOP/s{share}")
+        if peak_device is not None and peak_device != recorded.device:
+            print(f"note: the peak was measured on {peak_device}, the run on {recorded.device}")
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    from .recipes import get_recipe, override
+    from .bench.flops import TRAIN_IMAGES
+    from .report.plots import schedule_figure
+
+    recipe = get_recipe(args.recipe)
+    out = args.out or Path(f"{recipe.name}-schedule.png")
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out}: expected a .png file name")
+    figure = schedule_figure(recipe, override(recipe.config, args.overrides),
+                             args.train_images or TRAIN_IMAGES)
+    try:
+        figure.savefig(out, dpi=120)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot write it: {e.strerror or e}") from None
+    print(f"wrote {out}")
     return 0
 
 

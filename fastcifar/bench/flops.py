@@ -1,0 +1,217 @@
+"""The FLOPs of a whole training run, and what share of the device's peak a run achieved.
+
+Convention (the one airbench's published figures follow): a run's FLOPs are the forward and
+backward passes of every training step plus the forwards of the final test-time-augmented
+evaluation on the 10,000 test images, i.e. exactly the model work inside the timed region
+(see train/loop.py). Not counted: the untimed per-epoch validation, the whitening init, the
+optimiser and weight-averaging updates (elementwise, or small matrices for Muon), data
+augmentation, and elementwise layers (norms, activations), which torch's FlopCounterMode
+leaves out; a multiply-add counts as 2 FLOPs. Airbench gives its figures without saying
+what they count, so the convention is the one that reproduces them: airbench94 0.350 PFLOPs
+(published 0.36; "358 TFLOPs" in its script), airbench94_muon 0.291 (0.29), airbench95 1.34
+(1.39), airbench96 4.90 (4.91), and Page's final bag-of-tricks run 1.144 (airbench quotes
+1,148 TFLOPs for it); counting training alone gives 0.336, 0.277, 1.30 and 4.84.
+
+The count is exact per step, not one step times the step count: a step's backward depends
+on which parameters train, and recipes change that between epochs (airbench freezes its
+whitening bias after 3 epochs, which saves the gradient of the first conv's input).
+
+David Page's DAWNBench argument: FLOPs / peak FLOP/s is the time the run would take at 100%
+GPU efficiency, and a recorded time's distance from it shows how much speed is left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import InputError
+from ..recipes.base import Training
+from ..train.device import compute_dtype
+from ..train.evaluate import predict
+from ..train.timing import Stopwatch
+
+TRAIN_IMAGES = 50_000  # CIFAR-10's
+TEST_IMAGES = 10_000
+IMAGE_SHAPE = (3, 32, 32)
+SETUP_IMAGES = 256  # random images for a recipe's data-dependent init when no data is at hand
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """The FLOPs torch's FlopCounterMode counts while fn runs."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@dataclass
+class RunSetup:
+    """A run's model (on the CPU) and Training, set up without data, and its step counts."""
+
+    model: torch.nn.Module
+    training: Training
+    steps_per_epoch: int  # full batches only, as the training loader gives them
+    steps: int
+
+
+def set_up_without_data(recipe, config, train_images: int = TRAIN_IMAGES,
+                        num_classes: int = 10) -> RunSetup:
+    """Build and set up the recipe as train/loop.py would for a run on `train_images`
+    images, with random images for the data-dependent init: enough for everything that
+    does not depend on the images' content (schedules, which parameters train). The global
+    random state is left as it was."""
+    config.validate()
+    per_epoch = train_images // config.batch_size
+    if per_epoch == 0:
+        raise InputError(f"batch size {config.batch_size} is larger than the {train_images} "
+                         f"training images: a run would take no steps")
+    steps = ceil(per_epoch * config.epochs)
+    model = recipe.build_model(config, num_classes)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        training = recipe.setup(model, config, torch.randn(SETUP_IMAGES, *IMAGE_SHAPE), steps)
+    return RunSetup(model, training, per_epoch, steps)
+
+
+@dataclass(frozen=True)
+class RunFlops:
+    recipe: str
+    steps: int
+    batch_size: int
+    train_images: int
+    test_images: int
+    tta_forwards: int  # forward passes per test image in the final evaluation
+    train: int  # forward + backward of every training step
+    eval: int  # the final TTA evaluation
+
+    @property
+    def total(self) -> int:
+        return self.train + self.eval
+
+
+def run_flops(recipe, config=None, train_images: int = TRAIN_IMAGES,
+              test_images: int = TEST_IMAGES) -> RunFlops:
+    """Count the FLOPs of one run of `recipe` (with `config`, default the recipe's), on meta
+    tensors: shapes only, no arithmetic, so even the largest recipe counts in a second."""
+    config = config or recipe.config
+    run = set_up_without_data(recipe, config, train_images)
+    training, per_epoch, steps = run.training, run.steps_per_epoch, run.steps
+    model = run.model.to("meta").train()
+    batch = torch.empty(config.batch_size, *IMAGE_SHAPE, device="meta")
+
+    step_flops: dict[tuple[bool, ...], int] = {}  # by which parameters train
+    train, step = 0, 0
+    for epoch in range(ceil(config.epochs)):  # as train/loop.py steps a run
+        if training.before_epoch is not None:
+            training.before_epoch(epoch)
+        trains = tuple(p.requires_grad for p in model.parameters())
+        if trains not in step_flops:
+            # Any scalar loss has the same backward FLOPs through the network.
+            step_flops[trains] = count_flops(lambda: model(batch).float().sum().backward())
+        steps_now = min(per_epoch, steps - step)
+        train += steps_now * step_flops[trains]
+        step += steps_now
+
+    # Evaluation FLOPs grow linearly with the images (no batch statistics in eval mode).
+    one_image = torch.empty(1, *IMAGE_SHAPE, device="meta")
+    per_image = count_flops(lambda: predict(model, one_image, config.tta_level))
+    tta_forwards = per_image // count_flops(lambda: predict(model, one_image))
+    return RunFlops(recipe.name, steps, config.batch_size, train_images, test_images,
+                    tta_forwards, train, test_images * per_image)
+
+
+def lower_bound_seconds(flops: float, peak_tflops: float) -> float:
+    """The run's time at 100% of the peak: Page's "40 s at 100% efficiency" bound."""
+    return flops / (peak_tflops * 1e12)
+
+
+def achieved_tflops(flops: float, seconds: float) -> float:
+    return flops / seconds / 1e12
+
+
+def share_of_peak(flops: float, seconds: float, peak_tflops: float) -> float:
+    """The fraction of the peak FLOP/s a run of `seconds` achieved."""
+    return achieved_tflops(flops, seconds) / peak_tflops
+
+
+def measure_peak_tflops(device: torch.device, size: int | None = None,
+                        min_seconds: float = 0.5) -> float:
+    """The TFLOP/s of a size x size matrix product on `device`, in the dtype runs use there
+    (float16 on CUDA, float32 elsewhere): a practical peak, usually below the data sheet's.
+
+    The number of products doubles until one timed pass lasts min_seconds; the shorter
+    passes before it (and one product before those) are the warm-up: library heuristics,
+    clocks, caches."""
+    if size is None:
+        size = 8192 if device.type == "cuda" else 1024
+    dtype = compute_dtype(device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    out = a @ b
+    repeats = 1
+    while True:
+        watch = Stopwatch(device)
+        with watch.time("matmul"):
+            for _ in range(repeats):
+                torch.mm(a, b, out=out)
+        if watch.total >= min_seconds:
+            return 2 * size**3 * repeats / watch.total / 1e12
+        repeats *= 2
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """What `fastcifar flops --run` needs from a run folder written by `fastcifar train`."""
+
+    path: Path
+    recipe: str
+    config: dict  # config.json's "config": the recipe's hyperparameters as run
+    train_images: int
+    test_images: int
+    device: str  # the name of the device it ran on
+    train_seconds: list[float]  # the timed seconds of each run
+
+    @classmethod
+    def read(cls, path: Path) -> "RecordedRun":
+        path = Path(path)
+        if not path.is_dir():
+            raise InputError(f"--run {path}: no such run folder")
+        config, summary = (_read_json(path / name) for name in ("config.json", "summary.json"))
+        try:
+            seconds = [float(run["train_seconds"]) for run in summary["runs"]]
+            return cls(path, config["recipe"], dict(config["config"]),
+                       int(summary["train_images"]), int(summary["test_images"]),
+                       summary["device"], seconds)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"--run {path}: not a run folder written by `fastcifar train` "
+                             f"(config.json or summary.json lacks {e})") from None
+
+    def recipe_config(self, recipe):
+        """The recipe's config with this run's values (JSON turned its tuples into lists)."""
+        if recipe.name != self.recipe:
+            raise InputError(f"--run {self.path} is a run of {self.recipe}, not {recipe.name}")
+        defaults = dataclasses.asdict(recipe.config)
+        unknown = sorted(set(self.config) - set(defaults))
+        if unknown:
+            raise InputError(f"--run {self.path}: {recipe.name} has no hyperparameter(s) "
+                             f"{', '.join(unknown)}; was it written by another version?")
+        values = {k: tuple(v) if isinstance(defaults[k], tuple) else v
+                  for k, v in self.config.items()}
+        return dataclasses.replace(recipe.config, **values)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--run {path.parent}: no {path.name}; not a run folder written by "
+                         f"`fastcifar train`") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"--run: {path} is not valid JSON: {e}") from None

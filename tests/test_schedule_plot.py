@@ -1,0 +1,82 @@
+"""`fastcifar schedule`: the lr multiplier and averaging decay a run will follow, plotted."""
+
+from __future__ import annotations
+
+import sys
+from math import ceil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastcifar.cli import main
+
+pytest.importorskip("matplotlib")
+
+from fastcifar.recipes import RECIPES  # noqa: E402
+from fastcifar.report.plots import schedule_figure  # noqa: E402
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_schedule_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "airbench94.png"
+    code, printed, err = run(capsys, "schedule", "airbench94", "--out", str(out))
+    assert code == 0, err
+    assert str(out) in printed
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert out.stat().st_size > 10_000  # two panels of curves, axes and labels
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width >= 600 and image.height >= 400
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_the_plot_shows_the_recipes_own_multipliers_per_epoch(name):
+    recipe = RECIPES[name]
+    config = recipe.config
+    per_epoch = 50_000 // config.batch_size
+    steps = ceil(per_epoch * config.epochs)
+    torch.manual_seed(0)
+    training = recipe.setup(recipe.build_model(config, 10), config,
+                            torch.randn(256, 3, 32, 32), steps)
+
+    axes = schedule_figure(recipe).axes
+    lr = axes[0].lines[0]
+    np.testing.assert_allclose(lr.get_ydata(), training.lr_multipliers)
+    np.testing.assert_allclose(lr.get_xdata(), np.arange(steps + 1) / per_epoch)
+    assert len(axes) == (2 if training.average is not None else 1)
+    if training.average is not None:
+        decay = axes[1].lines[0]
+        updates = np.arange(training.average_every, steps + 1, training.average_every)
+        np.testing.assert_allclose(decay.get_xdata(), updates / per_epoch)
+        np.testing.assert_allclose(decay.get_ydata(),
+                                   [training.average_decay(int(s)) for s in updates])
+
+
+def test_airbench94_warms_up_from_0_2_to_1_then_decays_to_0_07():
+    lr = schedule_figure(RECIPES["airbench94"]).axes[0].lines[0].get_ydata()
+    assert len(lr) == 476 + 1 and lr[0] == pytest.approx(0.2)
+    assert lr.max() == pytest.approx(1.0) and lr.argmax() == int(0.23 * 476)
+    assert lr[-1] == pytest.approx(0.07)
+
+
+def test_without_matplotlib_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
+    code, _, err = run(capsys, "schedule", "airbench94", "--out", str(tmp_path / "s.png"))
+    assert code == 2 and 'pip install "fastcifar[plot]"' in err
+    assert not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nope"], "unknown recipe 'nope'"),
+    (["airbench94", "--out", "schedule.pdf"], "expected a .png file name"),
+    (["airbench94", "--set", "epochs=0"], "epochs must be positive"),
+])
+def test_bad_schedule_input_exits_2(capsys, args, message):
+    code, _, err = run(capsys, "schedule", *args)
+    assert code == 2 and message in err and "Traceback" not in err
