@@ -152,7 +152,8 @@ def cmd_train(args) -> int:
                                    "data": args.data or "cifar10", "subset": args.subset,
                                    "device": str(device), "seed": args.seed, "runs": args.runs,
                                    "compile": args.compile})
-    out.copy_source(Path(inspect.getfile(type(recipe))))
+    for source in recipe_sources(recipe):
+        out.copy_source(source)
 
     model_transform, compile_seconds = None, 0.0
     if args.compile:
@@ -260,6 +261,20 @@ def cmd_schedule(args) -> int:
         raise InputError(f"--out {out}: cannot write it: {e.strerror or e}") from None
     print(f"wrote {out}")
     return 0
+
+
+def recipe_sources(recipe) -> list[Path]:
+    """The recipe's file and those of the recipes it inherits from (a variant's file holds
+    only what it changes), so the run folder has every hyperparameter's source."""
+    from .recipes.base import Recipe
+
+    files = []
+    for cls in type(recipe).__mro__:
+        if issubclass(cls, Recipe) and cls is not Recipe:
+            path = Path(inspect.getfile(cls))
+            if path not in files:
+                files.append(path)
+    return files
 
 
 def _percent(s) -> str:

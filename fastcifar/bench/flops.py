@@ -68,11 +68,7 @@ def set_up_without_data(recipe, config, train_images: int = TRAIN_IMAGES,
     does not depend on the images' content (schedules, which parameters train). The global
     random state is left as it was."""
     config.validate()
-    per_epoch = train_images // config.batch_size
-    if per_epoch == 0:
-        raise InputError(f"batch size {config.batch_size} is larger than the {train_images} "
-                         f"training images: a run would take no steps")
-    steps = ceil(per_epoch * config.epochs)
+    per_epoch, steps = config.steps(train_images)
     model = recipe.build_model(config, num_classes)
     with torch.random.fork_rng():
         torch.manual_seed(0)

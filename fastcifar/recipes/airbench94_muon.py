@@ -63,8 +63,7 @@ class Airbench94Muon(AirbenchRecipe):
                               ([head], config.head_lr)],
                              decay_per_step=config.weight_decay * config.batch_size,
                              momentum=config.sgd_momentum)
-        steps_per_epoch = len(train_images) // config.batch_size  # full batches only
-        whiten_bias_steps = config.whiten_bias_epochs * steps_per_epoch
+        whiten_bias_steps = round(total_steps * config.whiten_bias_epochs / config.epochs)
         # The loop gives every group the same multipliers; this one group has its own.
         follow_own_schedule(sgd, sgd.param_groups[0],
                             piecewise_linear(whiten_bias_steps, [(0, 1.0), (1, 0.0)]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
+from math import ceil
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,15 @@ class TrainConfig:
     translate: int = 0  # pixels of random translation (reflect pad + crop)
     cutout: int = 0  # side of the cutout square, 0 for none
     tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations
+
+    def steps(self, train_images: int) -> tuple[int, int]:
+        """(steps per epoch, steps in the run): full batches only, the last epoch cut short
+        when epochs is fractional."""
+        per_epoch = train_images // self.batch_size
+        if per_epoch == 0:
+            raise InputError(f"batch_size {self.batch_size} is larger than the {train_images} "
+                             f"training images: no full batch to train on")
+        return per_epoch, ceil(per_epoch * self.epochs)
 
     def augmentation(self) -> Augmentation:
         return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout)

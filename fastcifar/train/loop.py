@@ -68,10 +68,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     torch.manual_seed(seed)
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                           train=True, augmentation=config.augmentation())
-    if len(loader) == 0:
-        raise RunFailed(f"batch size {config.batch_size} is larger than the "
-                        f"{len(data.train_images)} training images: no full batch to train on")
-    total_steps = ceil(len(loader) * config.epochs)
+    _, total_steps = config.steps(len(data.train_images))
     model = place_model(recipe.build_model(config, data.num_classes), device)
     if model_transform is not None:
         model = model_transform(model)
