@@ -45,15 +45,37 @@ def random_crop(padded: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
+def random_square_mask(n: int, h: int, w: int, size: int,
+                       device: torch.device | str) -> torch.Tensor:
+    """(n, 1, h, w) booleans: one random size x size square per image, wholly inside it."""
+    top = torch.randint(0, h - size + 1, (n, 1, 1), device=device)
+    left = torch.randint(0, w - size + 1, (n, 1, 1), device=device)
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return inside.unsqueeze(1)
+
+
 def cutout(images: torch.Tensor, size: int) -> torch.Tensor:
     """Zero one random size x size square per image, always wholly inside the image (as
     Page's ResNet-9 and airbench96 place it)."""
     if size <= 0:
         return images
     n, _, h, w = images.shape
-    top = torch.randint(0, h - size + 1, (n, 1, 1), device=images.device)
-    left = torch.randint(0, w - size + 1, (n, 1, 1), device=images.device)
-    rows = torch.arange(h, device=images.device).view(1, h, 1)
-    cols = torch.arange(w, device=images.device).view(1, 1, w)
-    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
-    return images.masked_fill(inside.unsqueeze(1), 0)
+    return images.masked_fill(random_square_mask(n, h, w, size, images.device), 0)
+
+
+def cutmix(images: torch.Tensor, targets: torch.Tensor,
+           size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cutmix within a batch (hlb): each image gets a random size x size square, wholly
+    inside it, pasted from a partner image at the same place (partners are a random
+    permutation of the batch). targets are (N, classes) probabilities, e.g. one-hot; each
+    image's mixed target gives its partner's target the weight of the pasted area."""
+    if size <= 0:
+        return images, targets
+    n, _, h, w = images.shape
+    partner = torch.randperm(n, device=images.device)
+    inside = random_square_mask(n, h, w, size, images.device)
+    mixed = torch.where(inside, images[partner], images)
+    pasted = inside.flatten(1).float().mean(1, keepdim=True).to(targets.dtype)
+    return mixed, (1 - pasted) * targets + pasted * targets[partner]

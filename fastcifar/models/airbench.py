@@ -50,21 +50,23 @@ class AirbenchNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (64, 256, 256), num_classes: int = 10,
                  batchnorm_momentum: float = 0.6, output_scale: float = 1 / 9,
                  whiten_kernel_size: int = 2, convs_per_group: int = 2, residual: bool = False,
-                 batchnorm: bool = True):
+                 batchnorm: bool = True, whiten_bias: bool = True):
         super().__init__()
         whiten_width = 2 * 3 * whiten_kernel_size**2  # each eigenvector and its negative
-        self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel_size, padding=0, bias=True)
+        self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel_size, padding=0, bias=whiten_bias)
         self.whiten.weight.requires_grad = False  # set from data by whitening_conv_init
         self.activation = nn.GELU()
         channels = (whiten_width, *widths)
         self.groups = nn.Sequential(*(
             ConvGroup(cin, cout, batchnorm_momentum, convs_per_group, residual, batchnorm)
             for cin, cout in zip(channels, channels[1:])))
-        self.pool = nn.MaxPool2d(3)
+        self.pool = nn.MaxPool2d(3)  # the 3x3 map left after three 2x2 pools: global max
         self.head = nn.Linear(widths[-1], num_classes, bias=False)
         self.scale = Mul(output_scale)
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """The last group's features -> logits."""
+        return self.scale(self.head(self.pool(features).flatten(1)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.groups(self.activation(self.whiten(x)))
-        x = self.pool(x).flatten(1)
-        return self.scale(self.head(x))
+        return self.classify(self.groups(self.activation(self.whiten(x))))

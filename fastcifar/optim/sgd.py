@@ -67,3 +67,12 @@ def per_example_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: fl
     """
     return sgd_with_decay([(params, lr * lr_scale) for params, lr_scale in groups],
                           lr * weight_decay * batch_size, momentum, nesterov)
+
+
+def weights_and_biases(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter],
+                                                        list[torch.nn.Parameter]]:
+    """The trainable parameters split by name into weights and biases: Page's and hlb's
+    split, in nets whose only biases are the norms' shifts (trained faster than weights)."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    return ([p for name, p in trainable if not name.endswith("bias")],
+            [p for name, p in trainable if name.endswith("bias")])

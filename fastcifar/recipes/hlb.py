@@ -1,0 +1,128 @@
+"""hlb: tysam's hlb-CIFAR10 v0.7, about 94% on CIFAR-10 in 6.3 s on an A100.
+
+airbench's predecessor: the same whitened VGG-like net, wider (64/256/512) and ending in a
+global max, with a dirac "implicit residual" init; one-cycle Nesterov SGD, label smoothing,
+cutmix in the last epochs, and an EMA of the weights over the last 10 epochs that is
+copied back into the net at every update. HlbConfig and Hlb are shared with
+hlb_state_sketch (seed 002), which changes the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import floor
+
+import torch.nn.functional as F
+
+from ..data.augment import cutmix
+from ..errors import InputError
+from ..models.hlb import HlbNet
+from ..models.whitening import whitening_conv_init
+from ..optim.averaging import WeightAverage, lookahead_decay
+from ..optim.schedules import piecewise_linear
+from ..optim.sgd import per_example_sgd, weights_and_biases
+from ..train.losses import summed_cross_entropy
+from .base import Recipe, Target, Training, TrainConfig
+
+
+@dataclass(frozen=True)
+class HlbConfig(TrainConfig):
+    epochs: float = 12.1
+    batch_size: int = 1024
+    widths: tuple[int, ...] = (64, 256, 512)
+    # Weight kept on the old running statistics: hlb passes torch's momentum 0.4.
+    batchnorm_momentum: float = 0.6
+    output_scale: float = 1 / 9  # the linear head's temperature
+    # Each group's first conv starts as this x its random init + identity, rescaled back.
+    residual_random_scale: float = 1.0
+    whiten_eps: float = 1e-2
+    # The whitening statistics cover every training image, summed 5,000 images at a time.
+    whiten_chunk: int = 5000
+    # Torch's lr of the weights, hlb's 1.525/512: the loss is a sum over a batch rescaled
+    # to 512 examples (loss_examples), so this is per example.
+    lr: float = 1.525 / 512
+    bias_lr_scale: float = 64.0  # BatchNorm biases learn 64x faster, with 1/64 the decay
+    # Per example and coupled to the lr: torch's weight_decay is this x batch_size (x1/64 for
+    # the biases), so every parameter loses lr * 6.687e-4 * batch_size of itself per step.
+    weight_decay: float = 6.687e-4
+    momentum: float = 0.85  # Nesterov
+    # One-cycle (OneCycleLR, linear): lr multiplier from ~0 (max / 1e16) up to 1 at 23% of
+    # the steps, then down to 0.07 at the end ("actually pretty important", says hlb).
+    # OneCycleLR puts these knots one step earlier (0.23 * steps - 1, steps - 1).
+    lr_peak_at: float = 0.23
+    lr_end: float = 0.07
+    label_smoothing: float = 0.2
+    # The summed loss is scaled by loss_examples / batch_size (hlb's loss_batchsize_scaler).
+    # hlb also multiplies by 1/32 inside the sum and divides by 32 after it, a guard against
+    # float16 overflow; powers of two cancel exactly, so that part is left out.
+    loss_examples: int = 512
+    # Cutmix in the epochs from epochs - cutmix_epochs on (epoch indices 7-12 of 0-12):
+    # a 3x3 square pasted from another image, its label mixed in by area (9/1024).
+    cutmix_size: int = 3
+    cutmix_epochs: float = 6.0
+    # EMA from the start of whole epoch floor(epochs) - ema_epochs (epoch index 2 of 0-12:
+    # it also covers the fractional last epoch), every ema_every steps with decay
+    # ema_base**ema_every * (step / steps)**ema_power, copied back into the net each time.
+    ema_epochs: int = 10
+    ema_every: int = 5
+    ema_base: float = 0.95
+    ema_power: float = 3.0
+    flip: str = "random"  # hlb mirrors a fresh random half every epoch
+    translate: int = 2  # reflect-pad 2, random 32x32 crop
+    tta_level: int = 1  # mean logits of the image and its mirror
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.widths:
+            raise InputError("widths must name at least one conv group")
+        if self.cutmix_size < 0 or self.ema_epochs < 0 or self.ema_every < 1:
+            raise InputError("cutmix_size and ema_epochs must be 0 or more, ema_every 1 or more")
+
+    def ema_decay(self, step: int, total_steps: int) -> float:
+        """The EMA's decay at step (the loop's count, after the step). 0 until the EMA
+        starts: the average just takes the weights, as hlb's first snapshot does."""
+        per_epoch = int(total_steps / self.epochs + 1e-9)  # TrainConfig.steps inverted
+        start = max(floor(self.epochs) - self.ema_epochs, 0) * per_epoch
+        if step - self.ema_every <= start:
+            return 0.0
+        return lookahead_decay(step, total_steps, self.ema_every, self.ema_base, self.ema_power)
+
+
+class Hlb(Recipe):
+    name = "hlb"
+    summary = "tysam's hlb-CIFAR10 v0.7: whitening, dirac init, one-cycle, cutmix, EMA"
+    target = Target(0.94, "about 94%, 6.3 s on an A100")
+    config = HlbConfig()
+
+    def build_model(self, config: HlbConfig, num_classes: int) -> HlbNet:
+        return HlbNet(config.widths, num_classes, config.batchnorm_momentum,
+                      config.output_scale, residual_random_scale=config.residual_random_scale)
+
+    def setup(self, model: HlbNet, config: HlbConfig, train_images,
+              total_steps: int) -> Training:
+        whitening_conv_init(model.whiten, train_images, config.whiten_eps,
+                            chunk_size=config.whiten_chunk)
+
+        weights, biases = weights_and_biases(model)
+        optimizer = per_example_sgd([(weights, 1.0), (biases, config.bias_lr_scale)],
+                                    lr=config.lr, weight_decay=config.weight_decay,
+                                    momentum=config.momentum, batch_size=config.batch_size)
+        num_classes = model.head.out_features
+
+        def cutmix_late(inputs, labels, epoch):
+            if config.cutmix_size == 0 or epoch < config.epochs - config.cutmix_epochs:
+                return inputs, labels
+            targets = F.one_hot(labels, num_classes).to(inputs.dtype)
+            return cutmix(inputs, targets, config.cutmix_size)
+
+        return Training(
+            optimizers=[optimizer],
+            lr_multipliers=piecewise_linear(total_steps, [(0, 0.0), (config.lr_peak_at, 1.0),
+                                                          (1, config.lr_end)]),
+            loss=summed_cross_entropy(config.label_smoothing,
+                                      scale=config.loss_examples / config.batch_size),
+            average=WeightAverage(model, copy_back=True),
+            average_every=config.ema_every,
+            average_decay=lambda step: config.ema_decay(step, total_steps),
+            batch_transform=cutmix_late,
+        )
