@@ -44,6 +44,12 @@ def patch_eigenbasis(second_moment: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return eigenvalues.flip(0), eigenvectors.T.flip(0)
 
 
+def random_images(images: torch.Tensor, n: int) -> torch.Tensor:
+    """n images drawn at random: never the first n, since an image-folder dataset is
+    sorted by class and its first images would all be of one class."""
+    return images[torch.randperm(len(images), device=images.device)[:n]]
+
+
 @torch.no_grad()
 def whitening_conv_init(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4,
                         with_negatives: bool = True, chunk_size: int | None = None) -> None:

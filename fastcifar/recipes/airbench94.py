@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-import torch
-
 from ..errors import InputError
 from ..models.airbench import AirbenchNet
 from ..models.layers import BatchNorm
-from ..models.whitening import whitening_conv_init
+from ..models.whitening import random_images, whitening_conv_init
 from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import decoupled_sgd
@@ -76,9 +74,7 @@ class AirbenchRecipe(Recipe):
 
     @staticmethod
     def init_whitening(model: AirbenchNet, config: AirbenchConfig, train_images) -> None:
-        # A random sample, not the first images: an image-folder dataset is sorted by class.
-        order = torch.randperm(len(train_images), device=train_images.device)
-        whitening_conv_init(model.whiten, train_images[order[:config.whiten_images]],
+        whitening_conv_init(model.whiten, random_images(train_images, config.whiten_images),
                             config.whiten_eps)
 
     @staticmethod

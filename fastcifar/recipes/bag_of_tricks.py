@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..errors import InputError
 from ..models.layers import GhostBatchNorm
 from ..models.resnet_page import PageResNet
-from ..models.whitening import whitening_conv_init
+from ..models.whitening import random_images, whitening_conv_init
 from ..optim.averaging import WeightAverage
 from ..optim.schedules import piecewise_linear
-from ..optim.sgd import per_example_sgd
+from ..optim.sgd import per_example_sgd, weights_and_biases
 from ..train.losses import summed_cross_entropy
 from .base import Recipe, Target, Training, TrainConfig
 
@@ -92,14 +91,10 @@ class BagOfTricks(Recipe):
 
     def setup(self, model: PageResNet, config: BagOfTricksConfig, train_images,
               total_steps: int) -> Training:
-        # A random sample, not the first images: an image-folder dataset is sorted by class.
-        sample = torch.randperm(len(train_images), device=train_images.device)[:config.whiten_images]
-        whitening_conv_init(model.whiten, train_images[sample], config.whiten_eps,
-                            with_negatives=False)
+        whitening_conv_init(model.whiten, random_images(train_images, config.whiten_images),
+                            config.whiten_eps, with_negatives=False)
 
-        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        biases = [p for name, p in trainable if name.endswith("bias")]  # the norms' shifts
-        weights = [p for name, p in trainable if not name.endswith("bias")]
+        weights, biases = weights_and_biases(model)  # the biases are the norms' shifts
         optimizer = per_example_sgd([(weights, 1.0), (biases, config.bias_lr_scale)],
                                     lr=config.lr, weight_decay=config.weight_decay,
                                     momentum=config.momentum, batch_size=config.batch_size)
