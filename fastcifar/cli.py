@@ -110,10 +110,12 @@ def _positive(kind):
 def cmd_recipes(args) -> int:
     from .recipes import RECIPES
 
-    width = max(len(name) for name in RECIPES)
-    print(f"{'recipe'.ljust(width)}  published target (official CIFAR-10)  what it is")
-    for name, recipe in RECIPES.items():
-        print(f"{name.ljust(width)}  {recipe.target.text.ljust(36)}  {recipe.summary}")
+    rows = [(name, r.target.text, r.summary) for name, r in RECIPES.items()]
+    rows.insert(0, ("recipe", "published target (official CIFAR-10)", "what it is"))
+    name_width = max(len(r[0]) for r in rows)
+    target_width = max(len(r[1]) for r in rows)
+    for name, target, summary in rows:
+        print(f"{name.ljust(name_width)}  {target.ljust(target_width)}  {summary}")
     return 0
 
 
