@@ -3,8 +3,8 @@
     python benchmarks/step_time.py --device cpu                   # mean step time, batch 1024
     python benchmarks/step_time.py --device cuda --full-runs 5 --data PATH
 
-The step is the recipe's real hot path (forward, summed loss, backward, optimiser and lr
-scheduler step) on a real or random batch; the first steps are warm-up and not counted.
+The step is the training loop's own hot path (train.loop.training_step) on a random
+batch; the first steps are warm-up and not counted.
 Full runs go through `fastcifar train`, timed by its airbench rule.
 """
 
@@ -22,7 +22,9 @@ import torch
 
 from fastcifar.bench.stats import summarize
 from fastcifar.recipes import get_recipe
+from fastcifar.optim.schedules import multiplier_scheduler
 from fastcifar.train.device import configure_backend, device_name, place_model, resolve_device
+from fastcifar.train.loop import training_step
 from fastcifar.train.timing import Stopwatch
 
 
@@ -37,21 +39,14 @@ def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: i
     labels = torch.randint(0, 10, (batch_size,), device=device)
     total = warmup + steps
     training = recipe.setup(model, config, images, total)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda i: float(training.lr_multipliers[i]))
-                  for o in training.optimizers]
+    schedulers = [multiplier_scheduler(o, training.lr_multipliers) for o in training.optimizers]
     watch = Stopwatch(device)
     times = []
     model.train()
     for i in range(total):
         before = watch.total
         with watch.time("step"):
-            loss = training.loss(model(images), labels)
-            for opt in training.optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for opt, scheduler in zip(training.optimizers, schedulers):
-                opt.step()
-                scheduler.step()
+            training_step(model, images, labels, training.loss, training.optimizers, schedulers)
         if i >= warmup:
             times.append(watch.total - before)
     return times

@@ -17,6 +17,7 @@ import torch
 from ..data.loader import DeviceLoader, to_device_tensor
 from ..data.dataset import ImageDataset
 from ..errors import RunFailed
+from ..optim.schedules import multiplier_scheduler
 from .device import compute_dtype, place_model
 from .evaluate import evaluate
 from .timing import Stopwatch
@@ -77,8 +78,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     with watch.time("init"):
         training = recipe.setup(model, config, data.train_images, total_steps)
     optimizers, loss_fn, average = training.optimizers, training.loss, training.average
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: float(training.lr_multipliers[min(i, total_steps)])) for opt in optimizers]
+    schedulers = [multiplier_scheduler(opt, training.lr_multipliers) for opt in optimizers]
 
     step, records = 0, []
     for epoch in range(ceil(config.epochs)):
@@ -90,14 +90,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                 targets = labels
                 if training.batch_transform is not None:
                     inputs, targets = training.batch_transform(inputs, labels, epoch)
-                outputs = model(inputs)
-                loss = loss_fn(outputs, targets)
-                for opt in optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt, scheduler in zip(optimizers, schedulers):
-                    opt.step()
-                    scheduler.step()
+                outputs, loss = training_step(model, inputs, targets, loss_fn, optimizers,
+                                              schedulers)
                 step += 1
                 if average is not None and step % training.average_every == 0:
                     average.update(model, training.average_decay(step))
@@ -127,6 +121,20 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     return RunResult(seed=seed, accuracy=tta_accuracy, accuracy_no_tta=records[-1].val_accuracy,
                      train_seconds=watch.total, seconds_by_part=dict(watch.seconds),
                      epochs=records)
+
+
+def training_step(model, inputs, targets, loss_fn, optimizers, schedulers):
+    """The hot path: forward, loss, backward, every optimiser and lr scheduler stepped.
+    Nothing here waits for the device."""
+    outputs = model(inputs)
+    loss = loss_fn(outputs, targets)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt, scheduler in zip(optimizers, schedulers):
+        opt.step()
+        scheduler.step()
+    return outputs, loss
 
 
 def _evaluation_model(model, average, step, total_steps):
