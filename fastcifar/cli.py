@@ -32,24 +32,34 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a recipe and report accuracy and time")
-    train.add_argument("--recipe", default="airbench94", help="recipe name (see `fastcifar recipes`)")
+    train.add_argument("--recipe", default=None,
+                       help="recipe name (see `fastcifar recipes`; default airbench94)")
     train.add_argument("--data", default=None,
                        help="an image-folder directory or .tar/.tar.gz/.tgz/.zip archive with "
                             "train/ and test/ (or val/) class folders; default: the official "
                             "CIFAR-10, downloaded once into the cache")
-    train.add_argument("--runs", type=_positive(int), default=1, help="independent runs (seeds)")
+    train.add_argument("--runs", type=_positive(int), default=None,
+                       help="independent runs (seeds; default 1)")
     train.add_argument("--epochs", type=_positive(float), default=None,
                        help="override the recipe's epochs (fractions allowed)")
     train.add_argument("--subset", type=_positive(int), default=None,
                        help="train on a class-balanced subset of this many images")
     train.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
-    train.add_argument("--seed", type=int, default=0, help="seed of the first run; run i uses seed+i")
-    train.add_argument("--compile", action="store_true",
+    train.add_argument("--seed", type=int, default=None,
+                       help="seed of the first run (default 0); run i uses seed+i")
+    train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model, after one untimed warm-up run")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe hyperparameter (repeatable), e.g. --set lr=10")
     train.add_argument("--out", type=Path, default=None,
                        help="run folder (default runs/<recipe>-<date>-<time>)")
+    train.add_argument("--checkpoints", action=argparse.BooleanOptionalAction, default=None,
+                       help="save last.pt after every epoch and best.pt on the best validation "
+                            "accuracy, so --resume can continue the run (default: on for the "
+                            "general trainer's recipes, off for the speed runs)")
+    train.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                       help="continue the interrupted run in this run folder from its last "
+                            "checkpoint, with the settings it was started with")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="a progress bar within each epoch (default: on when not on a GPU, "
                             "where its host syncs could slow a timed run)")
@@ -119,29 +129,71 @@ def cmd_recipes(args) -> int:
     return 0
 
 
+# The options that define a run: config.json records them and --resume restores them.
+RUN_DEFAULTS = {"recipe": "airbench94", "data": None, "runs": 1, "epochs": None,
+                "subset": None, "seed": 0, "compile": False, "overrides": [],
+                "checkpoints": None}
+
+
+def _run_settings(args) -> dict:
+    """The run's defining options: from the command line, or from the folder --resume names
+    (where giving any of them again is an error: the run continues as it started)."""
+    given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k) not in (None, [])}
+    if args.resume is None:
+        return {**RUN_DEFAULTS, **given}
+    if given:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given).replace("--overrides", "--set")
+        raise InputError(f"--resume {args.resume} continues that run with its own settings; "
+                         f"drop {flags}")
+    if args.out is not None:
+        raise InputError("--resume writes into the folder it resumes; drop --out")
+    import json
+    try:
+        saved = json.loads((args.resume / "config.json").read_text())
+        settings = {k: saved.get(k, RUN_DEFAULTS[k]) for k in RUN_DEFAULTS}
+        settings.update(config=saved["config"], device=saved["device"])
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"--resume {args.resume}: expected a run folder written by "
+                         f"`fastcifar train` (its config.json could not be read: {e})") from None
+    return settings
+
+
+def _checkpoint_folder(out, runs: int, run: int):
+    """One run: the run folder itself; several: a folder per run inside it."""
+    from .train.checkpoint import CheckpointFolder
+    return CheckpointFolder(out.path if runs == 1 else out.path / f"run-{run}")
+
+
 def cmd_train(args) -> int:
     import torch
 
     from .bench.stats import summarize
     from .data import load_dataset
     from .recipes import get_recipe, override
+    from .recipes.base import config_from_dict
     from .report.records import RunFolder
     from .report.table import Table
     from .train.device import configure_backend, device_name, resolve_device
-    from .train.loop import DeviceData, train_run
+    from .train.loop import DeviceData, RunResult, train_run
 
-    recipe = get_recipe(args.recipe)
-    config = override(recipe.config, args.overrides)
-    if args.epochs is not None:
-        config = dataclasses.replace(config, epochs=args.epochs)
+    run = _run_settings(args)
+    recipe = get_recipe(run["recipe"])
+    if args.resume is not None:
+        config = config_from_dict(recipe.config, run["config"], f"--resume {args.resume}")
+        device = resolve_device(run["device"] if args.device == "auto" else args.device)
+    else:
+        config = override(recipe.config, run["overrides"])
+        if run["epochs"] is not None:
+            config = dataclasses.replace(config, epochs=run["epochs"])
+        device = resolve_device(args.device)
     config.validate()
-    device = resolve_device(args.device)
+    checkpoints = (recipe.checkpoints if run["checkpoints"] is None else run["checkpoints"])
     configure_backend(device)
 
     t0 = time.perf_counter()
-    dataset = load_dataset(args.data)
-    if args.subset is not None:
-        dataset = dataset.with_train_subset(args.subset, seed=args.seed)
+    dataset = load_dataset(run["data"])
+    if run["subset"] is not None:
+        dataset = dataset.with_train_subset(run["subset"], seed=run["seed"])
     data = DeviceData.from_dataset(dataset, device)
     load_seconds = time.perf_counter() - t0
     print(f"data: {dataset.name}, {len(dataset.train_images)} train / "
@@ -149,42 +201,53 @@ def cmd_train(args) -> int:
           f"(loaded in {load_seconds:.1f} s, not timed)")
     print(f"recipe: {recipe.name} on {device_name(device)}, torch {torch.__version__}")
 
-    out = RunFolder(args.out or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.write_json("config.json", {"recipe": recipe.name, "config": config,
-                                   "data": args.data or "cifar10", "subset": args.subset,
-                                   "device": str(device), "seed": args.seed, "runs": args.runs,
-                                   "compile": args.compile})
-    for source in recipe_sources(recipe):
-        out.copy_source(source)
+    results = []
+    if args.resume is not None:
+        out = RunFolder(args.resume)
+        results = [RunResult(**r) for r in _read_summary_runs(out.path)]
+        out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(results) + 1]
+        print(f"resuming {out.path}: {len(results)} of {run['runs']} run(s) finished")
+    else:
+        out = RunFolder(args.out or
+                        Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.write_json("config.json", {
+            "recipe": recipe.name, "config": config, "data": run["data"] or "cifar10",
+            "subset": run["subset"], "device": str(device), "seed": run["seed"],
+            "runs": run["runs"], "compile": run["compile"], "checkpoints": checkpoints})
+        for source in recipe_sources(recipe):
+            out.copy_source(source)
 
     model_transform, compile_seconds = None, 0.0
-    if args.compile:
+    if run["compile"]:
         model_transform = torch.compile
         t0 = time.perf_counter()
-        train_run(recipe, config, data, device, seed=args.seed - 1, model_transform=model_transform)
+        train_run(recipe, config, data, device, seed=run["seed"] - 1,
+                  model_transform=model_transform)
         compile_seconds = time.perf_counter() - t0
         print(f"compile warm-up run: {compile_seconds:.1f} s (not timed)")
 
     progress = device.type != "cuda" if args.progress is None else args.progress
     table = Table([("run", "d"), ("epoch", ""), ("train_loss", ".4f"), ("train_acc", ".4f"),
-                   ("val_acc", ".4f"), ("tta_val_acc", ".4f"), ("time_seconds", ".2f")])
+                   ("val_acc", ".4f"), ("val_top5", ".4f"), ("tta_val_acc", ".4f"),
+                   ("time_seconds", ".2f")])
     table.header()
-    results = []
-    for i in range(args.runs):
-        seed = args.seed + i
+    for i in range(len(results), run["runs"]):
+        seed = run["seed"] + i
 
         def on_epoch(r, run=i + 1, seed=seed):
             table.row({"run": run, "epoch": str(r.epoch), "train_loss": r.train_loss,
                        "train_acc": r.train_accuracy, "val_acc": r.val_accuracy,
-                       "time_seconds": r.train_seconds})
+                       "val_top5": r.val_top5, "time_seconds": r.train_seconds})
             out.add_metrics({"run": run, "seed": seed, **dataclasses.asdict(r)})
 
+        folder = _checkpoint_folder(out, run["runs"], i + 1) if checkpoints else None
         result = train_run(recipe, config, data, device, seed, on_epoch=on_epoch,
-                           model_transform=model_transform, progress=progress)
+                           model_transform=model_transform, progress=progress,
+                           checkpoints=folder)
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.train_seconds})
         results.append(result)
-        out.write_json("summary.json", _summary(recipe, args, dataset, device, results,
+        out.write_json("summary.json", _summary(recipe, run, dataset, device, results,
                                                 load_seconds, compile_seconds, summarize))
 
     accuracy = summarize([r.accuracy for r in results])
@@ -193,6 +256,19 @@ def cmd_train(args) -> int:
           f"timed seconds per run {seconds.mean:.2f}")
     print(f"run folder: {out.path}")
     return 0
+
+
+def _read_summary_runs(path: Path) -> list[dict]:
+    """The finished runs recorded in a run folder's summary.json (none if it has none)."""
+    import json
+    try:
+        runs = json.loads((path / "summary.json").read_text())["runs"]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"--resume {path}: its summary.json is unreadable ({e})") from None
+    return [{k: r[k] for k in ("seed", "accuracy", "accuracy_no_tta", "train_seconds",
+                               "seconds_by_part")} for r in runs]
 
 
 def cmd_flops(args) -> int:
@@ -287,7 +363,7 @@ def _percent(s) -> str:
             f"max {100 * s.max:.2f}")
 
 
-def _summary(recipe, args, dataset, device, results, load_seconds, compile_seconds, summarize):
+def _summary(recipe, run, dataset, device, results, load_seconds, compile_seconds, summarize):
     import torch
 
     from .train.device import device_name
@@ -297,12 +373,12 @@ def _summary(recipe, args, dataset, device, results, load_seconds, compile_secon
     return {
         "recipe": recipe.name,
         "target": dataclasses.asdict(recipe.target),
-        "data": args.data or "cifar10",
+        "data": run["data"] or "cifar10",
         "train_images": len(dataset.train_images),
         "test_images": len(dataset.test_images),
         "device": device_name(device),
         "torch": torch.__version__,
-        "compile": args.compile,
+        "compile": run["compile"],
         "runs": [{"seed": r.seed, "accuracy": r.accuracy, "accuracy_no_tta": r.accuracy_no_tta,
                   "train_seconds": r.train_seconds, "seconds_by_part": r.seconds_by_part}
                  for r in results],

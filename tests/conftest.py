@@ -5,11 +5,14 @@ downloadable, else they skip, saying why."""
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from PIL import Image
 
 from fastcifar.data.dataset import ImageDataset
 from fastcifar.errors import InputError
@@ -41,3 +44,23 @@ def small_cifar10(cifar10) -> ImageDataset:
     subset = cifar10.with_train_subset(2000, seed=0)
     return ImageDataset(subset.name, subset.classes, subset.train_images, subset.train_labels,
                         cifar10.test_images[test], cifar10.test_labels[test])
+
+
+@pytest.fixture
+def tiny_archive(tmp_path):
+    """A .tar.gz image folder of 3 classes, 40 train and 10 test 32x32 PNGs each; each
+    class has its own colour, so even a few steps can learn it."""
+    root = tmp_path / "tiny"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 10)):
+        for c, name in enumerate(("red", "green", "blue")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
+                pixels[..., c] += 150
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(root, arcname="tiny")
+    return archive

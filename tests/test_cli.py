@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import tarfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from fastcifar.cli import main
 
@@ -16,26 +14,6 @@ from fastcifar.cli import main
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def tiny_archive(tmp_path):
-    """A .tar.gz image folder of 3 classes, 40 train and 10 test 32x32 PNGs each; each
-    class has its own colour, so even a few steps can learn it."""
-    root = tmp_path / "tiny"
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 40), ("test", 10)):
-        for c, name in enumerate(("red", "green", "blue")):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-                pixels[..., c] += 150
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    archive = tmp_path / "tiny.tar.gz"
-    with tarfile.open(archive, "w:gz") as t:
-        t.add(root, arcname="tiny")
-    return archive
 
 
 def run(capsys, *args):

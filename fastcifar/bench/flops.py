@@ -22,7 +22,6 @@ GPU efficiency, and a recorded time's distance from it shows how much speed is l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from math import ceil
@@ -33,7 +32,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import InputError
-from ..recipes.base import Training
+from ..recipes.base import Training, config_from_dict
 from ..train.device import compute_dtype
 from ..train.evaluate import predict
 from ..train.timing import Stopwatch
@@ -193,14 +192,7 @@ class RecordedRun:
         """The recipe's config with this run's values (JSON turned its tuples into lists)."""
         if recipe.name != self.recipe:
             raise InputError(f"--run {self.path} is a run of {self.recipe}, not {recipe.name}")
-        defaults = dataclasses.asdict(recipe.config)
-        unknown = sorted(set(self.config) - set(defaults))
-        if unknown:
-            raise InputError(f"--run {self.path}: {recipe.name} has no hyperparameter(s) "
-                             f"{', '.join(unknown)}; was it written by another version?")
-        values = {k: tuple(v) if isinstance(defaults[k], tuple) else v
-                  for k, v in self.config.items()}
-        return dataclasses.replace(recipe.config, **values)
+        return config_from_dict(recipe.config, self.config, f"--run {self.path}")
 
 
 def _read_json(path: Path) -> dict:

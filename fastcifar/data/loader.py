@@ -78,6 +78,16 @@ class DeviceLoader:
             images = flip_where(images, alternating_flip_mask(self._first_flip, epoch))
         return cutout(images, aug.cutout)
 
+    def state_dict(self) -> dict:
+        """The epoch counter and alternating flip's first draw: with the random generator's
+        state, what a resumed run needs to see the same batches."""
+        return {"epoch": self.epoch, "first_flip": self._first_flip}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self._first_flip = state["epoch"], state["first_flip"]
+        if self._first_flip is not None:
+            self._first_flip = self._first_flip.to(self.images.device)
+
     def __iter__(self):
         if self.train:
             images = self.epoch_images(self.epoch)

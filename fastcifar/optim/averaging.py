@@ -49,6 +49,14 @@ class WeightAverage:
         torch._foreach_copy_([state[k] for k in self._averaged],
                              [self.average[k] for k in self._averaged])
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.average
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in self.average.items():
+            v.copy_(state[k])
+
     def evaluation_model(self, model: nn.Module) -> nn.Module:
         """A copy of the module holding the average, for evaluating an EMA mid-run."""
         copy = deepcopy(model)

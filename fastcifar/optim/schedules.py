@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -15,23 +17,21 @@ def piecewise_linear(total_steps: int, knots: list[tuple[float, float]]) -> np.n
 
 
 def multiplier_scheduler(optimizer: torch.optim.Optimizer, multipliers: np.ndarray):
-    """A LambdaLR that multiplies every group's base lr by multipliers[step]."""
-    last = len(multipliers) - 1
+    """A LambdaLR that multiplies every group's base lr by multipliers[step] (steps past the
+    end keep the last value). A group holding its own "lr_multipliers" (see
+    follow_own_schedule) follows those instead. All of the scheduler's state is its step
+    count, so a checkpoint restores it exactly."""
+    def at(values, step):
+        return float(values[min(step, len(values) - 1)])
+
+    shared = partial(at, multipliers)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: float(multipliers[min(step, last)]))
+        optimizer, [partial(at, g["lr_multipliers"]) if "lr_multipliers" in g else shared
+                    for g in optimizer.param_groups])
 
 
-def follow_own_schedule(optimizer: torch.optim.Optimizer, group: dict,
-                        multipliers: np.ndarray) -> torch.utils.hooks.RemovableHandle:
-    """Make one parameter group's lr its current lr times multipliers[step], whatever
-    scheduler sets the optimizer's other groups: a step pre-hook sets it just before each
-    step (steps past the end keep the last multiplier)."""
-    base_lr, last = group["lr"], len(multipliers) - 1
-    steps_taken = 0
-
-    def set_lr(optimizer, args, kwargs):
-        nonlocal steps_taken
-        group["lr"] = base_lr * float(multipliers[min(steps_taken, last)])
-        steps_taken += 1
-
-    return optimizer.register_step_pre_hook(set_lr)
+def follow_own_schedule(group: dict, multipliers: np.ndarray) -> None:
+    """Give one parameter group its own lr multipliers, which multiplier_scheduler uses in
+    place of the shared ones (kept as plain floats, so the optimizer's state_dict stays
+    loadable with torch.load(weights_only=True))."""
+    group["lr_multipliers"] = [float(m) for m in multipliers]

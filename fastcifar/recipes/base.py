@@ -88,6 +88,7 @@ class Recipe:
     summary: str
     target: Target
     config: TrainConfig
+    checkpoints: bool = False  # save last.pt/best.pt every epoch unless told otherwise
 
     def build_model(self, config, num_classes: int) -> nn.Module:
         raise NotImplementedError
@@ -96,6 +97,18 @@ class Recipe:
               total_steps: int) -> Training:
         """Data-dependent initialisation (timed as part of the run) and the optimiser."""
         raise NotImplementedError
+
+
+def config_from_dict(defaults: TrainConfig, values: dict, source: str) -> TrainConfig:
+    """A recipe's config with the values a run recorded as JSON (which turned its tuples
+    into lists); `source` names the record in the message if it does not fit."""
+    known = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InputError(f"{source}: {type(defaults).__name__} has no hyperparameter(s) "
+                         f"{', '.join(unknown)}; was it written by another version?")
+    return dataclasses.replace(defaults, **{
+        k: tuple(v) if isinstance(known[k], tuple) else v for k, v in values.items()})
 
 
 def override(config: TrainConfig, assignments: list[str]) -> TrainConfig:

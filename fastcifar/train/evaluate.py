@@ -51,6 +51,21 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
+def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """The fraction of images whose label is among the k largest logits (1.0 when there
+    are no more than k classes)."""
+    top = logits.topk(min(k, logits.size(1)), dim=1).indices
+    return (top == labels[:, None]).any(1).float().mean().item()
+
+
+def evaluation_metrics(model: nn.Module, images: torch.Tensor,
+                       labels: torch.Tensor) -> dict[str, float]:
+    """Loss (plain cross-entropy, mean per image), top-1 and top-5 accuracy, no TTA."""
+    logits = predict(model, images)
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "top1": accuracy(logits, labels), "top5": top_k_accuracy(logits, labels, 5)}
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              tta_level: int = 0) -> float:
     return accuracy(predict(model, images, tta_level), labels)

@@ -16,10 +16,11 @@ import torch
 
 from ..data.loader import DeviceLoader, to_device_tensor
 from ..data.dataset import ImageDataset
-from ..errors import RunFailed
+from ..errors import InputError, RunFailed
 from ..optim.schedules import multiplier_scheduler
+from .checkpoint import CheckpointFolder, plain, rng_state, set_rng_state, unwrapped
 from .device import compute_dtype, place_model
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluation_metrics
 from .timing import Stopwatch
 
 
@@ -45,9 +46,11 @@ class DeviceData:
 @dataclass
 class EpochRecord:
     epoch: int
-    train_loss: float  # mean per example, over the epoch's last batch
-    train_accuracy: float  # on the epoch's last batch
-    val_accuracy: float  # no TTA
+    train_loss: float  # mean per example over the epoch's batches (as augmented)
+    train_accuracy: float  # top-1 over the epoch's batches
+    val_loss: float  # plain cross-entropy, mean per test image, no TTA
+    val_accuracy: float  # top-1, no TTA
+    val_top5: float
     lr: float  # the multiplier of the recipe's lr at the end of the epoch
     train_seconds: float  # timed seconds so far
 
@@ -64,12 +67,18 @@ class RunResult:
 
 def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
               on_epoch: Callable[[EpochRecord], None] | None = None,
-              model_transform: Callable | None = None, progress: bool = False) -> RunResult:
-    """Train and evaluate one run of `recipe` with `config`, seeded by `seed`."""
+              model_transform: Callable | None = None, progress: bool = False,
+              checkpoints: CheckpointFolder | None = None) -> RunResult:
+    """Train and evaluate one run of `recipe` with `config`, seeded by `seed`.
+
+    With `checkpoints`, the state after every epoch is saved there, and a run that finds a
+    last.pt there continues from it: on CPU it ends with the same weights as a run never
+    interrupted (the timed seconds carry on from the checkpoint's).
+    """
     torch.manual_seed(seed)
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                           train=True, augmentation=config.augmentation())
-    _, total_steps = config.steps(len(data.train_images))
+    steps_per_epoch, total_steps = config.steps(len(data.train_images))
     model = place_model(recipe.build_model(config, data.num_classes), device)
     if model_transform is not None:
         model = model_transform(model)
@@ -81,38 +90,60 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     schedulers = [multiplier_scheduler(opt, training.lr_multipliers) for opt in optimizers]
 
     step, records = 0, []
-    for epoch in range(ceil(config.epochs)):
+    resumed = checkpoints.resume_state() if checkpoints is not None else None
+    if resumed is not None:
+        step, records = _restore(resumed, model, optimizers, schedulers, average, loader,
+                                 watch, device, seed)
+
+    epochs = _maybe_progress(range(len(records), ceil(config.epochs)), progress,
+                             desc=recipe.name, total=ceil(config.epochs), initial=len(records))
+    for epoch in epochs:
         if training.before_epoch is not None:
             training.before_epoch(epoch)
+        loss_sum = correct = torch.zeros((), device=device)
+        seen = 0
         with watch.time("train"):
             model.train()
-            for inputs, labels in _maybe_progress(loader, progress, f"epoch {epoch + 1}"):
+            batches = _maybe_progress(loader, progress, desc=f"epoch {epoch + 1}",
+                                      total=min(len(loader), total_steps - step), leave=False)
+            for inputs, labels in batches:
                 targets = labels
                 if training.batch_transform is not None:
                     inputs, targets = training.batch_transform(inputs, labels, epoch)
                 outputs, loss = training_step(model, inputs, targets, loss_fn, optimizers,
                                               schedulers)
+                loss_sum = loss_sum + loss.detach().float()
+                correct = correct + (outputs.detach().argmax(1) == labels).sum()
+                seen += len(labels)
                 step += 1
                 if average is not None and step % training.average_every == 0:
                     average.update(model, training.average_decay(step))
+                if progress and step % 10 == 0:
+                    batches.set_postfix(loss=f"{loss.item() / len(labels):.3f}")
                 if step >= total_steps:
                     break
             if step >= total_steps and average is not None:
                 average.copy_to(model)  # end on the averaged weights
 
         # Once per epoch (outside the timed region): a NaN loss never recovers, so stop.
-        if not torch.isfinite(loss):
-            raise RunFailed(f"the loss became {loss.item()} in epoch {epoch + 1} (step {step}); "
-                            f"the run diverged: try a lower lr")
+        if not torch.isfinite(loss_sum):
+            raise RunFailed(f"the loss became {loss_sum.item()} in epoch {epoch + 1} (by step "
+                            f"{step}); the run diverged: try a lower lr")
+        val = evaluation_metrics(_evaluation_model(model, average, step, total_steps),
+                                 data.test_images, data.test_labels)
         record = EpochRecord(
-            epoch=epoch + 1,
-            train_loss=loss.item() / len(labels),
-            train_accuracy=(outputs.detach().argmax(1) == labels).float().mean().item(),
-            val_accuracy=evaluate(_evaluation_model(model, average, step, total_steps),
-                                  data.test_images, data.test_labels),
-            lr=float(training.lr_multipliers[step]),
+            epoch=epoch + 1, train_loss=loss_sum.item() / seen,
+            train_accuracy=correct.item() / seen, val_loss=val["loss"],
+            val_accuracy=val["top1"], val_top5=val["top5"],
+            lr=float(training.lr_multipliers[min(step, total_steps)]),
             train_seconds=watch.total)
         records.append(record)
+        if progress:
+            epochs.set_postfix(val_acc=f"{record.val_accuracy:.4f}")
+        if checkpoints is not None:
+            checkpoints.save(_state(recipe, config, seed, step, records, model, optimizers,
+                                    schedulers, average, loader, watch, device),
+                             record.val_accuracy)
         if on_epoch is not None:
             on_epoch(record)
 
@@ -121,6 +152,36 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     return RunResult(seed=seed, accuracy=tta_accuracy, accuracy_no_tta=records[-1].val_accuracy,
                      train_seconds=watch.total, seconds_by_part=dict(watch.seconds),
                      epochs=records)
+
+
+def _state(recipe, config, seed, step, records, model, optimizers, schedulers, average,
+           loader, watch, device) -> dict:
+    """What a checkpoint holds (see train/checkpoint.py)."""
+    return {"recipe": recipe.name, "config": plain(config), "seed": seed,
+            "epoch": len(records), "step": step, "records": plain(records),
+            "model": unwrapped(model).state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "schedulers": [s.state_dict() for s in schedulers],
+            "average": average.state_dict() if average is not None else None,
+            "loader": loader.state_dict(), "seconds": dict(watch.seconds),
+            "rng": rng_state(device)}
+
+
+def _restore(state, model, optimizers, schedulers, average, loader, watch, device,
+             seed) -> tuple[int, list[EpochRecord]]:
+    if state["seed"] != seed:
+        raise InputError(f"the checkpoint is of seed {state['seed']}, not {seed}")
+    unwrapped(model).load_state_dict(state["model"])
+    for target, saved in zip(optimizers, state["optimizers"], strict=True):
+        target.load_state_dict(saved)
+    for target, saved in zip(schedulers, state["schedulers"], strict=True):
+        target.load_state_dict(saved)
+    if average is not None:
+        average.load_state_dict(state["average"])
+    loader.load_state_dict(state["loader"])
+    watch.seconds.update(state["seconds"])
+    set_rng_state(state["rng"], device)
+    return state["step"], [EpochRecord(**r) for r in state["records"]]
 
 
 def training_step(model, inputs, targets, loss_fn, optimizers, schedulers):
@@ -144,8 +205,9 @@ def _evaluation_model(model, average, step, total_steps):
     return average.evaluation_model(model)
 
 
-def _maybe_progress(loader, enabled: bool, desc: str):
+def _maybe_progress(iterable, enabled: bool, **bar):
+    """A tqdm bar over `iterable` when enabled (the epochs' bar holds the batches' bar)."""
     if not enabled:
-        return loader
+        return iterable
     from tqdm.auto import tqdm
-    return tqdm(loader, desc=desc, leave=False, disable=None)
+    return tqdm(iterable, disable=None, dynamic_ncols=True, **bar)

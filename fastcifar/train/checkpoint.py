@@ -1,0 +1,103 @@
+"""Checkpoints: everything a run needs to continue exactly where it stopped.
+
+`last.pt` is written after every epoch and `best.pt` whenever the validation accuracy is
+the best so far. Each holds the model, optimisers, lr schedulers, weight average, the
+loader's and the random generators' state, the epoch, the step and the epoch records, with
+the config as plain data, so `torch.load(path, weights_only=True)` reads it: no pickled
+code runs when a checkpoint is opened. Files are written under a temporary name and
+renamed, so an interrupted write leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import shutil
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..data.cache import atomic_path
+from ..errors import InputError
+
+FORMAT = 1
+LAST, BEST = "last.pt", "best.pt"
+
+
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The module itself, under torch.compile's wrapper if there is one (its state_dict
+    keys are the plain module's)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class CheckpointFolder:
+    """Where one run's checkpoints live, and the best validation accuracy seen so far."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.best_accuracy: float | None = None
+
+    def save(self, state: dict, accuracy: float) -> None:
+        """Write last.pt; copy it to best.pt if `accuracy` beats every earlier epoch's."""
+        state = {**state, "format": FORMAT, "best_accuracy": self.best_accuracy}
+        improved = self.best_accuracy is None or accuracy > self.best_accuracy
+        if improved:
+            state["best_accuracy"] = self.best_accuracy = accuracy
+        with atomic_path(self.path / LAST) as tmp:
+            torch.save(state, tmp)
+        if improved:
+            with atomic_path(self.path / BEST) as tmp:
+                shutil.copyfile(self.path / LAST, tmp)
+
+    def resume_state(self) -> dict | None:
+        """last.pt's contents, or None if this run has none yet (it never finished an
+        epoch); the best accuracy carries on from it."""
+        if not (self.path / LAST).exists():
+            return None
+        state = load_checkpoint(self.path / LAST)
+        self.best_accuracy = state.get("best_accuracy")
+        return state
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, read without unpickling code; a damaged or foreign file is
+    refused with one message naming it."""
+    path = Path(path)
+    expected = "a checkpoint written by `fastcifar train` (last.pt or best.pt)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint {path}: no such file; expected {expected}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as e:
+        raise InputError(f"checkpoint {path} is truncated or corrupt and was not used "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         f"expected {expected}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"checkpoint {path} is not {expected} of format {FORMAT}")
+    return state
+
+
+def plain(value):
+    """Dataclasses (configs, records) as dicts of plain values, for weights_only loading."""
+    if dataclasses.is_dataclass(value):
+        return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
