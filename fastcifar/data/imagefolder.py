@@ -2,7 +2,11 @@
 
 The layout may sit under one top-level folder (as `cifar10-jpeg/train/...` does). Images
 are decoded once with Pillow and the uint8 arrays are cached, keyed by the archive's
-content, so later runs skip the decode.
+content (and the resize), so later runs skip the decode.
+
+Photos come in many sizes (Imagenette's, say); `resize` makes each a square of one size at
+decode time: the shorter side scaled to `resize`, the long side's edges cut off, so nothing
+is squashed. Without it every image must already have the same size (CIFAR-like data).
 """
 
 from __future__ import annotations
@@ -26,8 +30,12 @@ TEST_SPLIT_NAMES = ("test", "val")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
-def load_image_folder(path: str | Path, cache: bool = True) -> ImageDataset:
+def load_image_folder(path: str | Path, cache: bool = True,
+                      resize: int | None = None) -> ImageDataset:
+    """The dataset at `path`; with `resize`, every image becomes a `resize` x `resize` square."""
     path = Path(path).expanduser()
+    if resize is not None and not (isinstance(resize, int) and resize > 0):
+        raise InputError(f"image size {resize!r}: expected a positive number of pixels")
     if not path.exists():
         raise InputError(f"--data {path}: no such file or directory; expected a directory or a "
                          f".tar/.tar.gz/.tgz/.zip archive holding train/ and test/ (or val/) "
@@ -37,12 +45,13 @@ def load_image_folder(path: str | Path, cache: bool = True) -> ImageDataset:
         raise InputError(f"--data {path}: not a directory and not a .tar, .tar.gz, .tgz or .zip archive")
 
     key = file_digest(path) if is_archive else _directory_key(path)
-    cache_file = cache_root() / "imagefolder" / f"{path.name}-{key[:16]}.npz"
+    resized = f"-{resize}px" if resize is not None else ""
+    cache_file = cache_root() / "imagefolder" / f"{path.name}-{key[:16]}{resized}.npz"
     if cache and (arrays := load_arrays(cache_file)) is not None:
         return _from_arrays(path.name, arrays)
 
     files = _read_archive(path) if is_archive else _read_directory(path)
-    arrays = _decode_splits(path, files)
+    arrays = _decode_splits(path, files, resize)
     if cache:
         save_arrays(cache_file, **arrays)
     return _from_arrays(path.name, arrays)
@@ -104,7 +113,8 @@ def _split_layout(path: Path, names: list[str]) -> tuple[int, str, str]:
                      f"(optionally under one top-level folder)")
 
 
-def _decode_splits(path: Path, files: dict[str, bytes]) -> dict[str, np.ndarray]:
+def _decode_splits(path: Path, files: dict[str, bytes],
+                   resize: int | None) -> dict[str, np.ndarray]:
     if not files:
         raise InputError(f"--data {path}: holds no .jpg/.jpeg/.png images")
     depth, train_name, test_name = _split_layout(path, list(files))
@@ -126,31 +136,66 @@ def _decode_splits(path: Path, files: dict[str, bytes]) -> dict[str, np.ndarray]
     for split, key in ((train_name, "train"), (test_name, "test")):
         items = [(name, data, label) for label, c in enumerate(train_classes)
                  for name, data in sorted(splits[split][c])]
-        images = _decode_all(path, [(n, d) for n, d, _ in items])
+        images = _decode_all(path, [(n, d) for n, d, _ in items], resize)
         arrays[f"{key}_images"] = images
         arrays[f"{key}_labels"] = np.array([label for _, _, label in items], dtype=np.int64)
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise InputError(f"--data {path}: train images are {arrays['train_images'].shape[1:3]} "
-                         f"but test images are {arrays['test_images'].shape[1:3]}; expected one size")
+                         f"but test images are {arrays['test_images'].shape[1:3]}; expected one "
+                         f"size, or pass an image size (--image-size) to resize them all")
     return arrays
 
 
-def _decode_all(path: Path, items: list[tuple[str, bytes]]) -> np.ndarray:
-    from PIL import Image
+def _decode_all(path: Path, items: list[tuple[str, bytes]], resize: int | None) -> np.ndarray:
+    """The images as one (N, H, W, 3) uint8 array, each decoded straight into its slot so
+    the decoded set is held in memory once."""
 
-    def decode(item):
-        name, data = item
+    def decode(i: int) -> np.ndarray:
+        name, data = items[i]
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return _decode_image(data, resize)
         except Exception as e:  # Pillow raises many types for a damaged image
             raise InputError(f"--data {path}: cannot decode image {name} ({e})") from e
 
+    first = decode(0)
+    images = np.empty((len(items), *first.shape), dtype=np.uint8)
+    images[0] = first
+
+    def decode_into(i: int) -> None:
+        image = decode(i)
+        if image.shape != first.shape:
+            raise InputError(f"--data {path}: images differ in size ({items[0][0]} is "
+                             f"{_size(first)}, {items[i][0]} is {_size(image)}); pass an "
+                             f"image size (--image-size) to resize and centre-crop them all "
+                             f"to one square size")
+        images[i] = image
+
     # Pillow's decoders release the GIL, so threads decode in parallel.
     with ThreadPoolExecutor() as pool:
-        images = list(pool.map(decode, items))
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise InputError(f"--data {path}: images come in several sizes {sorted(shapes)[:4]}; "
-                         f"expected every image to have the same size")
-    return np.stack(images)
+        for _ in pool.map(decode_into, range(1, len(items))):
+            pass
+    return images
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
+
+
+def _decode_image(data: bytes, resize: int | None) -> np.ndarray:
+    """One image as (H, W, 3) uint8; with `resize`, its centre square scaled to `resize`,
+    the same as scaling the shorter side to `resize` and then centre-cropping."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if resize is None:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        # A JPEG decodes at 1/2, 1/4 or 1/8 scale for almost nothing; draft picks the
+        # smallest that keeps both sides at least `resize`, and the resize does the rest.
+        im.draft("RGB", (resize, resize))
+        rgb = im.convert("RGB")
+    width, height = rgb.size
+    side = min(width, height)
+    box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+    # Antialiased (Pillow widens the filter when shrinking), bilinear as torchvision's Resize.
+    square = rgb.resize((resize, resize), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(square, dtype=np.uint8)
