@@ -64,3 +64,26 @@ def tiny_archive(tmp_path):
     with tarfile.open(archive, "w:gz") as t:
         t.add(root, arcname="tiny")
     return archive
+
+
+@pytest.fixture
+def server():
+    """An HTTP server on 127.0.0.1 for download tests; see tests/local_server.py."""
+    from local_server import LocalServer
+    s = LocalServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """The test's own cache under tmp_path, and nothing in the environment that sends a
+    download elsewhere: no proxy between urllib and 127.0.0.1, no other fast.ai URL."""
+    from fastcifar.data.fastai_images import BASE_URL_ENV
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    path = tmp_path / "cache"
+    monkeypatch.setenv("FASTCIFAR_DATA", str(path))
+    return path

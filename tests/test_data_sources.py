@@ -1,7 +1,8 @@
 """Data sources: the CIFAR-10 download and parse, the cache, image folders, subsets.
 
-Every test makes its own data: a tiny fake CIFAR-10 python archive served by a local
-HTTP server, and image folders/archives of a few dozen tiny images made with Pillow.
+Every test makes its own data: a tiny fake CIFAR-10 python archive served on 127.0.0.1 by
+the `server` fixture (tests/local_server.py), and image folders/archives of a few dozen
+tiny images made with Pillow.
 Nothing touches the network beyond 127.0.0.1, and the cache is always under tmp_path.
 """
 
@@ -9,13 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import pickle
 import shutil
 import socket
 import tarfile
-import threading
 import time
 import zipfile
 from collections import OrderedDict
@@ -30,102 +29,20 @@ from fastcifar.data.cifar10 import load_cifar10
 from fastcifar.data.dataset import ImageDataset
 from fastcifar.data.imagefolder import load_image_folder
 from fastcifar.errors import InputError
+from local_server import files_under
+
+pytestmark = pytest.mark.usefixtures("cache_dir")  # every test has its own cache
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    """Every test's cache lives in its own temporary directory, and no proxy gets between
-    urllib and the test's server on 127.0.0.1."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    path = tmp_path / "cache"
-    monkeypatch.setenv("FASTCIFAR_DATA", str(path))
-    return path
-
-
-def leftovers(directory: Path) -> list[str]:
-    """Every file under `directory` (which may not exist)."""
-    if not directory.exists():
-        return []
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
-
-
 def partials(directory: Path) -> list[str]:
-    return [name for name in leftovers(directory) if name.endswith(".part")]
+    return [name for name in files_under(directory) if name.endswith(".part")]
 
 
 def md5_of(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------
-# A local HTTP server
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # needed for the chunked route
-
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        self.close_connection = True
-        route = self.server.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-            return
-        mode, body = route
-        self.send_response(200)
-        self.send_header("Connection", "close")
-        if mode == "chunked-short":
-            # Announces a chunk of len(body) bytes, sends half of it and hangs up.
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.write(f"{len(body):x}\r\n".encode() + body[:len(body) // 2])
-        else:
-            # "short" promises all of body in Content-Length but sends only half of it.
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body if mode == "ok" else body[:len(body) // 2])
-        self.wfile.flush()
-
-    def log_message(self, *args):
-        pass
-
-
-class Server:
-    def __init__(self):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.routes = {}
-        self.httpd.requests = []
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
-
-    def serve(self, path: str, body: bytes, mode: str = "ok") -> str:
-        self.httpd.routes[path] = (mode, body)
-        return self.url(path)
-
-    @property
-    def requests(self) -> list[str]:
-        return self.httpd.requests
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -293,8 +210,8 @@ def test_cifar10_download_parse_then_cache(server, cache_dir, closed_port_url):
 
     ds = load_cifar10(url=url, md5=md5_of(archive))  # root from $FASTCIFAR_DATA
     check_cifar(ds, batches)
-    assert server.requests == ["/cifar-10-python.tar.gz"]
-    assert leftovers(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
+    assert server.requests == [("/cifar-10-python.tar.gz", None)]
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
     assert (cache_dir / "cifar-10-python.tar.gz").read_bytes() == archive
 
     # Second load: from the npz alone, no archive and no network needed.
@@ -303,7 +220,7 @@ def test_cifar10_download_parse_then_cache(server, cache_dir, closed_port_url):
     again = load_cifar10(url=closed_port_url, md5=md5_of(archive))
     assert time.perf_counter() - start < 1.0
     check_cifar(again, batches)
-    assert server.requests == ["/cifar-10-python.tar.gz"]
+    assert server.requests == [("/cifar-10-python.tar.gz", None)]
 
     # load_dataset's default source is the same cache.
     check_cifar(load_dataset(None), batches)
@@ -325,8 +242,8 @@ def test_cifar10_explicit_root(server, tmp_path, cache_dir):
     archive = cifar_archive_bytes(batches)
     root = tmp_path / "elsewhere"
     check_cifar(load_cifar10(root, url=server.serve("/a.tgz", archive), md5=md5_of(archive)), batches)
-    assert leftovers(root) == ["cifar-10-python.tar.gz", "cifar10.npz"]
-    assert leftovers(cache_dir) == []
+    assert files_under(root) == ["cifar-10-python.tar.gz", "cifar10.npz"]
+    assert files_under(cache_dir) == []
 
 
 def test_cifar10_download_md5_mismatch(server, cache_dir):
@@ -336,17 +253,56 @@ def test_cifar10_download_md5_mismatch(server, cache_dir):
         load_cifar10(url=url, md5="0" * 32)
     message = str(e.value)
     assert "MD5" in message and md5_of(archive) in message and "0" * 32 in message
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
-@pytest.mark.parametrize("mode", ["short", "chunked-short"])
-def test_cifar10_truncated_transfer(server, cache_dir, mode):
-    archive = cifar_archive_bytes(make_cifar_batches())
-    url = server.serve("/cifar-10-python.tar.gz", archive, mode=mode)
+def test_cifar10_truncated_transfer_is_resumed(server, cache_dir):
+    """170 MB is a lot to download twice: the bytes that arrived before the connection
+    broke are kept beside the archive, and the next attempt asks only for the rest."""
+    batches = make_cifar_batches()
+    archive = cifar_archive_bytes(batches)
+    url = server.serve("/cifar-10-python.tar.gz", archive)
+    half = len(archive) // 2
+    server.cut_next(half)
     with pytest.raises(InputError) as e:
         load_cifar10(url=url, md5=md5_of(archive))
-    assert "download failed" in str(e.value)
-    assert leftovers(cache_dir) == []
+    assert "download failed" in str(e.value) and "run again to resume" in str(e.value)
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz.partial"]
+
+    check_cifar(load_cifar10(url=url, md5=md5_of(archive)), batches)
+    assert [asked for _, asked in server.requests] == [None, f"bytes={half}-"]
+    assert (cache_dir / "cifar-10-python.tar.gz").read_bytes() == archive
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
+
+
+def test_cifar10_resumed_download_is_checked_whole(server, cache_dir):
+    """The MD5 covers the kept bytes too: if the file changed on the server between two
+    attempts, the archive stitched together from both is refused, and nothing is kept."""
+    archive = cifar_archive_bytes(make_cifar_batches(seed=0))
+    url = server.serve("/cifar-10-python.tar.gz", archive)
+    server.cut_next(len(archive) // 2)
+    with pytest.raises(InputError, match="run again to resume"):
+        load_cifar10(url=url, md5=md5_of(archive))
+    server.serve("/cifar-10-python.tar.gz", cifar_archive_bytes(make_cifar_batches(seed=5)))
+    with pytest.raises(InputError) as e:
+        load_cifar10(url=url, md5=md5_of(archive))
+    assert server.requests[-1][1] == f"bytes={len(archive) // 2}-"
+    assert "MD5" in str(e.value) and md5_of(archive) in str(e.value)
+    assert files_under(cache_dir) == []
+
+
+def test_cifar10_truncated_chunked_transfer(server, cache_dir):
+    """Without a Content-Length, the chunk sizes tell that the transfer broke off."""
+    batches = make_cifar_batches()
+    archive = cifar_archive_bytes(batches)
+    url = server.serve("/cifar-10-python.tar.gz", archive, chunked=True)
+    server.cut_next(len(archive) // 2)
+    with pytest.raises(InputError, match="download failed"):
+        load_cifar10(url=url, md5=md5_of(archive))
+    # A read that the break cuts short loses its bytes, so a small archive may keep none.
+    assert set(files_under(cache_dir)) <= {"cifar-10-python.tar.gz.partial"}
+    check_cifar(load_cifar10(url=url, md5=md5_of(archive)), batches)
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
 
 
 def test_cifar10_offline_says_what_to_do(cache_dir, closed_port_url):
@@ -357,14 +313,14 @@ def test_cifar10_offline_says_what_to_do(cache_dir, closed_port_url):
     assert str(cache_dir / "cifar-10-python.tar.gz") in message
     assert "--data" in message
     assert cifar10.MD5 in message
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
     assert e.value.exit_code == 2
 
 
 def test_cifar10_http_error(server, cache_dir):
     with pytest.raises(InputError, match="download failed"):
         load_cifar10(url=server.url("/missing"))  # answered with 404
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_cifar10_no_download(cache_dir):
@@ -372,7 +328,7 @@ def test_cifar10_no_download(cache_dir):
         load_cifar10(download=False)
     assert str(cache_dir / "cifar-10-python.tar.gz") in str(e.value)
     assert "--data" in str(e.value)
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_cifar10_archive_placed_by_hand(cache_dir, closed_port_url):
@@ -381,7 +337,7 @@ def test_cifar10_archive_placed_by_hand(cache_dir, closed_port_url):
     cache_dir.mkdir()
     (cache_dir / "cifar-10-python.tar.gz").write_bytes(archive)
     check_cifar(load_cifar10(url=closed_port_url, md5=md5_of(archive), download=False), batches)
-    assert leftovers(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
 
 
 def test_cifar10_archive_by_hand_with_wrong_md5_is_kept(cache_dir, closed_port_url):
@@ -394,7 +350,7 @@ def test_cifar10_archive_by_hand_with_wrong_md5_is_kept(cache_dir, closed_port_u
     message = str(e.value)
     assert str(path) in message and md5_of(archive) in message and cifar10.MD5 in message
     # The user's file is reported, not deleted; no cache entry is made from it.
-    assert leftovers(cache_dir) == ["cifar-10-python.tar.gz"]
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz"]
 
 
 def test_cifar10_archive_missing_a_batch(cache_dir, closed_port_url):
@@ -405,7 +361,7 @@ def test_cifar10_archive_missing_a_batch(cache_dir, closed_port_url):
     (cache_dir / "cifar-10-python.tar.gz").write_bytes(archive)
     with pytest.raises(InputError, match="test_batch"):
         load_cifar10(url=closed_port_url, md5=md5_of(archive))
-    assert leftovers(cache_dir) == ["cifar-10-python.tar.gz"]
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz"]
 
 
 def test_cifar10_truncated_archive(cache_dir, closed_port_url):
@@ -415,7 +371,7 @@ def test_cifar10_truncated_archive(cache_dir, closed_port_url):
     (cache_dir / "cifar-10-python.tar.gz").write_bytes(cut)
     with pytest.raises(InputError, match="corrupt or truncated"):
         load_cifar10(url=closed_port_url, md5=md5_of(cut))
-    assert leftovers(cache_dir) == ["cifar-10-python.tar.gz"]
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz"]
 
 
 def test_cifar10_not_a_gzip(cache_dir, closed_port_url):
@@ -465,7 +421,7 @@ def test_cifar10_damaged_npz_is_rebuilt(cache_dir, closed_port_url, damage):
         cache.save_arrays(npz, classes=np.array(CLASSES))
     check_cifar(load_cifar10(url=closed_port_url, md5=md5_of(archive)), batches)
     check_cifar(load_cifar10(url=closed_port_url, md5=md5_of(archive)), batches)
-    assert leftovers(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -563,7 +519,7 @@ def test_image_folder_sources_agree(tmp_path, cache_dir):
         for key in ("train_images", "train_labels", "test_images", "test_labels"):
             np.testing.assert_array_equal(getattr(ds, key), getattr(loaded[0], key))
     assert loaded[2].name == "data.tar.gz"
-    assert len(leftovers(cache_dir / "imagefolder")) == len(sources)
+    assert len(files_under(cache_dir / "imagefolder")) == len(sources)
     assert partials(cache_dir) == []
 
 
@@ -583,7 +539,7 @@ def test_image_folder_missing_test_split(tmp_path, cache_dir):
     train_only = {n: d for n, d in files.items() if n.startswith("train/")}
     with pytest.raises(InputError, match=r"test/ \(or val/\)"):
         load_image_folder(write_zip(tmp_path / "d.zip", train_only))
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_class_mismatch(tmp_path, cache_dir):
@@ -591,7 +547,7 @@ def test_image_folder_class_mismatch(tmp_path, cache_dir):
     with pytest.raises(InputError) as e:
         load_image_folder(write_dir(tmp_path / "d", files))
     assert "frog" in str(e.value) and "bird" in str(e.value)
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_truncated_tar(tmp_path, cache_dir):
@@ -601,7 +557,7 @@ def test_image_folder_truncated_tar(tmp_path, cache_dir):
     cut.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(InputError, match="corrupt or truncated"):
         load_image_folder(cut)
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_truncated_zip(tmp_path, cache_dir):
@@ -611,7 +567,7 @@ def test_image_folder_truncated_zip(tmp_path, cache_dir):
     cut.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(InputError, match="corrupt or truncated"):
         load_image_folder(cut)
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_corrupt_deflate_stream(tmp_path, cache_dir):
@@ -627,7 +583,7 @@ def test_image_folder_corrupt_deflate_stream(tmp_path, cache_dir):
     path.write_bytes(bytes(data))
     with pytest.raises(InputError, match="corrupt or truncated"):
         load_image_folder(path)
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_wrong_path(tmp_path):
@@ -648,7 +604,7 @@ def test_image_folder_not_an_archive(tmp_path, cache_dir):
     fake_tar.write_bytes(b"not a tar either" * 20)
     with pytest.raises(InputError, match="corrupt or truncated"):
         load_image_folder(fake_tar)
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_no_images(tmp_path):
@@ -662,7 +618,7 @@ def test_image_folder_undecodable_image(tmp_path, cache_dir):
     files["train/dog/00.png"] = b"\x89PNG\r\n\x1a\n broken"
     with pytest.raises(InputError, match="train/dog/00.png"):
         load_image_folder(write_tar(tmp_path / "d.tar.gz", files))
-    assert leftovers(cache_dir) == []
+    assert files_under(cache_dir) == []
 
 
 def test_image_folder_second_load_hits_cache(tmp_path, monkeypatch, cache_dir):

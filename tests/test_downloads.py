@@ -1,21 +1,18 @@
 """Downloads that survive broken connections, and fast.ai's Imagewoof/Imagenette archives.
 
-A local HTTP server on 127.0.0.1 serves what each test builds: it answers Range requests
-(206), and can be told to hang up after a number of bytes or to ignore Range (200 with the
-whole file). Images are a few dozen tiny PNGs/JPEGs made with Pillow; the cache is always
-under tmp_path, and nothing reaches beyond 127.0.0.1.
+The `server` fixture (tests/local_server.py) serves on 127.0.0.1 what each test builds: it
+answers Range requests (206), and can be told to hang up after a number of bytes or to
+ignore Range (200 with the whole file). Images are a few dozen tiny PNGs/JPEGs made with
+Pillow; the cache is always under tmp_path, and nothing reaches beyond 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import re
 import socket
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,108 +24,9 @@ from fastcifar.data.cache import download, partial_path, sha256_record_path
 from fastcifar.data.fastai_images import BASE_URL_ENV, CLASS_NAMES, load_fastai_images
 from fastcifar.data.imagefolder import load_image_folder
 from fastcifar.errors import InputError
+from local_server import files_under
 
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    """Every test's cache lives in its own temporary directory, and no proxy gets between
-    urllib and the test's server on 127.0.0.1."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.delenv(BASE_URL_ENV, raising=False)
-    path = tmp_path / "cache"
-    monkeypatch.setenv("FASTCIFAR_DATA", str(path))
-    return path
-
-
-def files_under(directory: Path) -> list[str]:
-    if not directory.exists():
-        return []
-    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
-
-
-# ---------------------------------------------------------------------------------------
-# A local HTTP server that understands Range
-
-
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        server = self.server
-        asked = self.headers.get("Range")
-        server.requests.append((self.path, asked))
-        self.close_connection = True
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        if asked and not server.ignore_range:
-            start = int(re.fullmatch(r"bytes=(\d+)-", asked)[1])
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        payload = body[start:]
-        if server.cuts:  # promise the rest in Content-Length, send only this much, hang up
-            payload = payload[:server.cuts.pop(0)]
-        self.wfile.write(payload)
-        self.wfile.flush()
-
-    def log_message(self, *args):
-        pass
-
-
-class RangeServer:
-    def __init__(self):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-        self.httpd.daemon_threads = True
-        self.httpd.files, self.httpd.requests, self.httpd.cuts = {}, [], []
-        self.httpd.ignore_range = False
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
-
-    def serve(self, path: str, body: bytes) -> str:
-        self.httpd.files[path] = body
-        return self.url(path)
-
-    def cut_next(self, *sizes: int) -> None:
-        """The next requests send only this many bytes each, then hang up."""
-        self.httpd.cuts.extend(sizes)
-
-    def ignore_range(self) -> None:
-        self.httpd.ignore_range = True
-
-    @property
-    def requests(self) -> list[tuple[str, str | None]]:
-        return self.httpd.requests
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def server():
-    s = RangeServer()
-    yield s
-    s.close()
-
+pytestmark = pytest.mark.usefixtures("cache_dir")  # every test has its own cache
 
 BODY = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
 

@@ -2,8 +2,10 @@
 
 Files in the cache root (see `cache.cache_root`):
 
-    cifar-10-python.tar.gz   the archive as published, kept so the arrays can be rebuilt
-    cifar10.npz              the parsed arrays; when it loads, nothing else is read
+    cifar-10-python.tar.gz           the archive as published, kept so the arrays can be rebuilt
+    cifar10.npz                      the parsed arrays; when it loads, nothing else is read
+    cifar-10-python.tar.gz.partial   what arrived of a download that broke off; the next
+                                     attempt downloads only the rest of the 170 MB
 
 The archive is only ever renamed into place after its MD5 has been verified (by
 `cache.download`), so an archive with the wrong MD5 at that path was not put there by a
@@ -57,7 +59,8 @@ def load_cifar10(root: Path | None = None, download: bool = True, url: str = URL
             raise InputError(f"CIFAR-10 is not in the cache and downloading is off; "
                              f"{_by_hand_hint(archive, md5)}")
         try:
-            download_file(url, archive, md5=md5, expected_size=SIZE if md5 == MD5 else None)
+            download_file(url, archive, md5=md5, expected_size=SIZE if md5 == MD5 else None,
+                          resume=True)
         except InputError as e:
             raise InputError(f"CIFAR-10 download failed: {e}\n{_by_hand_hint(archive, md5)}") from e
     elif md5 is not None and (found := file_digest(archive, "md5")) != md5:
