@@ -34,16 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a recipe and report accuracy and time")
     train.add_argument("--recipe", default=None,
                        help="recipe name (see `fastcifar recipes`; default airbench94)")
-    train.add_argument("--data", default=None,
-                       help="an image-folder directory or .tar/.tar.gz/.tgz/.zip archive with "
-                            "train/ and test/ (or val/) class folders; default: the official "
-                            "CIFAR-10, downloaded once into the cache")
+    add_data_options(train)
     train.add_argument("--runs", type=_positive(int), default=None,
                        help="independent runs (seeds; default 1)")
     train.add_argument("--epochs", type=_positive(float), default=None,
                        help="override the recipe's epochs (fractions allowed)")
-    train.add_argument("--subset", type=_positive(int), default=None,
-                       help="train on a class-balanced subset of this many images")
     train.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     train.add_argument("--seed", type=int, default=None,
                        help="seed of the first run (default 0); run i uses seed+i")
@@ -53,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a recipe hyperparameter (repeatable), e.g. --set lr=10")
     train.add_argument("--out", type=Path, default=None,
                        help="run folder (default runs/<recipe>-<date>-<time>)")
+    train.add_argument("--lr-from-finder", nargs="?", const=RUN_FINDER, default=None,
+                       metavar="LR_FIND_JSON",
+                       help="scale the recipe's lrs by the LR finder's recommendation: from "
+                            "a saved `fastcifar lr-find` result, or, with no file, by running "
+                            "the finder first (untimed; its result goes into the run folder)")
     train.add_argument("--checkpoints", action=argparse.BooleanOptionalAction, default=None,
                        help="save last.pt after every epoch and best.pt on the best validation "
                             "accuracy, so --resume can continue the run (default: on for the "
@@ -98,7 +98,52 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE", help="override a recipe hyperparameter (repeatable)")
     schedule.set_defaults(handler=cmd_schedule)
+
+    plot = commands.add_parser("plot", help="draw a run folder's loss, accuracy and lr curves")
+    plot.add_argument("run", type=Path, help="a run folder written by `fastcifar train`")
+    plot.add_argument("--out", type=Path, default=None, help="the PNG (default RUN/curves.png)")
+    plot.set_defaults(handler=cmd_plot)
+
+    lr_find = commands.add_parser(
+        "lr-find", help="LR range test: train briefly while multiplying the recipe's lrs "
+                        "from --start to --end, and suggest a multiplier")
+    lr_find.add_argument("--recipe", default="airbench94",
+                         help="recipe name (see `fastcifar recipes`)")
+    add_data_options(lr_find)
+    lr_find.add_argument("--device", default="auto",
+                         help="auto (cuda > mps > cpu), cuda, mps or cpu")
+    lr_find.add_argument("--seed", type=int, default=0,
+                         help="seed of the model's init, the batches and --subset (default 0)")
+    lr_find.add_argument("--start", type=float, default=0.01,
+                         help="the first multiplier of the recipe's lrs (default 0.01)")
+    lr_find.add_argument("--end", type=float, default=100.0,
+                         help="the last multiplier, unless the loss diverges first (default 100)")
+    lr_find.add_argument("--steps", type=int, default=100,
+                         help="training steps in the sweep (default 100)")
+    lr_find.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY=VALUE", help="override a recipe hyperparameter (repeatable)")
+    lr_find.add_argument("--out", type=Path, default=None,
+                         help="folder for lr_find.json and lr_find.png "
+                              "(default runs/lr-find-<recipe>-<date>-<time>)")
+    lr_find.set_defaults(handler=cmd_lr_find)
     return parser
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """--data, --size, --image-size and --subset: what `train` and `lr-find` train on."""
+    parser.add_argument("--data", default=None,
+                        help="imagewoof or imagenette (fast.ai's, downloaded once into the "
+                             "cache), cifar10, or an image-folder directory or .tar/.tar.gz/"
+                             ".tgz/.zip archive with train/ and test/ (or val/) class folders; "
+                             "default: the recipe's, mostly the official CIFAR-10")
+    parser.add_argument("--size", choices=("160", "320", "full"), default=None,
+                        help="with --data imagewoof or imagenette: which of fast.ai's archives "
+                             "to download (default 160)")
+    parser.add_argument("--image-size", type=_positive(int), default=None,
+                        help="train on random-resized crops of this side and evaluate on "
+                             "centre crops (default: the recipe's, 128 for Imagewoof)")
+    parser.add_argument("--subset", type=_positive(int), default=None,
+                        help="use a class-balanced subset of this many training images")
 
 
 def _positive(kind):
@@ -121,7 +166,7 @@ def cmd_recipes(args) -> int:
     from .recipes import RECIPES
 
     rows = [(name, r.target.text, r.summary) for name, r in RECIPES.items()]
-    rows.insert(0, ("recipe", "published target (official CIFAR-10)", "what it is"))
+    rows.insert(0, ("recipe", "published target (official dataset)", "what it is"))
     name_width = max(len(r[0]) for r in rows)
     target_width = max(len(r[1]) for r in rows)
     for name, target, summary in rows:
@@ -129,10 +174,12 @@ def cmd_recipes(args) -> int:
     return 0
 
 
+RUN_FINDER = "run the finder"  # --lr-from-finder given without a file
+
 # The options that define a run: config.json records them and --resume restores them.
-RUN_DEFAULTS = {"recipe": "airbench94", "data": None, "runs": 1, "epochs": None,
-                "subset": None, "seed": 0, "compile": False, "overrides": [],
-                "checkpoints": None}
+RUN_DEFAULTS = {"recipe": "airbench94", "data": None, "size": "160", "image_size": None,
+                "runs": 1, "epochs": None, "subset": None, "seed": 0, "compile": False,
+                "overrides": [], "checkpoints": None, "lr_from_finder": None}
 
 
 def _run_settings(args) -> dict:
@@ -168,13 +215,12 @@ def cmd_train(args) -> int:
     import torch
 
     from .bench.stats import summarize
-    from .data import load_dataset
     from .recipes import get_recipe, override
     from .recipes.base import config_from_dict
     from .report.records import RunFolder
     from .report.table import Table
     from .train.device import configure_backend, device_name, resolve_device
-    from .train.loop import DeviceData, RunResult, train_run
+    from .train.loop import RunResult, train_run
 
     run = _run_settings(args)
     recipe = get_recipe(run["recipe"])
@@ -185,20 +231,16 @@ def cmd_train(args) -> int:
         config = override(recipe.config, run["overrides"])
         if run["epochs"] is not None:
             config = dataclasses.replace(config, epochs=run["epochs"])
+        if run["image_size"] is not None:
+            config = dataclasses.replace(config, image_size=run["image_size"])
+        run["data"] = run["data"] or recipe.default_data
         device = resolve_device(args.device)
     config.validate()
     checkpoints = (recipe.checkpoints if run["checkpoints"] is None else run["checkpoints"])
     configure_backend(device)
 
-    t0 = time.perf_counter()
-    dataset = load_dataset(run["data"])
-    if run["subset"] is not None:
-        dataset = dataset.with_train_subset(run["subset"], seed=run["seed"])
-    data = DeviceData.from_dataset(dataset, device)
-    load_seconds = time.perf_counter() - t0
-    print(f"data: {dataset.name}, {len(dataset.train_images)} train / "
-          f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
-          f"(loaded in {load_seconds:.1f} s, not timed)")
+    dataset, data, load_seconds = load_device_data(recipe, config, run["data"], run["size"],
+                                                   run["subset"], run["seed"], device)
     print(f"recipe: {recipe.name} on {device_name(device)}, torch {torch.__version__}")
 
     results = []
@@ -210,10 +252,17 @@ def cmd_train(args) -> int:
     else:
         out = RunFolder(args.out or
                         Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if args.lr_from_finder is not None:
+            from .train.lr_finder import lr_from_finder
+            saved = None if args.lr_from_finder == RUN_FINDER else Path(args.lr_from_finder)
+            config, message = lr_from_finder(saved, recipe, config, data, device, run["seed"],
+                                             out=out.path / "lr_find")
+            print(message)
         out.write_json("config.json", {
             "recipe": recipe.name, "config": config, "data": run["data"] or "cifar10",
-            "subset": run["subset"], "device": str(device), "seed": run["seed"],
-            "runs": run["runs"], "compile": run["compile"], "checkpoints": checkpoints})
+            "size": run["size"], "subset": run["subset"], "device": str(device), "seed": run["seed"],
+            "runs": run["runs"], "compile": run["compile"], "checkpoints": checkpoints,
+            "lr_from_finder": run["lr_from_finder"]})
         for source in recipe_sources(recipe):
             out.copy_source(source)
 
@@ -325,7 +374,7 @@ def cmd_flops(args) -> int:
 def cmd_schedule(args) -> int:
     from .recipes import get_recipe, override
     from .bench.flops import TRAIN_IMAGES
-    from .report.plots import schedule_figure
+    from .report.plots import save_png, schedule_figure
 
     recipe = get_recipe(args.recipe)
     out = args.out or Path(f"{recipe.name}-schedule.png")
@@ -333,12 +382,84 @@ def cmd_schedule(args) -> int:
         raise InputError(f"--out {out}: expected a .png file name")
     figure = schedule_figure(recipe, override(recipe.config, args.overrides),
                              args.train_images or TRAIN_IMAGES)
-    try:
-        figure.savefig(out, dpi=120)
-    except OSError as e:
-        raise InputError(f"--out {out}: cannot write it: {e.strerror or e}") from None
+    save_png(figure, out)
     print(f"wrote {out}")
     return 0
+
+
+def cmd_plot(args) -> int:
+    from .report.plots import metrics_figure, save_png
+    from .report.records import RunFolder
+
+    if not (args.run / "metrics.jsonl").is_file():
+        raise InputError(f"{args.run}: no metrics.jsonl there; expected a run folder written "
+                         f"by `fastcifar train` that has finished at least one epoch")
+    try:
+        rows = RunFolder(args.run).read_metrics()
+    except ValueError as e:
+        raise InputError(f"{args.run}/metrics.jsonl is not valid JSON lines: {e}") from None
+    out = args.out or args.run / "curves.png"
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out}: expected a .png file name")
+    save_png(metrics_figure(rows), out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    import torch
+
+    from .recipes import get_recipe, override
+    from .train.device import configure_backend, device_name, resolve_device
+    from .train.lr_finder import check_sweep, find_lr, summary_lines, write_result
+
+    recipe = get_recipe(args.recipe)
+    config = override(recipe.config, args.overrides)
+    config.validate()
+    check_sweep(args.start, args.end, args.steps)
+    device = resolve_device(args.device)
+    configure_backend(device)
+    if args.image_size is not None:
+        config = dataclasses.replace(config, image_size=args.image_size)
+    dataset, data, _ = load_device_data(recipe, config, args.data, args.size or "160",
+                                        args.subset, args.seed, device)
+    print(f"recipe: {recipe.name} on {device_name(device)}, torch {torch.__version__}")
+    print(f"sweeping {args.steps} steps of {config.batch_size} images, multipliers "
+          f"{args.start:g} to {args.end:g} of the recipe's lrs")
+
+    result = find_lr(recipe, config, data, device, args.seed, args.start, args.end, args.steps,
+                     progress=device.type != "cuda")
+    result.settings.update(data=args.data or recipe.default_data or "cifar10",
+                           subset=args.subset)
+    out = args.out or Path("runs") / f"lr-find-{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    written = write_result(result, out)
+    print(f"sweep: {result.stopped}")
+    for line in summary_lines(result):
+        print(line)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def load_device_data(recipe, config, data: str | None, size: str, subset: int | None,
+                     seed: int, device):
+    """(the dataset, its DeviceData on `device`, the seconds it took): `--data` (default:
+    the recipe's) loaded, resized for the config's image_size, cut to a `--subset` drawn
+    with `seed` if given, and a line printed saying what was loaded."""
+    from .data import load_dataset, stored_size
+    from .train.loop import DeviceData
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(data or recipe.default_data, size=size,
+                           resize=stored_size(config.image_size) if config.image_size else None)
+    if subset is not None:
+        dataset = dataset.with_train_subset(subset, seed=seed)
+    device_data = DeviceData.from_dataset(dataset, device, config.image_size,
+                                          half=not recipe.mixed_precision)
+    seconds = time.perf_counter() - t0
+    print(f"data: {dataset.name}, {len(dataset.train_images)} train / "
+          f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
+          f"(loaded in {seconds:.1f} s, not timed)")
+    return dataset, device_data, seconds
 
 
 def recipe_sources(recipe) -> list[Path]:

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import socket
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,10 @@ from PIL import Image
 
 from fastcifar.data import imagefolder, load_dataset, stored_size
 from fastcifar.data.cache import download, partial_path, sha256_record_path
-from fastcifar.data.fastai_images import BASE_URL_ENV, CLASS_NAMES, load_fastai_images
+from fastcifar.data.fastai_images import BASE_URL_ENV, load_fastai_images
 from fastcifar.data.imagefolder import load_image_folder
 from fastcifar.errors import InputError
+from archives import class_colour, fastai_archive
 from local_server import files_under
 
 pytestmark = pytest.mark.usefixtures("cache_dir")  # every test has its own cache
@@ -303,38 +303,6 @@ def test_stored_size_leaves_room_for_the_evaluation_crop():
     assert stored_size(128) == 147
     assert stored_size(64) == 74
     assert all(round(stored_size(s) * 0.875) >= s for s in range(8, 300))
-
-
-def class_colour(label: int) -> tuple[int, int, int]:
-    return (label * 25, 255 - label * 25, 128)
-
-
-def fastai_archive(name: str = "imagewoof", stem: str = "imagewoof2-160",
-                   per_class: dict[str, int] | None = None) -> bytes:
-    """A .tgz in the layout fast.ai publishes: <stem>/{train,val}/<wnid>/<id>.JPEG, images
-    of varied sizes, each a flat colour that tells its class, and a CSV beside them."""
-    per_class = per_class or {"train": 2, "val": 1}
-    rng = np.random.default_rng(1)
-    members = {f"{stem}/noisy_{name}.csv": b"path,noisy_labels_0\n"}
-    for label, wnid in enumerate(sorted(CLASS_NAMES[name])):
-        for split, n in per_class.items():
-            for i in range(n):
-                width, height = (int(v) for v in rng.integers(12, 70, 2))
-                pixels = np.full((height, width, 3), class_colour(label), dtype=np.uint8)
-                buf = io.BytesIO()
-                if i % 2:
-                    Image.fromarray(pixels).save(buf, "PNG")
-                    members[f"{stem}/{split}/{wnid}/{wnid}_{i}.png"] = buf.getvalue()
-                else:
-                    Image.fromarray(pixels).save(buf, "JPEG", quality=95)
-                    members[f"{stem}/{split}/{wnid}/{wnid}_{i}.JPEG"] = buf.getvalue()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for member, data in members.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_load_dataset_imagewoof(server, cache_dir, monkeypatch):

@@ -1,6 +1,9 @@
-"""Batched augmentations on NCHW tensors, run on the training device over a whole epoch."""
+"""Batched augmentations on NCHW tensors, run on the training device: over a whole epoch for
+CIFAR-sized images, a batch at a time for larger ones (random_resized_crop)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -79,3 +82,36 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor,
     mixed = torch.where(inside, images[partner], images)
     pasted = inside.flatten(1).float().mean(1, keepdim=True).to(targets.dtype)
     return mixed, (1 - pasted) * targets + pasted * targets[partner]
+
+
+def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float] = (0.35, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                        flip: bool = True) -> torch.Tensor:
+    """Inception-style crops for larger images, a whole batch in one grid_sample: each
+    image's crop covers a random fraction `scale` of its area with a random aspect ratio
+    (log-uniform in `ratio`), at a random place, resized bilinearly to size x size and,
+    with `flip`, mirrored at random. Crops wider or taller than the image are clipped to it."""
+    n, device = len(images), images.device
+    area = torch.empty(n, device=device).uniform_(*scale)
+    log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    aspect = log_ratio.exp()
+    # Half-widths and centres in grid_sample's coordinates, where the image spans [-1, 1].
+    half_w = (area * aspect).sqrt().clamp(max=1.0)
+    half_h = (area / aspect).sqrt().clamp(max=1.0)
+    centre_x = (torch.rand(n, device=device) * 2 - 1) * (1 - half_w)
+    centre_y = (torch.rand(n, device=device) * 2 - 1) * (1 - half_h)
+    sign = torch.where(random_flip_mask(n, device), -1.0, 1.0) if flip else torch.ones(n, device=device)
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 0, 2] = half_w * sign, centre_x
+    theta[:, 1, 1], theta[:, 1, 2] = half_h, centre_y
+    grid = F.affine_grid(theta, [n, images.size(1), size, size], align_corners=False)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection",
+                        align_corners=False)
+    return out.to(images.dtype).contiguous(memory_format=torch.channels_last)
+
+
+def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size square of each image."""
+    h, w = images.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[..., top:top + size, left:left + size]

@@ -14,12 +14,20 @@ import numpy as np
 import torch
 
 from .augment import (alternating_flip_mask, cutout, flip_where, pad_reflect, random_crop,
-                      random_flip_mask)
+                      random_flip_mask, random_resized_crop)
 
 # Official CIFAR-10 training-set statistics, used for every dataset of 32x32 images so
-# that a recipe's hyperparameters mean the same thing on any copy of CIFAR-10.
+# that a recipe's hyperparameters mean the same thing on any copy of CIFAR-10; ImageNet's,
+# as everyone uses them, for larger photographs (Imagewoof, Imagenette, your own).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalisation(image_side: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for images of this side: CIFAR-10's for 32x32, else ImageNet's."""
+    return (CIFAR10_MEAN, CIFAR10_STD) if image_side <= 32 else (IMAGENET_MEAN, IMAGENET_STD)
 
 FLIP_MODES = ("none", "random", "alternating")
 
@@ -29,10 +37,21 @@ class Augmentation:
     flip: str = "alternating"  # one of FLIP_MODES
     translate: int = 0  # reflect-pad by this many pixels, then random-crop back
     cutout: int = 0  # side of the zeroed square, 0 for none
+    # Larger images: a random-resized crop of this side per image, a batch at a time
+    # (0: none). Its flip is "none" or "random"; it does not combine with translate/cutout.
+    crop_size: int = 0
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # the fraction of the image's area kept
 
     def __post_init__(self):
         if self.flip not in FLIP_MODES:
             raise ValueError(f"flip must be one of {FLIP_MODES}, got {self.flip!r}")
+        if self.crop_size:
+            if self.flip == "alternating" or self.translate or self.cutout:
+                raise ValueError("a random-resized crop (crop_size) goes with flip none or "
+                                 "random, and no translate or cutout")
+            low, high = self.crop_scale
+            if not 0 < low <= high <= 1:
+                raise ValueError(f"crop_scale must be 0 < low <= high <= 1, got {self.crop_scale}")
 
 
 def to_device_tensor(images: np.ndarray, device, dtype=torch.float32,
@@ -89,8 +108,10 @@ class DeviceLoader:
             self._first_flip = self._first_flip.to(self.images.device)
 
     def __iter__(self):
+        aug = self.augmentation
+        per_batch = self.train and aug.crop_size > 0
         if self.train:
-            images = self.epoch_images(self.epoch)
+            images = self.images if per_batch else self.epoch_images(self.epoch)
             order = torch.randperm(len(images), device=images.device)
         else:
             images = self.images
@@ -98,4 +119,8 @@ class DeviceLoader:
         self.epoch += 1
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield images[index], self.labels[index]
+            batch = images[index]
+            if per_batch:
+                batch = random_resized_crop(batch, aug.crop_size, aug.crop_scale,
+                                            flip=aug.flip == "random")
+            yield batch, self.labels[index]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import torch
 
@@ -16,18 +14,51 @@ def piecewise_linear(total_steps: int, knots: list[tuple[float, float]]) -> np.n
     return np.interp(np.arange(total_steps + 1), xs, ys)
 
 
-def multiplier_scheduler(optimizer: torch.optim.Optimizer, multipliers: np.ndarray):
-    """A LambdaLR that multiplies every group's base lr by multipliers[step] (steps past the
-    end keep the last value). A group holding its own "lr_multipliers" (see
-    follow_own_schedule) follows those instead. All of the scheduler's state is its step
-    count, so a checkpoint restores it exactly."""
-    def at(values, step):
-        return float(values[min(step, len(values) - 1)])
+class MultiplierScheduler:
+    """Sets every group's lr to its lr at construction times multipliers[step] (steps past
+    the end keep the last value); a group holding its own "lr_multipliers" (see
+    follow_own_schedule) follows those instead. With `momenta`, it also sets each group's
+    momentum (SGD) or first beta (Adam, AdamW) to momenta[step], as one-cycle does.
 
-    shared = partial(at, multipliers)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, [partial(at, g["lr_multipliers"]) if "lr_multipliers" in g else shared
-                    for g in optimizer.param_groups])
+    Its whole state is the step count, so a checkpoint restores it exactly.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, multipliers: np.ndarray,
+                 momenta: np.ndarray | None = None):
+        self.optimizer, self.step_count = optimizer, 0
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.multipliers = [g.get("lr_multipliers", multipliers) for g in optimizer.param_groups]
+        self.momenta = momenta
+        self._apply()
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        for group, base, multipliers in zip(self.optimizer.param_groups, self.base_lrs,
+                                            self.multipliers):
+            group["lr"] = base * _at(multipliers, self.step_count)
+            if self.momenta is not None:
+                momentum = _at(self.momenta, self.step_count)
+                if "betas" in group:
+                    group["betas"] = (momentum, group["betas"][1])
+                else:
+                    group["momentum"] = momentum
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = state["step"]
+        self._apply()
+
+
+def _at(values, step: int) -> float:
+    return float(values[min(step, len(values) - 1)])
+
+
+multiplier_scheduler = MultiplierScheduler
 
 
 def follow_own_schedule(group: dict, multipliers: np.ndarray) -> None:
@@ -35,3 +66,65 @@ def follow_own_schedule(group: dict, multipliers: np.ndarray) -> None:
     place of the shared ones (kept as plain floats, so the optimizer's state_dict stays
     loadable with torch.load(weights_only=True))."""
     group["lr_multipliers"] = [float(m) for m in multipliers]
+
+
+# Named schedules for the general trainer: multipliers of the peak lr at steps 0..total.
+
+def constant(total_steps: int) -> np.ndarray:
+    return np.ones(total_steps + 1)
+
+
+def step_decay(total_steps: int, steps_per_epoch: int, milestones: tuple[int, ...],
+               factor: float = 0.1) -> np.ndarray:
+    """Multiply by `factor` at each milestone epoch (torch's MultiStepLR, per epoch)."""
+    epochs = np.arange(total_steps + 1) // steps_per_epoch
+    return factor ** np.searchsorted(np.asarray(sorted(milestones)), epochs, side="right")
+
+
+def _cosine(n: int, start: float, end: float) -> np.ndarray:
+    """n values from start to end along half a cosine (flat at both ends)."""
+    return end + (start - end) * (1 + np.cos(np.pi * np.linspace(0, 1, n))) / 2
+
+
+def one_cycle(total_steps: int, peak_at: float = 0.3, div_factor: float = 25.0,
+              final_div_factor: float = 1e4) -> np.ndarray:
+    """Smith's one cycle, step for step as torch's OneCycleLR: cosine up from 1/div_factor
+    to 1 over the first `peak_at` of the run, then cosine down to
+    1/(div_factor * final_div_factor) at the last step."""
+    start, end = 1 / div_factor, 1 / (div_factor * final_div_factor)
+    return _two_cosines(total_steps, peak_at, start, 1.0, end)
+
+
+def one_cycle_momentum(total_steps: int, peak_at: float = 0.3, low: float = 0.85,
+                       high: float = 0.95) -> np.ndarray:
+    """The momentum that goes with one_cycle: down while the lr rises, up while it falls."""
+    return _two_cosines(total_steps, peak_at, high, low, high)
+
+
+def _two_cosines(total_steps: int, peak_at: float, start: float, middle: float,
+                 end: float) -> np.ndarray:
+    """Half-cosines start -> middle, reached at step peak_at*total - 1, -> end at the last
+    step (OneCycleLR's phase boundaries); the value after the last step stays at end."""
+    t = np.minimum(np.arange(total_steps + 1, dtype=float), total_steps - 1)
+    turn, last = peak_at * total_steps - 1, total_steps - 1
+    rising = t <= turn
+    fraction = np.where(rising, t / max(turn, 1e-12), (t - turn) / max(last - turn, 1e-12))
+    a, b = np.where(rising, start, middle), np.where(rising, middle, end)
+    return b + (a - b) * (1 + np.cos(np.pi * fraction)) / 2
+
+
+def warmup_then(total_steps: int, warmup: float, shape: str, flat: float = 0.0) -> np.ndarray:
+    """Linear warm-up from 0 over the first `warmup` of the run, then `shape` down to 0:
+    "linear", "cosine", or "flat_cosine" (flat at 1 until `flat` of the run, then cosine,
+    fast.ai's fit_flat_cos)."""
+    up = int(warmup * total_steps)
+    hold = max(up, int(flat * total_steps)) if shape == "flat_cosine" else up
+    rest = total_steps - hold + 1
+    if shape == "linear":
+        down = np.linspace(1.0, 0.0, rest)
+    elif shape in ("cosine", "flat_cosine"):
+        down = _cosine(rest, 1.0, 0.0)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return np.concatenate([np.linspace(0.0, 1.0, up + 1)[:-1] if up else [], np.ones(hold - up),
+                           down])

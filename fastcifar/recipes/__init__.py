@@ -10,13 +10,18 @@ from .airbench95 import Airbench95
 from .airbench96 import Airbench96
 from .bag_of_tricks import BagOfTricks
 from .base import Recipe, TrainConfig, override
+from .general import (ResNet18Cifar, ResNet18ImagewoofAdamW, ResNet18ImagewoofLRFinder,
+                      ResNet18ImagewoofOneCycle, ResNet18ImagewoofSGD)
 from .hlb import Hlb
 from .hlb_state_sketch import HlbStateSketch
 from .resnet9_dawnbench import ResNet9Dawnbench
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (Airbench94(), Airbench94Muon(), Airbench95(),
-                                                Airbench96(), Airbench94BnFree(), BagOfTricks(),
-                                                ResNet9Dawnbench(), Hlb(), HlbStateSketch())}
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Airbench94(), Airbench94Muon(), Airbench95(), Airbench96(), Airbench94BnFree(), BagOfTricks(),
+    ResNet9Dawnbench(), Hlb(), HlbStateSketch(),
+    # the general trainer (seed 004)
+    ResNet18ImagewoofSGD(), ResNet18ImagewoofLRFinder(), ResNet18ImagewoofOneCycle(),
+    ResNet18ImagewoofAdamW(), ResNet18Cifar())}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -29,6 +29,10 @@ class TrainConfig:
     translate: int = 0  # pixels of random translation (reflect pad + crop)
     cutout: int = 0  # side of the cutout square, 0 for none
     tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations
+    # Larger images: train on random-resized crops of this side, evaluate on centre crops
+    # (0: use the images as they are, as the CIFAR recipes do).
+    image_size: int = 0
+    crop_scale: tuple[float, float] = (0.35, 1.0)
 
     def steps(self, train_images: int) -> tuple[int, int]:
         """(steps per epoch, steps in the run): full batches only, the last epoch cut short
@@ -40,7 +44,8 @@ class TrainConfig:
         return per_epoch, ceil(per_epoch * self.epochs)
 
     def augmentation(self) -> Augmentation:
-        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout)
+        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout,
+                            crop_size=self.image_size, crop_scale=self.crop_scale)
 
     def validate(self) -> None:
         if not self.epochs > 0:
@@ -49,8 +54,8 @@ class TrainConfig:
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.tta_level not in (0, 1, 2):
             raise InputError(f"tta_level must be 0, 1 or 2, got {self.tta_level}")
-        if self.translate < 0 or self.cutout < 0:
-            raise InputError("translate and cutout must be 0 or more")
+        if self.translate < 0 or self.cutout < 0 or self.image_size < 0:
+            raise InputError("translate, cutout and image_size must be 0 or more")
         if not 0 <= self.label_smoothing < 1:
             raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         try:
@@ -66,6 +71,8 @@ class Training:
     optimizers: list[torch.optim.Optimizer]  # all stepped every step (e.g. Muon + SGD)
     lr_multipliers: np.ndarray  # one per step, 0..total_steps, applied to every optimizer
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> loss
+    loss_scale: float = 1.0  # the loss is this times the sum over the batch (for reporting)
+    momenta: np.ndarray | None = None  # per step: every group's momentum (SGD) or beta1 (Adam)
     average: WeightAverage | None = None  # lookahead or an EMA model; loaded at the end
     average_every: int = 5
     average_decay: Callable[[int], float] | None = None  # step -> decay
@@ -89,6 +96,8 @@ class Recipe:
     target: Target
     config: TrainConfig
     checkpoints: bool = False  # save last.pt/best.pt every epoch unless told otherwise
+    mixed_precision: bool = False  # False: half-precision weights on a GPU, as the speed runs
+    default_data: str | None = None  # what --data defaults to (None: CIFAR-10)
 
     def build_model(self, config, num_classes: int) -> nn.Module:
         raise NotImplementedError

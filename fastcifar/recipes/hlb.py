@@ -121,6 +121,7 @@ class Hlb(Recipe):
                                                           (1, config.lr_end)]),
             loss=summed_cross_entropy(config.label_smoothing,
                                       scale=config.loss_examples / config.batch_size),
+            loss_scale=config.loss_examples / config.batch_size,
             average=WeightAverage(model, copy_back=True),
             average_every=config.ema_every,
             average_decay=lambda step: config.ema_decay(step, total_steps),

@@ -31,14 +31,31 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to device in its compute dtype and channels_last, keeping norms in float32:
-    their statistics and tiny eps need the range."""
-    model = model.to(device=device, dtype=compute_dtype(device), memory_format=torch.channels_last)
+def place_model(model: nn.Module, device: torch.device, half: bool = True) -> nn.Module:
+    """Move to device in channels_last and, with `half`, in its compute dtype, keeping norms
+    in float32: their statistics and tiny eps need the range. Without `half` the weights
+    stay float32 (for MixedPrecision)."""
+    dtype = compute_dtype(device) if half else torch.float32
+    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.float()
     return model
+
+
+class MixedPrecision:
+    """The general trainer's precision: float32 weights, and on CUDA the forward pass under
+    autocast, in bfloat16 where the GPU has it, else float16 with a GradScaler (float16's
+    small range needs the loss scaled up so small gradients survive). Elsewhere a no-op."""
+
+    def __init__(self, device: torch.device):
+        self.device_type, self.enabled = device.type, device.type == "cuda"
+        bf16 = self.enabled and torch.cuda.is_bf16_supported()
+        self.dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.enabled and not bf16 else None
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
 
 def configure_backend(device: torch.device) -> None:

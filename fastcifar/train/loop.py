@@ -8,18 +8,20 @@ and the final TTA evaluation; not data loading, model building or the per-epoch
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Callable
 
 import torch
 
-from ..data.loader import DeviceLoader, to_device_tensor
+from ..data.augment import centre_crop
+from ..data.loader import DeviceLoader, normalisation, to_device_tensor
 from ..data.dataset import ImageDataset
 from ..errors import InputError, RunFailed
 from ..optim.schedules import multiplier_scheduler
 from .checkpoint import CheckpointFolder, plain, rng_state, set_rng_state, unwrapped
-from .device import compute_dtype, place_model
+from .device import MixedPrecision, compute_dtype, place_model
 from .evaluate import evaluate, evaluation_metrics
 from .timing import Stopwatch
 
@@ -35,12 +37,19 @@ class DeviceData:
     num_classes: int
 
     @classmethod
-    def from_dataset(cls, data: ImageDataset, device: torch.device) -> "DeviceData":
-        dtype = compute_dtype(device)
+    def from_dataset(cls, data: ImageDataset, device: torch.device, image_size: int = 0,
+                     half: bool = True) -> "DeviceData":
+        """With `image_size` smaller than the stored images, the test images are their
+        centre squares of that side (training crops them at random, see Augmentation).
+        With `half`, the device's compute dtype (see place_model), else float32."""
+        dtype = compute_dtype(device) if half else torch.float32
+        mean, std = normalisation(data.train_images.shape[1])
         labels = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-        return cls(to_device_tensor(data.train_images, device, dtype), labels(data.train_labels),
-                   to_device_tensor(data.test_images, device, dtype), labels(data.test_labels),
-                   len(data.classes))
+        test = to_device_tensor(data.test_images, device, dtype, mean, std)
+        if image_size and image_size < test.size(-1):
+            test = centre_crop(test, image_size).contiguous(memory_format=torch.channels_last)
+        return cls(to_device_tensor(data.train_images, device, dtype, mean, std),
+                   labels(data.train_labels), test, labels(data.test_labels), len(data.classes))
 
 
 @dataclass
@@ -79,7 +88,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                           train=True, augmentation=config.augmentation())
     steps_per_epoch, total_steps = config.steps(len(data.train_images))
-    model = place_model(recipe.build_model(config, data.num_classes), device)
+    mixed = MixedPrecision(device) if recipe.mixed_precision else None
+    model = place_model(recipe.build_model(config, data.num_classes), device, half=mixed is None)
     if model_transform is not None:
         model = model_transform(model)
     watch = Stopwatch(device)
@@ -87,13 +97,14 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     with watch.time("init"):
         training = recipe.setup(model, config, data.train_images, total_steps)
     optimizers, loss_fn, average = training.optimizers, training.loss, training.average
-    schedulers = [multiplier_scheduler(opt, training.lr_multipliers) for opt in optimizers]
+    schedulers = [multiplier_scheduler(opt, training.lr_multipliers, training.momenta)
+                  for opt in optimizers]
 
     step, records = 0, []
     resumed = checkpoints.resume_state() if checkpoints is not None else None
     if resumed is not None:
-        step, records = _restore(resumed, model, optimizers, schedulers, average, loader,
-                                 watch, device, seed)
+        step, records = _restore(resumed, model, optimizers, schedulers, average, mixed,
+                                 loader, watch, device, seed)
 
     epochs = _maybe_progress(range(len(records), ceil(config.epochs)), progress,
                              desc=recipe.name, total=ceil(config.epochs), initial=len(records))
@@ -111,7 +122,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                 if training.batch_transform is not None:
                     inputs, targets = training.batch_transform(inputs, labels, epoch)
                 outputs, loss = training_step(model, inputs, targets, loss_fn, optimizers,
-                                              schedulers)
+                                              schedulers, mixed)
                 loss_sum = loss_sum + loss.detach().float()
                 correct = correct + (outputs.detach().argmax(1) == labels).sum()
                 seen += len(labels)
@@ -119,7 +130,9 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                 if average is not None and step % training.average_every == 0:
                     average.update(model, training.average_decay(step))
                 if progress and step % 10 == 0:
-                    batches.set_postfix(loss=f"{loss.item() / len(labels):.3f}")
+                    batches.set_postfix(  # live, at the cost of a host sync
+                        loss=f"{loss.item() / (len(labels) * training.loss_scale):.3f}",
+                        acc=f"{correct.item() / seen:.3f}")
                 if step >= total_steps:
                     break
             if step >= total_steps and average is not None:
@@ -132,7 +145,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
         val = evaluation_metrics(_evaluation_model(model, average, step, total_steps),
                                  data.test_images, data.test_labels)
         record = EpochRecord(
-            epoch=epoch + 1, train_loss=loss_sum.item() / seen,
+            epoch=epoch + 1, train_loss=loss_sum.item() / (seen * training.loss_scale),
             train_accuracy=correct.item() / seen, val_loss=val["loss"],
             val_accuracy=val["top1"], val_top5=val["top5"],
             lr=float(training.lr_multipliers[min(step, total_steps)]),
@@ -142,7 +155,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
             epochs.set_postfix(val_acc=f"{record.val_accuracy:.4f}")
         if checkpoints is not None:
             checkpoints.save(_state(recipe, config, seed, step, records, model, optimizers,
-                                    schedulers, average, loader, watch, device),
+                                    schedulers, average, mixed, loader, watch, device),
                              record.val_accuracy)
         if on_epoch is not None:
             on_epoch(record)
@@ -155,7 +168,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
 
 
 def _state(recipe, config, seed, step, records, model, optimizers, schedulers, average,
-           loader, watch, device) -> dict:
+           mixed, loader, watch, device) -> dict:
     """What a checkpoint holds (see train/checkpoint.py)."""
     return {"recipe": recipe.name, "config": plain(config), "seed": seed,
             "epoch": len(records), "step": step, "records": plain(records),
@@ -163,11 +176,16 @@ def _state(recipe, config, seed, step, records, model, optimizers, schedulers, a
             "optimizers": [o.state_dict() for o in optimizers],
             "schedulers": [s.state_dict() for s in schedulers],
             "average": average.state_dict() if average is not None else None,
+            "scaler": _scaler(mixed).state_dict() if _scaler(mixed) is not None else None,
             "loader": loader.state_dict(), "seconds": dict(watch.seconds),
             "rng": rng_state(device)}
 
 
-def _restore(state, model, optimizers, schedulers, average, loader, watch, device,
+def _scaler(mixed: MixedPrecision | None):
+    return mixed.scaler if mixed is not None else None
+
+
+def _restore(state, model, optimizers, schedulers, average, mixed, loader, watch, device,
              seed) -> tuple[int, list[EpochRecord]]:
     if state["seed"] != seed:
         raise InputError(f"the checkpoint is of seed {state['seed']}, not {seed}")
@@ -178,22 +196,33 @@ def _restore(state, model, optimizers, schedulers, average, loader, watch, devic
         target.load_state_dict(saved)
     if average is not None:
         average.load_state_dict(state["average"])
+    if _scaler(mixed) is not None and state.get("scaler"):
+        _scaler(mixed).load_state_dict(state["scaler"])
     loader.load_state_dict(state["loader"])
     watch.seconds.update(state["seconds"])
     set_rng_state(state["rng"], device)
     return state["step"], [EpochRecord(**r) for r in state["records"]]
 
 
-def training_step(model, inputs, targets, loss_fn, optimizers, schedulers):
+def training_step(model, inputs, targets, loss_fn, optimizers, schedulers,
+                  mixed: MixedPrecision | None = None):
     """The hot path: forward, loss, backward, every optimiser and lr scheduler stepped.
-    Nothing here waits for the device."""
-    outputs = model(inputs)
-    loss = loss_fn(outputs, targets)
+    Nothing here waits for the device (a GradScaler's inf check aside)."""
+    scaler = mixed.scaler if mixed is not None else None
+    with mixed.autocast() if mixed is not None else contextlib.nullcontext():
+        outputs = model(inputs)
+        loss = loss_fn(outputs, targets)
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    loss.backward()
-    for opt, scheduler in zip(optimizers, schedulers):
-        opt.step()
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    for opt in optimizers:
+        if scaler is not None:
+            scaler.step(opt)
+        else:
+            opt.step()
+    if scaler is not None:
+        scaler.update()
+    for scheduler in schedulers:
         scheduler.step()
     return outputs, loss
 
