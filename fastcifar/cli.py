@@ -61,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the interrupted run in this run folder from its last "
                             "checkpoint, with the settings it was started with")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="a progress bar within each epoch (default: on when not on a GPU, "
-                            "where its host syncs could slow a timed run)")
+                       help="progress bars for the epochs and the batches, with live loss and "
+                            "accuracy (default: on, except for speed runs on a GPU, where "
+                            "their host syncs could slow the timed run)")
     train.set_defaults(handler=cmd_train)
 
     recipes = commands.add_parser("recipes", help="list the recipes and their published targets")
@@ -247,7 +248,8 @@ def cmd_train(args) -> int:
     if args.resume is not None:
         out = RunFolder(args.resume)
         results = [RunResult(**r) for r in _read_summary_runs(out.path)]
-        out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(results) + 1]
+        # the finished runs' rows; the interrupted run's come from its checkpoint, below
+        out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(results)]
         print(f"resuming {out.path}: {len(results)} of {run['runs']} run(s) finished")
     else:
         out = RunFolder(args.out or
@@ -260,7 +262,8 @@ def cmd_train(args) -> int:
             print(message)
         out.write_json("config.json", {
             "recipe": recipe.name, "config": config, "data": run["data"] or "cifar10",
-            "size": run["size"], "subset": run["subset"], "device": str(device), "seed": run["seed"],
+            "size": run["size"], "subset": run["subset"], "device": str(device),
+            "seed": run["seed"],
             "runs": run["runs"], "compile": run["compile"], "checkpoints": checkpoints,
             "lr_from_finder": run["lr_from_finder"]})
         for source in recipe_sources(recipe):
@@ -275,7 +278,9 @@ def cmd_train(args) -> int:
         compile_seconds = time.perf_counter() - t0
         print(f"compile warm-up run: {compile_seconds:.1f} s (not timed)")
 
-    progress = device.type != "cuda" if args.progress is None else args.progress
+    progress = args.progress
+    if progress is None:
+        progress = device.type != "cuda" or recipe.progress_on_gpu
     table = Table([("run", "d"), ("epoch", ""), ("train_loss", ".4f"), ("train_acc", ".4f"),
                    ("val_acc", ".4f"), ("val_top5", ".4f"), ("tta_val_acc", ".4f"),
                    ("time_seconds", ".2f")])
@@ -290,6 +295,11 @@ def cmd_train(args) -> int:
             out.add_metrics({"run": run, "seed": seed, **dataclasses.asdict(r)})
 
         folder = _checkpoint_folder(out, run["runs"], i + 1) if checkpoints else None
+        if folder is not None and (state := folder.resume_state()) is not None:
+            out.set_metrics([*out.metric_rows,
+                             *({"run": i + 1, "seed": seed, **r} for r in state["records"])])
+            print(f"run {i + 1}: continuing from epoch {state['epoch']} "
+                  f"({folder.path / 'last.pt'})")
         result = train_run(recipe, config, data, device, seed, on_epoch=on_epoch,
                            model_transform=model_transform, progress=progress,
                            checkpoints=folder)

@@ -200,3 +200,21 @@ def test_train_takes_its_lr_from_the_finder(tiny_archive, tmp_path, capsys):
     assert main(["train", *tiny, "--lr-from-finder", str(first / "lr_find" / "lr_find.json"),
                  "--out", str(again)]) == 0
     assert json.loads((again / "config.json").read_text())["config"]["lr"] == lr
+
+
+def test_metric_rows_reach_tensorboard_when_it_is_installed(tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard is the optional extra "
+                                              "fastcifar[tensorboard]")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fastcifar.report.records import RunFolder
+
+    folder = RunFolder(tmp_path)
+    for epoch, accuracy in ((1, 0.25), (2, 0.5)):
+        folder.add_metrics({"run": 1, "seed": 0, "epoch": epoch, "train_loss": 2.0 / epoch,
+                            "val_accuracy": accuracy, "val_top5": 0.9, "lr": 1.0})
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "run-1"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val/accuracy")] == [(1, 0.25), (2, 0.5)]
+    assert {"train/loss", "val/top5", "lr"} <= set(events.Tags()["scalars"])
+    assert [r["epoch"] for r in folder.read_metrics()] == [1, 2]

@@ -100,7 +100,9 @@ def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, flo
     half_h = (area / aspect).sqrt().clamp(max=1.0)
     centre_x = (torch.rand(n, device=device) * 2 - 1) * (1 - half_w)
     centre_y = (torch.rand(n, device=device) * 2 - 1) * (1 - half_h)
-    sign = torch.where(random_flip_mask(n, device), -1.0, 1.0) if flip else torch.ones(n, device=device)
+    sign = torch.ones(n, device=device)
+    if flip:
+        sign = torch.where(random_flip_mask(n, device), -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0], theta[:, 0, 2] = half_w * sign, centre_x
     theta[:, 1, 1], theta[:, 1, 2] = half_h, centre_y

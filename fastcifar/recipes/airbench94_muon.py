@@ -65,7 +65,8 @@ class Airbench94Muon(AirbenchRecipe):
                              momentum=config.sgd_momentum)
         whiten_bias_steps = round(total_steps * config.whiten_bias_epochs / config.epochs)
         # The loop gives every group the same multipliers; this one group has its own.
-        follow_own_schedule(sgd.param_groups[0], piecewise_linear(whiten_bias_steps, [(0, 1.0), (1, 0.0)]))
+        follow_own_schedule(sgd.param_groups[0],
+                            piecewise_linear(whiten_bias_steps, [(0, 1.0), (1, 0.0)]))
         muon = Muon(filters, lr=config.muon_lr, momentum=config.muon_momentum,
                     ns_steps=config.newton_schulz_steps)
 

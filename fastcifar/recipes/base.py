@@ -98,6 +98,7 @@ class Recipe:
     checkpoints: bool = False  # save last.pt/best.pt every epoch unless told otherwise
     mixed_precision: bool = False  # False: half-precision weights on a GPU, as the speed runs
     default_data: str | None = None  # what --data defaults to (None: CIFAR-10)
+    progress_on_gpu: bool = False  # progress bars' host syncs would slow a timed speed run
 
     def build_model(self, config, num_classes: int) -> nn.Module:
         raise NotImplementedError

@@ -124,6 +124,7 @@ def build_optimizer(model: nn.Module, config: GeneralConfig) -> torch.optim.Opti
 class GeneralRecipe(Recipe):
     checkpoints = True
     mixed_precision = True
+    progress_on_gpu = True  # long runs, not timed to the millisecond
 
     def build_model(self, config: GeneralConfig, num_classes: int) -> nn.Module:
         if config.model == "resnet9":
