@@ -164,3 +164,13 @@ def test_cli_resume_refuses_new_settings_and_non_run_folders(tiny_archive, tmp_p
     assert code == 2 and "drop --recipe" in capsys.readouterr().err
     code = main(["train", "--resume", str(tmp_path)])
     assert code == 2 and "expected a run folder" in capsys.readouterr().err
+
+
+def test_scheduler_state_from_before_multiplier_scheduler_still_loads():
+    """Checkpoints written while the loop used LambdaLR keep their step in last_epoch."""
+    from fastcifar.optim.schedules import MultiplierScheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = MultiplierScheduler(opt, [1.0, 0.5, 0.25, 0.125])
+    scheduler.load_state_dict({"last_epoch": 2, "base_lrs": [2.0]})
+    assert scheduler.state_dict() == {"step": 2} and opt.param_groups[0]["lr"] == 0.5

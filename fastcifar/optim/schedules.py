@@ -50,7 +50,9 @@ class MultiplierScheduler:
         return {"step": self.step_count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.step_count = state["step"]
+        # "last_epoch": checkpoints from before this class replaced LambdaLR, which counted
+        # its steps there
+        self.step_count = state["step"] if "step" in state else state["last_epoch"]
         self._apply()
 
 
