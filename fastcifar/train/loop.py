@@ -87,7 +87,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     torch.manual_seed(seed)
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                           train=True, augmentation=config.augmentation())
-    steps_per_epoch, total_steps = config.steps(len(data.train_images))
+    _, total_steps = config.steps(len(data.train_images))
     mixed = MixedPrecision(device) if recipe.mixed_precision else None
     model = place_model(recipe.build_model(config, data.num_classes), device, half=mixed is None)
     if model_transform is not None:
