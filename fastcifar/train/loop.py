@@ -106,16 +106,18 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
         step, records = _restore(resumed, model, optimizers, schedulers, average, mixed,
                                  loader, watch, device, seed)
 
-    epochs = _maybe_progress(range(len(records), ceil(config.epochs)), progress,
+    epochs = progress_bar(range(len(records), ceil(config.epochs)), progress,
                              desc=recipe.name, total=ceil(config.epochs), initial=len(records))
     for epoch in epochs:
         if training.before_epoch is not None:
             training.before_epoch(epoch)
-        loss_sum = correct = torch.zeros((), device=device)
+        # Running sums stay on the device: no host sync in the step.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         with watch.time("train"):
             model.train()
-            batches = _maybe_progress(loader, progress, desc=f"epoch {epoch + 1}",
+            batches = progress_bar(loader, progress, desc=f"epoch {epoch + 1}",
                                       total=min(len(loader), total_steps - step), leave=False)
             for inputs, labels in batches:
                 targets = labels
@@ -123,8 +125,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                     inputs, targets = training.batch_transform(inputs, labels, epoch)
                 outputs, loss = training_step(model, inputs, targets, loss_fn, optimizers,
                                               schedulers, mixed)
-                loss_sum = loss_sum + loss.detach().float()
-                correct = correct + (outputs.detach().argmax(1) == labels).sum()
+                loss_sum += loss.detach().float()
+                correct += (outputs.detach().argmax(1) == labels).sum()
                 seen += len(labels)
                 step += 1
                 if average is not None and step % training.average_every == 0:
@@ -234,7 +236,7 @@ def _evaluation_model(model, average, step, total_steps):
     return average.evaluation_model(model)
 
 
-def _maybe_progress(iterable, enabled: bool, **bar):
+def progress_bar(iterable, enabled: bool, **bar):
     """A tqdm bar over `iterable` when enabled (the epochs' bar holds the batches' bar)."""
     if not enabled:
         return iterable

@@ -33,7 +33,7 @@ import importlib.util
 import itertools
 import json
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -44,7 +44,7 @@ import torch
 from ..data.loader import DeviceLoader
 from ..errors import InputError, RunFailed
 from .device import MixedPrecision, place_model
-from .loop import training_step
+from .loop import progress_bar, training_step
 
 # Two decades either side of the tuned lrs: the tuned value sits mid-sweep whichever way it
 # is off, and the divergence rule ends the sweep early once the lr is far too high.
@@ -326,24 +326,24 @@ def _sweep(model, optimizers, loss_fn, batches, multipliers, beta, diverge_facto
     start_lrs = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
     ema, best, losses = BiasCorrectedEMA(beta), math.inf, []
     model.train()
-    with _maybe_progress(multipliers, progress) as steps:
-        for k, m in enumerate(steps):
-            for opt, lrs in zip(optimizers, start_lrs):
-                for group, lr in zip(opt.param_groups, lrs):
-                    group["lr"] = lr * float(m)
-            inputs, targets = next(batches)
-            _, loss = training_step(model, inputs, targets, loss_fn, optimizers, (), mixed)
-            value = loss.item() / (len(inputs) * loss_scale)
-            losses.append(value if math.isfinite(value) else math.nan)
-            if not math.isfinite(value):
-                return losses, f"the loss became {value} at step {k + 1} (multiplier {m:.3g})"
-            smoothed = ema.update(value)
-            best = min(best, smoothed)
-            if progress:
-                steps.set_postfix(multiplier=f"{m:.3g}", loss=f"{smoothed:.3f}")
-            if smoothed > diverge_factor * best:
-                return losses, (f"diverged at step {k + 1} (multiplier {m:.3g}): the smoothed "
-                                f"loss exceeded {diverge_factor:g}x its best")
+    steps = progress_bar(multipliers, progress, desc="lr sweep", leave=False)
+    for k, m in enumerate(steps):
+        for opt, lrs in zip(optimizers, start_lrs):
+            for group, lr in zip(opt.param_groups, lrs):
+                group["lr"] = lr * float(m)
+        inputs, targets = next(batches)
+        _, loss = training_step(model, inputs, targets, loss_fn, optimizers, (), mixed)
+        value = loss.item() / (len(inputs) * loss_scale)
+        losses.append(value if math.isfinite(value) else math.nan)
+        if not math.isfinite(value):
+            return losses, f"the loss became {value} at step {k + 1} (multiplier {m:.3g})"
+        smoothed = ema.update(value)
+        best = min(best, smoothed)
+        if progress:
+            steps.set_postfix(multiplier=f"{m:.3g}", loss=f"{smoothed:.3f}")
+        if smoothed > diverge_factor * best:
+            return losses, (f"diverged at step {k + 1} (multiplier {m:.3g}): the smoothed "
+                            f"loss exceeded {diverge_factor:g}x its best")
     return losses, f"completed all {len(multipliers)} steps"
 
 
@@ -357,13 +357,6 @@ def _endless(batches):
         if count == 0:
             raise InputError("the LR finder ran out of batches: give it a re-iterable (a list, "
                              "a DataLoader) or a function that returns a fresh iterable")
-
-
-def _maybe_progress(multipliers, enabled: bool):
-    if not enabled:
-        return nullcontext(multipliers)
-    from tqdm.auto import tqdm
-    return tqdm(multipliers, desc="lr sweep", leave=False, disable=None)
 
 
 @contextmanager
