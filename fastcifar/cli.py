@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     train.add_argument("--seed", type=int, default=None,
                        help="seed of the first run (default 0); run i uses seed+i")
+    add_precision_option(train)
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model, after one untimed warm-up run")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto (cuda > mps > cpu), cuda, mps or cpu")
     lr_find.add_argument("--seed", type=int, default=0,
                          help="seed of the model's init, the batches and --subset (default 0)")
+    add_precision_option(lr_find)
     lr_find.add_argument("--start", type=float, default=0.01,
                          help="the first multiplier of the recipe's lrs (default 0.01)")
     lr_find.add_argument("--end", type=float, default=100.0,
@@ -128,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default runs/lr-find-<recipe>-<date>-<time>)")
     lr_find.set_defaults(handler=cmd_lr_find)
     return parser
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    from .train.device import PRECISION_CHOICES
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                        help="auto (default): the recipe's, half precision on CUDA and float32 "
+                             "elsewhere; float32; or bfloat16: float32 weights, the forward "
+                             "pass under bfloat16 autocast, on CUDA or a CPU (much faster on "
+                             "CPUs with AMX or AVX512-BF16)")
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -180,7 +191,8 @@ RUN_FINDER = "run the finder"  # --lr-from-finder given without a file
 # The options that define a run: config.json records them and --resume restores them.
 RUN_DEFAULTS = {"recipe": "airbench94", "data": None, "size": "160", "image_size": None,
                 "runs": 1, "epochs": None, "subset": None, "seed": 0, "compile": False,
-                "overrides": [], "checkpoints": None, "lr_from_finder": None}
+                "overrides": [], "checkpoints": None, "lr_from_finder": None,
+                "precision": "auto"}
 
 
 def _run_settings(args) -> dict:
@@ -241,7 +253,8 @@ def cmd_train(args) -> int:
     configure_backend(device)
 
     dataset, data, load_seconds = load_device_data(recipe, config, run["data"], run["size"],
-                                                   run["subset"], run["seed"], device)
+                                                   run["subset"], run["seed"], device,
+                                                   run["precision"])
     print(f"recipe: {recipe.name} on {device_name(device)}, torch {torch.__version__}")
 
     results = []
@@ -258,12 +271,13 @@ def cmd_train(args) -> int:
             from .train.lr_finder import lr_from_finder
             saved = None if args.lr_from_finder == RUN_FINDER else Path(args.lr_from_finder)
             config, message = lr_from_finder(saved, recipe, config, data, device, run["seed"],
-                                             out=out.path / "lr_find")
+                                             out=out.path / "lr_find",
+                                             precision=run["precision"])
             print(message)
         out.write_json("config.json", {
             "recipe": recipe.name, "config": config, "data": run["data"] or "cifar10",
             "size": run["size"], "subset": run["subset"], "device": str(device),
-            "seed": run["seed"],
+            "seed": run["seed"], "precision": run["precision"],
             "runs": run["runs"], "compile": run["compile"], "checkpoints": checkpoints,
             "lr_from_finder": run["lr_from_finder"]})
         for source in recipe_sources(recipe):
@@ -274,7 +288,7 @@ def cmd_train(args) -> int:
         model_transform = torch.compile
         t0 = time.perf_counter()
         train_run(recipe, config, data, device, seed=run["seed"] - 1,
-                  model_transform=model_transform)
+                  model_transform=model_transform, precision=run["precision"])
         compile_seconds = time.perf_counter() - t0
         print(f"compile warm-up run: {compile_seconds:.1f} s (not timed)")
 
@@ -302,7 +316,7 @@ def cmd_train(args) -> int:
                   f"({folder.path / 'last.pt'})")
         result = train_run(recipe, config, data, device, seed, on_epoch=on_epoch,
                            model_transform=model_transform, progress=progress,
-                           checkpoints=folder)
+                           checkpoints=folder, precision=run["precision"])
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.train_seconds})
         results.append(result)
@@ -431,14 +445,15 @@ def cmd_lr_find(args) -> int:
     configure_backend(device)
     if args.image_size is not None:
         config = dataclasses.replace(config, image_size=args.image_size)
+    precision = args.precision or "auto"
     dataset, data, _ = load_device_data(recipe, config, args.data, args.size or "160",
-                                        args.subset, args.seed, device)
+                                        args.subset, args.seed, device, precision)
     print(f"recipe: {recipe.name} on {device_name(device)}, torch {torch.__version__}")
     print(f"sweeping {args.steps} steps of {config.batch_size} images, multipliers "
           f"{args.start:g} to {args.end:g} of the recipe's lrs")
 
     result = find_lr(recipe, config, data, device, args.seed, args.start, args.end, args.steps,
-                     progress=device.type != "cuda")
+                     progress=device.type != "cuda", precision=precision)
     result.settings.update(data=args.data or recipe.default_data or "cifar10",
                            subset=args.subset)
     out = args.out or Path("runs") / f"lr-find-{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -451,7 +466,7 @@ def cmd_lr_find(args) -> int:
 
 
 def load_device_data(recipe, config, data: str | None, size: str, subset: int | None,
-                     seed: int, device):
+                     seed: int, device, precision: str = "auto"):
     """(the dataset, its DeviceData on `device`, the seconds it took): `--data` (default:
     the recipe's) loaded, resized for the config's image_size, cut to a `--subset` drawn
     with `seed` if given, and a line printed saying what was loaded."""
@@ -463,8 +478,9 @@ def load_device_data(recipe, config, data: str | None, size: str, subset: int | 
                            resize=stored_size(config.image_size) if config.image_size else None)
     if subset is not None:
         dataset = dataset.with_train_subset(subset, seed=seed)
-    device_data = DeviceData.from_dataset(dataset, device, config.image_size,
-                                          half=not recipe.mixed_precision)
+    from .train.device import choose_precision
+    _, half = choose_precision(precision, device, recipe.mixed_precision)
+    device_data = DeviceData.from_dataset(dataset, device, config.image_size, half=half)
     seconds = time.perf_counter() - t0
     print(f"data: {dataset.name}, {len(dataset.train_images)} train / "
           f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
@@ -510,6 +526,7 @@ def _summary(recipe, run, dataset, device, results, load_seconds, compile_second
         "device": device_name(device),
         "torch": torch.__version__,
         "compile": run["compile"],
+        "precision": run["precision"],
         "runs": [{"seed": r.seed, "accuracy": r.accuracy, "accuracy_no_tta": r.accuracy_no_tta,
                   "train_seconds": r.train_seconds, "seconds_by_part": r.seconds_by_part}
                  for r in results],

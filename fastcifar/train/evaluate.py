@@ -7,6 +7,8 @@ image shifted one pixel up-left and one pixel down-right (reflect padding).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,12 +39,14 @@ def tta_logits(model: nn.Module, images: torch.Tensor, level: int) -> torch.Tens
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, tta_level: int = 0,
-            batch_size: int = 2000) -> torch.Tensor:
-    """Logits for all images, in eval mode (the model is put back in its previous mode)."""
+            batch_size: int = 2000, mixed=None) -> torch.Tensor:
+    """Logits for all images, in eval mode (the model is put back in its previous mode),
+    under `mixed`'s autocast if given (the precision the model trained in)."""
     was_training = model.training
     model.eval()
-    logits = torch.cat([tta_logits(model, batch, tta_level).float()
-                        for batch in images.split(batch_size)])
+    with mixed.autocast() if mixed is not None else contextlib.nullcontext():
+        logits = torch.cat([tta_logits(model, batch, tta_level).float()
+                            for batch in images.split(batch_size)])
     model.train(was_training)
     return logits
 
@@ -58,14 +62,14 @@ def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return (top == labels[:, None]).any(1).float().mean().item()
 
 
-def evaluation_metrics(model: nn.Module, images: torch.Tensor,
-                       labels: torch.Tensor) -> dict[str, float]:
+def evaluation_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                       mixed=None) -> dict[str, float]:
     """Loss (plain cross-entropy, mean per image), top-1 and top-5 accuracy, no TTA."""
-    logits = predict(model, images)
+    logits = predict(model, images, mixed=mixed)
     return {"loss": F.cross_entropy(logits, labels).item(),
             "top1": accuracy(logits, labels), "top5": top_k_accuracy(logits, labels, 5)}
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             tta_level: int = 0) -> float:
-    return accuracy(predict(model, images, tta_level), labels)
+             tta_level: int = 0, mixed=None) -> float:
+    return accuracy(predict(model, images, tta_level, mixed=mixed), labels)

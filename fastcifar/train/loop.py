@@ -21,7 +21,7 @@ from ..data.dataset import ImageDataset
 from ..errors import InputError, RunFailed
 from ..optim.schedules import multiplier_scheduler
 from .checkpoint import CheckpointFolder, plain, rng_state, set_rng_state, unwrapped
-from .device import MixedPrecision, compute_dtype, place_model
+from .device import MixedPrecision, choose_precision, compute_dtype, place_model
 from .evaluate import evaluate, evaluation_metrics
 from .timing import Stopwatch
 
@@ -77,8 +77,10 @@ class RunResult:
 def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
               on_epoch: Callable[[EpochRecord], None] | None = None,
               model_transform: Callable | None = None, progress: bool = False,
-              checkpoints: CheckpointFolder | None = None) -> RunResult:
-    """Train and evaluate one run of `recipe` with `config`, seeded by `seed`.
+              checkpoints: CheckpointFolder | None = None,
+              precision: str = "auto") -> RunResult:
+    """Train and evaluate one run of `recipe` with `config`, seeded by `seed`, in
+    `precision` (see device.choose_precision; the data must be placed to match).
 
     With `checkpoints`, the state after every epoch is saved there, and a run that finds a
     last.pt there continues from it: on CPU it ends with the same weights as a run never
@@ -88,8 +90,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                           train=True, augmentation=config.augmentation())
     _, total_steps = config.steps(len(data.train_images))
-    mixed = MixedPrecision(device) if recipe.mixed_precision else None
-    model = place_model(recipe.build_model(config, data.num_classes), device, half=mixed is None)
+    mixed, half = choose_precision(precision, device, recipe.mixed_precision)
+    model = place_model(recipe.build_model(config, data.num_classes), device, half=half)
     if model_transform is not None:
         model = model_transform(model)
     watch = Stopwatch(device)
@@ -145,7 +147,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
             raise RunFailed(f"the loss became {loss_sum.item()} in epoch {epoch + 1} (by step "
                             f"{step}); the run diverged: try a lower lr")
         val = evaluation_metrics(_evaluation_model(model, average, step, total_steps),
-                                 data.test_images, data.test_labels)
+                                 data.test_images, data.test_labels, mixed)
         record = EpochRecord(
             epoch=epoch + 1, train_loss=loss_sum.item() / (seen * training.loss_scale),
             train_accuracy=correct.item() / seen, val_loss=val["loss"],
@@ -163,7 +165,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
             on_epoch(record)
 
     with watch.time("tta_eval"):
-        tta_accuracy = evaluate(model, data.test_images, data.test_labels, config.tta_level)
+        tta_accuracy = evaluate(model, data.test_images, data.test_labels, config.tta_level,
+                                mixed)
     return RunResult(seed=seed, accuracy=tta_accuracy, accuracy_no_tta=records[-1].val_accuracy,
                      train_seconds=watch.total, seconds_by_part=dict(watch.seconds),
                      epochs=records)

@@ -43,7 +43,7 @@ import torch
 
 from ..data.loader import DeviceLoader
 from ..errors import InputError, RunFailed
-from .device import MixedPrecision, place_model
+from .device import MixedPrecision, choose_precision, place_model
 from .loop import progress_bar, training_step
 
 # Two decades either side of the tuned lrs: the tuned value sits mid-sweep whichever way it
@@ -428,10 +428,11 @@ def scale_lrs(config, multiplier: float):
 def find_lr(recipe, config, data, device: torch.device, seed: int = 0,
             start: float = DEFAULT_START, end: float = DEFAULT_END,
             num_steps: int = DEFAULT_STEPS, beta: float | None = None,
-            diverge_factor: float = DEFAULT_DIVERGE, progress: bool = False) -> LRFinderResult:
+            diverge_factor: float = DEFAULT_DIVERGE, progress: bool = False,
+            precision: str = "auto") -> LRFinderResult:
     """The LR range test of `recipe` with `config` on `data` (a DeviceData): the run's model,
-    initialisation, optimisers, loss, augmentation and batch transform, as train_run sets
-    them up for seed `seed`, swept over multipliers of the config's lr settings. The global
+    initialisation, optimisers, loss, augmentation, batch transform and precision, as
+    train_run sets them up for seed `seed`, swept over multipliers of the config's lr settings. The global
     random state is left as it was."""
     check_sweep(start, end, num_steps, beta, diverge_factor)
     config.validate()
@@ -443,9 +444,8 @@ def find_lr(recipe, config, data, device: torch.device, seed: int = 0,
         loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                               train=True, augmentation=config.augmentation())
         _, total_steps = config.steps(len(data.train_images))
-        mixed = MixedPrecision(device) if recipe.mixed_precision else None
-        model = place_model(recipe.build_model(config, data.num_classes), device,
-                            half=mixed is None)
+        mixed, half = choose_precision(precision, device, recipe.mixed_precision)
+        model = place_model(recipe.build_model(config, data.num_classes), device, half=half)
         training = recipe.setup(model, config, data.train_images, total_steps)
         result = lr_range_test(model, training.optimizers, training.loss,
                                _recipe_batches(loader, training), start, end, num_steps,
