@@ -1,0 +1,112 @@
+"""--precision: what each choice puts where, and bfloat16 autocast training on a CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from fastcifar.cli import main
+from fastcifar.errors import InputError
+from fastcifar.recipes import get_recipe
+from fastcifar.train import loop
+from fastcifar.train.device import choose_precision
+from fastcifar.train.loop import DeviceData, train_run
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
+
+
+def test_auto_keeps_each_recipes_own_precision_and_float32_turns_everything_off():
+    mixed, half = choose_precision("auto", CPU, recipe_mixed=False)
+    assert mixed is None and half  # speed runs: the device's half dtype (float32 on a CPU)
+    mixed, half = choose_precision("auto", CPU, recipe_mixed=True)
+    assert not mixed.enabled and not half  # the general trainer: autocast on CUDA only
+    assert choose_precision("float32", CPU, recipe_mixed=True) == (None, False)
+
+
+def test_bfloat16_is_float32_weights_under_bfloat16_autocast_without_a_scaler():
+    mixed, half = choose_precision("bfloat16", CPU, recipe_mixed=False)
+    assert mixed.enabled and mixed.dtype == torch.bfloat16 and mixed.scaler is None
+    assert not half
+    conv = nn.Conv2d(3, 4, 3)
+    with mixed.autocast():
+        assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16
+    assert conv.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("choice, device, message", [
+    ("bfloat16", "mps", "expected a CUDA or CPU device"),
+    ("fp8", "cpu", "expected one of auto, float32, bfloat16"),
+])
+def test_unsupported_precisions_are_refused(choice, device, message):
+    with pytest.raises(InputError, match=message):
+        choose_precision(choice, torch.device(device), recipe_mixed=False)
+
+
+def test_a_bfloat16_run_computes_in_bfloat16_keeps_float32_weights_and_learns(small_cifar10):
+    recipe = get_recipe("airbench94")
+    config = dataclasses.replace(recipe.config, batch_size=256, epochs=4)
+    data = DeviceData.from_dataset(small_cifar10, CPU, half=False)
+    conv_outputs = set()
+
+    def record_conv_dtypes(model):
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                module.register_forward_hook(
+                    lambda _m, _i, out: conv_outputs.add(out.dtype))
+        return model
+
+    result = train_run(recipe, config, data, CPU, seed=0, precision="bfloat16",
+                       model_transform=record_conv_dtypes)
+    assert conv_outputs == {torch.bfloat16}  # training steps and evaluation alike
+    losses = [e.train_loss for e in result.epochs]
+    assert losses[-1] < losses[0]
+    assert result.accuracy > 0.30, result  # as the float32 run of test_training
+
+
+TINY = ["--device", "cpu", "--epochs", "2", "--set", "batch_size=30", "--set", "tta_level=0",
+        "--set", "widths=8,16,16", "--no-progress", "--checkpoints"]
+
+
+def test_cli_records_the_precision_and_resume_keeps_it(tiny_archive, tmp_path, monkeypatch,
+                                                       capsys):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = ["train", "--data", str(tiny_archive), *TINY, "--precision", "bfloat16"]
+    assert main([*args, "--out", str(whole)]) == 0
+    assert json.loads((whole / "config.json").read_text())["precision"] == "bfloat16"
+    assert json.loads((whole / "summary.json").read_text())["precision"] == "bfloat16"
+
+    real = loop.evaluation_metrics
+
+    def interrupt_in_epoch_2(*a, **k):
+        if len(list(cut.glob("last.pt"))) and interrupt_in_epoch_2.calls:
+            raise KeyboardInterrupt
+        interrupt_in_epoch_2.calls += 1
+        return real(*a, **k)
+
+    interrupt_in_epoch_2.calls = 0
+    monkeypatch.setattr(loop, "evaluation_metrics", interrupt_in_epoch_2)
+    assert main([*args, "--out", str(cut)]) == 130
+    monkeypatch.setattr(loop, "evaluation_metrics", real)
+
+    assert main(["train", "--resume", str(cut), "--precision", "float32"]) == 2
+    assert "drop --precision" in capsys.readouterr().err
+    assert main(["train", "--resume", str(cut)]) == 0
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, cut))
+    assert b["precision"] == "bfloat16"
+    assert a["runs"][0]["accuracy"] == b["runs"][0]["accuracy"]
+
+
+def test_cli_refuses_an_unknown_precision(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--precision", "half"])
+    assert stop.value.code == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
