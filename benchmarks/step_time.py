@@ -1,6 +1,8 @@
 """Time one training step of a recipe, and optionally a full timed run.
 
     python benchmarks/step_time.py --device cpu                   # mean step time, batch 1024
+    python benchmarks/step_time.py --device cpu --precision bfloat16 --recipe bag_of_tricks \
+        --batch-size 512
     python benchmarks/step_time.py --device cuda --full-runs 5 --data PATH
 
 The step is the training loop's own hot path (train.loop.training_step) on a random
@@ -23,16 +25,18 @@ import torch
 from fastcifar.bench.stats import summarize
 from fastcifar.recipes import get_recipe
 from fastcifar.optim.schedules import multiplier_scheduler
-from fastcifar.train.device import configure_backend, device_name, place_model, resolve_device
+from fastcifar.train.device import (PRECISION_CHOICES, choose_precision, configure_backend,
+                                    device_name, place_model, resolve_device)
 from fastcifar.train.loop import training_step
 from fastcifar.train.timing import Stopwatch
 
 
 def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: int,
-               warmup: int) -> list[float]:
+               warmup: int, precision: str = "auto") -> list[float]:
     recipe = get_recipe(recipe_name)
     config = dataclasses.replace(recipe.config, batch_size=batch_size)
-    model = place_model(recipe.build_model(config, 10), device)
+    mixed, half = choose_precision(precision, device, recipe.mixed_precision)
+    model = place_model(recipe.build_model(config, 10), device, half=half)
     dtype = next(p.dtype for p in model.parameters() if p.dim() == 4)
     images = torch.randn(batch_size, 3, 32, 32, device=device, dtype=dtype)
     images = images.contiguous(memory_format=torch.channels_last)
@@ -46,7 +50,8 @@ def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: i
     for i in range(total):
         before = watch.total
         with watch.time("step"):
-            training_step(model, images, labels, training.loss, training.optimizers, schedulers)
+            training_step(model, images, labels, training.loss, training.optimizers, schedulers,
+                          mixed)
         if i >= warmup:
             times.append(watch.total - before)
     return times
@@ -57,6 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recipe", default="airbench94")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--full-runs", type=int, default=0, help="also time this many full runs")
@@ -66,13 +72,16 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     configure_backend(device)
-    times = time_steps(args.recipe, device, args.batch_size, args.steps, args.warmup)
+    times = time_steps(args.recipe, device, args.batch_size, args.steps, args.warmup,
+                       args.precision)
     result = {"recipe": args.recipe, "device": device_name(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+              "precision": args.precision,
               "step_seconds": times, "step_seconds_mean": statistics.mean(times),
               "step_seconds_median": statistics.median(times)}
     print(f"{args.recipe} on {result['device']} (torch {torch.__version__}, "
-          f"{result['threads']} threads): one training step, batch {args.batch_size}: "
+          f"{result['threads']} threads, precision {args.precision}): one training step, "
+          f"batch {args.batch_size}: "
           f"mean {result['step_seconds_mean']:.4f} s, median {result['step_seconds_median']:.4f} s "
           f"over {len(times)} steps after {args.warmup} warm-up")
 
@@ -81,7 +90,7 @@ def main(argv=None) -> int:
 
         out = Path(tempfile.mkdtemp(prefix="fastcifar-bench-"))
         cli = ["train", "--recipe", args.recipe, "--device", str(device), "--runs",
-               str(args.full_runs), "--out", str(out)]
+               str(args.full_runs), "--precision", args.precision, "--out", str(out)]
         if args.data:
             cli += ["--data", args.data]
         code = fastcifar_main(cli)
