@@ -137,8 +137,8 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                         help="auto (default): the recipe's, half precision on CUDA and float32 "
                              "elsewhere; float32; or bfloat16: float32 weights, the forward "
-                             "pass under bfloat16 autocast, on CUDA or a CPU (much faster on "
-                             "CPUs with AMX or AVX512-BF16)")
+                             "pass under bfloat16 autocast, on CUDA or a CPU (about twice as "
+                             "fast as float32 on CPUs with AMX)")
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -47,8 +47,8 @@ class MixedPrecision:
     """Float32 weights with the forward pass under autocast. By default (the general
     trainer's precision) on CUDA only: bfloat16 where the GPU has it, else float16 with a
     GradScaler (float16's small range needs the loss scaled up so small gradients survive);
-    elsewhere a no-op. With `dtype` (--precision bfloat16) on any device: bfloat16 autocast
-    also runs on CPUs, several times faster than float32 on those with AMX or AVX512-BF16."""
+    elsewhere a no-op. With `dtype` (--precision bfloat16) on CUDA or a CPU: on a CPU with
+    AMX a training step takes about half its float32 time (benchmarks/results/)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype | None = None):
         self.device_type = device.type

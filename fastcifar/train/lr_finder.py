@@ -432,8 +432,8 @@ def find_lr(recipe, config, data, device: torch.device, seed: int = 0,
             precision: str = "auto") -> LRFinderResult:
     """The LR range test of `recipe` with `config` on `data` (a DeviceData): the run's model,
     initialisation, optimisers, loss, augmentation, batch transform and precision, as
-    train_run sets them up for seed `seed`, swept over multipliers of the config's lr settings. The global
-    random state is left as it was."""
+    train_run sets them up for seed `seed`, swept over multipliers of the config's lr
+    settings. The global random state is left as it was."""
     check_sweep(start, end, num_steps, beta, diverge_factor)
     config.validate()
     base = lr_fields(config)
