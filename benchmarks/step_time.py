@@ -24,34 +24,33 @@ import torch
 
 from fastcifar.bench.stats import summarize
 from fastcifar.recipes import get_recipe
-from fastcifar.optim.schedules import multiplier_scheduler
 from fastcifar.train.device import (PRECISION_CHOICES, choose_precision, configure_backend,
-                                    device_name, place_model, resolve_device)
+                                    device_name, resolve_device)
 from fastcifar.train.loop import training_step
+from fastcifar.train.setup import set_up_run
 from fastcifar.train.timing import Stopwatch
 
 
 def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: int,
                warmup: int, precision: str = "auto") -> list[float]:
     recipe = get_recipe(recipe_name)
-    config = dataclasses.replace(recipe.config, batch_size=batch_size)
-    mixed, half = choose_precision(precision, device, recipe.mixed_precision)
-    model = place_model(recipe.build_model(config, 10), device, half=half)
-    dtype = next(p.dtype for p in model.parameters() if p.dim() == 4)
+    # One "epoch" of exactly the steps timed, so the schedules span them.
+    config = dataclasses.replace(recipe.config, batch_size=batch_size, epochs=1)
+    dtype = choose_precision(precision, device, recipe.mixed_precision).weights
     images = torch.randn(batch_size, 3, 32, 32, device=device, dtype=dtype)
     images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (batch_size,), device=device)
-    total = warmup + steps
-    training = recipe.setup(model, config, images, total)
-    schedulers = [multiplier_scheduler(o, training.lr_multipliers) for o in training.optimizers]
+    run = set_up_run(recipe, config, images, device, precision,
+                     num_train_images=batch_size * (warmup + steps))
+    training = run.training
     watch = Stopwatch(device)
     times = []
-    model.train()
-    for i in range(total):
+    run.model.train()
+    for i in range(warmup + steps):
         before = watch.total
         with watch.time("step"):
-            training_step(model, images, labels, training.loss, training.optimizers, schedulers,
-                          mixed)
+            training_step(run.model, images, labels, training.loss, training.optimizers,
+                          run.schedulers, run.precision)
         if i >= warmup:
             times.append(watch.total - before)
     return times

@@ -1,3 +1,18 @@
-"""fastcifar: CIFAR-10 speed-run recipes and the tools to measure them honestly."""
+"""fastcifar: CIFAR-10 speed-run recipes and the tools to measure them honestly.
 
-__version__ = "0.1.0"
+    import fastcifar
+    result = fastcifar.train("airbench94", data="path/or/archive", runs=5)
+    result.accuracy.mean, result.runs[0].seconds, result.model
+
+See the README's "Python API" for the rest.
+"""
+
+from .version import __version__  # noqa: E402
+from .api import evaluate, load_model  # noqa: E402
+from .data import ImageData, load_dataset  # noqa: E402
+from .errors import InputError, RunFailed  # noqa: E402
+from .recipes import RECIPES  # noqa: E402
+from .train.session import FINDER, TrainResult, resume, train  # noqa: E402
+
+__all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "RunFailed", "TrainResult",
+           "__version__", "evaluate", "load_dataset", "load_model", "resume", "train"]

@@ -14,7 +14,7 @@ import torch
 
 from PIL import Image
 
-from fastcifar.data.dataset import ImageDataset
+from fastcifar.data.dataset import ImageData
 from fastcifar.errors import InputError
 
 STAND_IN = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -24,7 +24,7 @@ torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
-def cifar10() -> ImageDataset:
+def cifar10() -> ImageData:
     if STAND_IN.exists():
         from fastcifar.data.imagefolder import load_image_folder
         return load_image_folder(STAND_IN)
@@ -37,13 +37,13 @@ def cifar10() -> ImageDataset:
 
 
 @pytest.fixture(scope="session")
-def small_cifar10(cifar10) -> ImageDataset:
+def small_cifar10(cifar10) -> ImageData:
     """2,000 class-balanced training images and 1,000 test images of the real data."""
     rng = np.random.default_rng(0)
     test = rng.choice(len(cifar10.test_images), 1000, replace=False)
-    subset = cifar10.with_train_subset(2000, seed=0)
-    return ImageDataset(subset.name, subset.classes, subset.train_images, subset.train_labels,
-                        cifar10.test_images[test], cifar10.test_labels[test])
+    subset = cifar10.balanced_subset(2000, seed=0)
+    return ImageData(subset.train_images, subset.train_labels, cifar10.test_images[test],
+                     cifar10.test_labels[test], subset.classes, subset.name)
 
 
 @pytest.fixture

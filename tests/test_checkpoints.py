@@ -14,7 +14,8 @@ from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
 from fastcifar.train import loop
 from fastcifar.train.checkpoint import BEST, LAST, CheckpointFolder, load_checkpoint
-from fastcifar.train.loop import DeviceData, train_run
+from fastcifar.data.loader import DeviceData
+from fastcifar.train.loop import train_run
 
 
 class Interrupt(Exception):
@@ -59,7 +60,7 @@ def assert_same_state(a: dict, b: dict, path="state"):
 @pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "bag_of_tricks"])
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(name, small_cifar10, tmp_path):
     recipe, config = small_config(name)
-    data = DeviceData.from_dataset(small_cifar10.with_train_subset(1024), torch.device("cpu"))
+    data = DeviceData.from_dataset(small_cifar10.balanced_subset(1024), torch.device("cpu"))
     cpu = torch.device("cpu")
 
     whole = train_run(recipe, config, data, cpu, seed=5,
@@ -81,7 +82,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(name, small_cifa
 
 def test_checkpoints_load_with_weights_only_and_hold_the_run_state(small_cifar10, tmp_path):
     recipe, config = small_config("airbench94")
-    data = DeviceData.from_dataset(small_cifar10.with_train_subset(512), torch.device("cpu"))
+    data = DeviceData.from_dataset(small_cifar10.balanced_subset(512), torch.device("cpu"))
     config = dataclasses.replace(config, epochs=2)
     train_run(recipe, config, data, torch.device("cpu"), seed=0,
               checkpoints=CheckpointFolder(tmp_path))
@@ -164,13 +165,3 @@ def test_cli_resume_refuses_new_settings_and_non_run_folders(tiny_archive, tmp_p
     assert code == 2 and "drop --recipe" in capsys.readouterr().err
     code = main(["train", "--resume", str(tmp_path)])
     assert code == 2 and "expected a run folder" in capsys.readouterr().err
-
-
-def test_scheduler_state_from_before_multiplier_scheduler_still_loads():
-    """Checkpoints written while the loop used LambdaLR keep their step in last_epoch."""
-    from fastcifar.optim.schedules import MultiplierScheduler
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
-    scheduler = MultiplierScheduler(opt, [1.0, 0.5, 0.25, 0.125])
-    scheduler.load_state_dict({"last_epoch": 2, "base_lrs": [2.0]})
-    assert scheduler.state_dict() == {"step": 2} and opt.param_groups[0]["lr"] == 0.5

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+import fastcifar
+
 from fastcifar.cli import main
 
 
@@ -45,7 +47,12 @@ def test_train_prints_table_and_writes_the_run_folder(tiny_archive, tmp_path, ca
     assert config["config"]["batch_size"] == 30 and config["config"]["epochs"] == 2
     rows = list(csv.DictReader((out_dir / "metrics.csv").open()))
     assert [(r["run"], r["epoch"]) for r in rows] == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
-    assert "class Airbench94" in (out_dir / "airbench94.py").read_text()
+    # the package as it ran, and which version and commit it was
+    assert "class Airbench94" in (out_dir / "source/fastcifar/recipes/airbench94.py").read_text()
+    assert "def train_run" in (out_dir / "source/fastcifar/train/loop.py").read_text()
+    recorded = json.loads((out_dir / "config.json").read_text())["fastcifar"]
+    assert recorded["version"] == fastcifar.__version__
+    assert recorded["commit"] is None or len(recorded["commit"]) == 40
     assert not list(out_dir.glob("*.part"))
 
 

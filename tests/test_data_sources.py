@@ -26,7 +26,7 @@ from PIL import Image
 
 from fastcifar.data import cache, cifar10, imagefolder, load_dataset
 from fastcifar.data.cifar10 import load_cifar10
-from fastcifar.data.dataset import ImageDataset
+from fastcifar.data.dataset import ImageData
 from fastcifar.data.imagefolder import load_image_folder
 from fastcifar.errors import InputError
 from local_server import files_under
@@ -154,7 +154,7 @@ def expected_split(batches: dict[str, dict], names: list[str]) -> tuple[np.ndarr
 TRAIN_NAMES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
-def check_cifar(ds: ImageDataset, batches: dict[str, dict]) -> None:
+def check_cifar(ds: ImageData, batches: dict[str, dict]) -> None:
     assert ds.name == "cifar10"
     assert ds.classes == CLASSES
     train_images, train_labels = expected_split(batches, TRAIN_NAMES)
@@ -489,7 +489,7 @@ def write_zip(path: Path, files: dict[str, bytes], prefix: str = "") -> Path:
     return path
 
 
-def check_images(ds: ImageDataset, expected: dict[str, np.ndarray]) -> None:
+def check_images(ds: ImageData, expected: dict[str, np.ndarray]) -> None:
     assert ds.classes == IF_CLASSES
     for split in ("train", "test"):
         images, want = getattr(ds, f"{split}_images"), expected[f"{split}_images"]
@@ -664,13 +664,13 @@ def test_image_folder_archive_copy_reuses_cache(tmp_path, monkeypatch):
 # Training subsets
 
 
-def small_dataset(per_class: int = 20) -> ImageDataset:
+def small_dataset(per_class: int = 20) -> ImageData:
     labels = np.repeat(np.arange(10), per_class).astype(np.int64)
     images = np.zeros((len(labels), 2, 2, 3), dtype=np.uint8)
     images[:, 0, 0, 0] = np.arange(len(labels)) % 256  # tells the images apart
     images[:, 0, 0, 1] = np.arange(len(labels)) // 256
-    return ImageDataset("small", tuple(f"c{i}" for i in range(10)), images, labels,
-                        images[:10].copy(), labels[:10].copy())
+    return ImageData(images, labels, images[:10].copy(), labels[:10].copy(),
+                     tuple(f"c{i}" for i in range(10)), "small")
 
 
 def image_ids(images: np.ndarray) -> np.ndarray:
@@ -679,7 +679,7 @@ def image_ids(images: np.ndarray) -> np.ndarray:
 
 def test_train_subset_balanced_and_seeded():
     ds = small_dataset()
-    sub = ds.with_train_subset(50, seed=0)
+    sub = ds.balanced_subset(50, seed=0)
     assert len(sub.train_images) == len(sub.train_labels) == 50
     np.testing.assert_array_equal(np.bincount(sub.train_labels, minlength=10), [5] * 10)
     ids = image_ids(sub.train_images)
@@ -687,30 +687,29 @@ def test_train_subset_balanced_and_seeded():
     np.testing.assert_array_equal(ds.train_labels[ids], sub.train_labels)  # pairs kept together
     assert sub.test_images is ds.test_images and sub.classes == ds.classes
 
-    same = ds.with_train_subset(50, seed=0)
+    same = ds.balanced_subset(50, seed=0)
     np.testing.assert_array_equal(same.train_images, sub.train_images)
     np.testing.assert_array_equal(same.train_labels, sub.train_labels)
-    other = ds.with_train_subset(50, seed=1)
+    other = ds.balanced_subset(50, seed=1)
     assert not np.array_equal(image_ids(other.train_images), ids)
     np.testing.assert_array_equal(np.bincount(other.train_labels, minlength=10), [5] * 10)
 
-    uneven = ds.with_train_subset(53, seed=0)
+    uneven = ds.balanced_subset(53, seed=0)
     np.testing.assert_array_equal(np.bincount(uneven.train_labels, minlength=10),
                                   [6, 6, 6] + [5] * 7)
-    assert len(ds.with_train_subset(200).train_labels) == 200
+    assert len(ds.balanced_subset(200).train_labels) == 200
 
 
 @pytest.mark.parametrize("n", [0, -5, 201])
 def test_train_subset_invalid(n):
     with pytest.raises(InputError, match="--subset"):
-        small_dataset().with_train_subset(n)
+        small_dataset().balanced_subset(n)
 
 
 def test_train_subset_too_few_of_a_class():
     ds = small_dataset()
     keep = ds.train_labels != 3
     keep[np.flatnonzero(ds.train_labels == 3)[:2]] = True  # class 3 has only 2 images
-    lopsided = ImageDataset("l", ds.classes, ds.train_images[keep], ds.train_labels[keep],
-                            ds.test_images, ds.test_labels)
+    lopsided = ds.subset(keep)
     with pytest.raises(InputError, match="class 3"):
-        lopsided.with_train_subset(50)
+        lopsided.balanced_subset(50)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fastcifar.data import imagefolder, load_dataset, stored_size
-from fastcifar.data.cache import download, partial_path, sha256_record_path
+from fastcifar.data.download import download, partial_path, sha256_record_path
 from fastcifar.data.fastai_images import BASE_URL_ENV, load_fastai_images
 from fastcifar.data.imagefolder import load_image_folder
 from fastcifar.errors import InputError
@@ -83,11 +83,11 @@ def test_truncated_transfer_is_resumed_with_range(server, tmp_path):
 
 def test_interrupted_download_keeps_what_arrived(server, tmp_path, monkeypatch):
     """Ctrl-C in the middle of a transfer is as resumable as a dropped connection."""
-    from fastcifar.data import cache
+    from fastcifar.data import download as downloader
     url = server.serve("/archive.tgz", BODY)
     dest = tmp_path / "archive.tgz"
     server.cut_next(20_000)
-    read_block = cache._read_block
+    read_block = downloader._read_block
     calls = []
 
     def interrupted_after_one_block(*args):
@@ -96,11 +96,11 @@ def test_interrupted_download_keeps_what_arrived(server, tmp_path, monkeypatch):
         calls.append(1)
         return read_block(*args)
 
-    monkeypatch.setattr(cache, "_read_block", interrupted_after_one_block)
+    monkeypatch.setattr(downloader, "_read_block", interrupted_after_one_block)
     with pytest.raises(KeyboardInterrupt):
         fetch(url, dest, resume=True)
     assert partial_path(dest).read_bytes() == BODY[:20_000] and not dest.exists()
-    monkeypatch.setattr(cache, "_read_block", read_block)
+    monkeypatch.setattr(downloader, "_read_block", read_block)
     fetch(url, dest, resume=True)
     assert server.requests[-1][1] == "bytes=20000-" and dest.read_bytes() == BODY
 

@@ -19,7 +19,7 @@ from fastcifar.data.fastai_images import BASE_URL_ENV
 from fastcifar.optim.schedules import (MultiplierScheduler, one_cycle, one_cycle_momentum,
                                        step_decay, warmup_then)
 from fastcifar.recipes import get_recipe
-from fastcifar.recipes.general import build_optimizer, decayed_and_not
+from fastcifar.optim.standard import OPTIMIZERS, decayed_and_not, param_groups
 from fastcifar.models.resnet import resnet
 
 
@@ -64,7 +64,7 @@ def torch_one_cycle(total, optimizer_class=torch.optim.SGD, **kwargs):
 def test_one_cycle_is_torchs_onecycle_step_for_step(total):
     lrs, momenta = torch_one_cycle(total, momentum=0.9)
     np.testing.assert_allclose(one_cycle(total)[:total], lrs, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(one_cycle_momentum(total)[:total], momenta, rtol=1e-12)
+    np.testing.assert_allclose(one_cycle_momentum(total, 0.3, 0.85, 0.95)[:total], momenta, rtol=1e-12)
 
 
 def test_the_scheduler_cycles_adamw_beta1_like_onecycle():
@@ -72,7 +72,7 @@ def test_the_scheduler_cycles_adamw_beta1_like_onecycle():
     _, torch_betas = torch_one_cycle(total, torch.optim.AdamW)
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1.0)
-    scheduler = MultiplierScheduler(opt, one_cycle(total), one_cycle_momentum(total))
+    scheduler = MultiplierScheduler(opt, one_cycle(total), one_cycle_momentum(total, 0.3, 0.85, 0.95))
     betas = []
     for _ in range(total):
         betas.append(opt.param_groups[0]["betas"][0])
@@ -218,3 +218,9 @@ def test_metric_rows_reach_tensorboard_when_it_is_installed(tmp_path):
     assert [(e.step, e.value) for e in events.Scalars("val/accuracy")] == [(1, 0.25), (2, 0.5)]
     assert {"train/loss", "val/top5", "lr"} <= set(events.Tags()["scalars"])
     assert [r["epoch"] for r in folder.read_metrics()] == [1, 2]
+
+
+def build_optimizer(model, config):
+    """The general trainer's optimiser, as its recipes build it."""
+    return OPTIMIZERS[config.optimizer](param_groups(model, config.decay_norms_and_biases),
+                                        config)

@@ -16,12 +16,12 @@ from torch import nn
 from fastcifar.cli import main
 from fastcifar.errors import InputError, RunFailed
 from fastcifar.recipes import get_recipe
-from fastcifar.train.loop import DeviceData
+from fastcifar.data.loader import DeviceData
 from fastcifar.train import lr_finder
+from fastcifar.report.lr_finder import lr_finder_figure, summary_lines, write_result
 from fastcifar.train.lr_finder import (default_beta, find_lr, lr_fields, lr_from_finder,
-                                       lr_range_test, min_div_10, read_result, recommend,
-                                       scale_lrs, smooth, steepest, summary_lines, valley,
-                                       write_result)
+                                       lr_range_test, read_result, scale_lrs)
+from fastcifar.train.lr_rules import min_div_10, recommend, smooth, steepest, valley
 
 # loss = 2 + sin(u) over u = ln(multiplier) in [pi/2, 2 pi]: it falls from 3 to its minimum 1
 # at u = 3 pi/2, fastest at u = pi, and rises again.
@@ -286,7 +286,6 @@ def test_the_result_is_written_as_json_and_read_back(small_sweep):
 
 def test_the_plot_marks_every_suggestion_and_the_tuned_lr(small_sweep, tmp_path):
     pytest.importorskip("matplotlib")
-    from fastcifar.report.plots import lr_finder_figure
 
     result = small_sweep[3]
     ax = lr_finder_figure(result).axes[0]
@@ -303,7 +302,6 @@ def test_the_plot_marks_every_suggestion_and_the_tuned_lr(small_sweep, tmp_path)
 
 def test_a_sweep_of_no_recipe_is_plotted_against_its_first_groups_lr():
     pytest.importorskip("matplotlib")
-    from fastcifar.report.plots import lr_finder_figure
 
     model, optimizers, loss_fn, batches = tiny_setup()
     result = lr_range_test(model, optimizers, loss_fn, batches, start=1e-3, end=10, num_steps=20)
@@ -338,7 +336,7 @@ def test_lr_from_finder_without_a_file_runs_the_finder_and_saves_its_result(
     runs = []
     monkeypatch.setattr(lr_finder, "find_lr", lambda *args, **kw: runs.append(kw) or result)
     new, message = lr_from_finder(None, recipe, config, data, torch.device("cpu"), seed=3,
-                                  out=tmp_path, num_steps=15)
+                                  save=lambda r: write_result(r, tmp_path), num_steps=15)
     assert runs == [{"num_steps": 15}] and message.startswith("lr from the LR finder (")
     assert new.lr == pytest.approx(config.lr * result.recommendation.multiplier)
     assert read_result(tmp_path, recipe) == result

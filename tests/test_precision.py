@@ -14,7 +14,8 @@ from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
 from fastcifar.train import loop
 from fastcifar.train.device import choose_precision
-from fastcifar.train.loop import DeviceData, train_run
+from fastcifar.data.loader import DeviceData
+from fastcifar.train.loop import train_run
 
 CPU = torch.device("cpu")
 
@@ -24,20 +25,32 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
 
 
-def test_auto_keeps_each_recipes_own_precision_and_float32_turns_everything_off():
-    mixed, half = choose_precision("auto", CPU, recipe_mixed=False)
-    assert mixed is None and half  # speed runs: the device's half dtype (float32 on a CPU)
-    mixed, half = choose_precision("auto", CPU, recipe_mixed=True)
-    assert not mixed.enabled and not half  # the general trainer: autocast on CUDA only
-    assert choose_precision("float32", CPU, recipe_mixed=True) == (None, False)
+def test_on_a_cpu_auto_and_float32_are_float32_without_autocast_or_loss_scaling():
+    for choice, recipe_mixed in (("auto", False), ("auto", True), ("float32", True)):
+        precision = choose_precision(choice, CPU, recipe_mixed)
+        assert precision.weights == torch.float32 and precision.autocast_dtype is None
+        assert not precision.scaler.is_enabled()
+
+
+def test_a_disabled_scaler_leaves_the_loss_and_the_step_as_they_are():
+    """What lets the training step run the same six lines with and without float16."""
+    scaler = choose_precision("float32", CPU, recipe_mixed=False).scaler
+    weight = nn.Parameter(torch.tensor([1.0]))
+    opt = torch.optim.SGD([weight], lr=0.5)
+    loss = (3 * weight).sum()
+    assert scaler.scale(loss) is loss
+    loss.backward()
+    scaler.step(opt)
+    scaler.update()
+    assert weight.item() == pytest.approx(1.0 - 0.5 * 3)
 
 
 def test_bfloat16_is_float32_weights_under_bfloat16_autocast_without_a_scaler():
-    mixed, half = choose_precision("bfloat16", CPU, recipe_mixed=False)
-    assert mixed.enabled and mixed.dtype == torch.bfloat16 and mixed.scaler is None
-    assert not half
+    precision = choose_precision("bfloat16", CPU, recipe_mixed=False)
+    assert precision.autocast_dtype == torch.bfloat16 and not precision.scaler.is_enabled()
+    assert precision.weights == torch.float32
     conv = nn.Conv2d(3, 4, 3)
-    with mixed.autocast():
+    with precision.autocast():
         assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16
     assert conv.weight.dtype == torch.float32
 
@@ -54,7 +67,7 @@ def test_unsupported_precisions_are_refused(choice, device, message):
 def test_a_bfloat16_run_computes_in_bfloat16_keeps_float32_weights_and_learns(small_cifar10):
     recipe = get_recipe("airbench94")
     config = dataclasses.replace(recipe.config, batch_size=256, epochs=4)
-    data = DeviceData.from_dataset(small_cifar10, CPU, half=False)
+    data = DeviceData.from_dataset(small_cifar10, CPU)
     conv_outputs = set()
 
     def record_conv_dtypes(model):

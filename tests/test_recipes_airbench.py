@@ -11,13 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from fastcifar.data.dataset import ImageDataset
+from fastcifar.data.dataset import ImageData
 from fastcifar.models.airbench import AirbenchNet, ConvGroup
 from fastcifar.models.layers import BatchNorm
 from fastcifar.optim.muon import Muon, newton_schulz
-from fastcifar.optim.schedules import follow_own_schedule, multiplier_scheduler
+from fastcifar.optim.schedules import MultiplierScheduler, follow_own_schedule
 from fastcifar.recipes import get_recipe
-from fastcifar.train.loop import DeviceData, train_run
+from fastcifar.data.loader import DeviceData
+from fastcifar.train.loop import train_run
 
 
 def matrix_with_singular_values(singular_values: torch.Tensor, rows: int, cols: int,
@@ -115,7 +116,7 @@ def test_a_group_can_follow_its_own_lr_schedule_under_the_loops_scheduler():
     a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([dict(params=[a], lr=1.0), dict(params=[b], lr=1.0)])
     follow_own_schedule(opt.param_groups[0], np.array([1.0, 0.5, 0.0]))
-    shared = multiplier_scheduler(opt, 0.9 ** np.arange(10))  # as the loop does
+    shared = MultiplierScheduler(opt, 0.9 ** np.arange(10))  # as the loop does
     moves_a, moves_b = [], []
     for _ in range(4):
         before_a, before_b = a.item(), b.item()
@@ -238,9 +239,9 @@ SHORT_RUNS = {
 
 @pytest.fixture(scope="module")
 def short_run_data(small_cifar10) -> DeviceData:
-    data = ImageDataset(small_cifar10.name, small_cifar10.classes, small_cifar10.train_images,
-                        small_cifar10.train_labels, small_cifar10.test_images[:500],
-                        small_cifar10.test_labels[:500])
+    data = ImageData(small_cifar10.train_images, small_cifar10.train_labels,
+                     small_cifar10.test_images[:500], small_cifar10.test_labels[:500],
+                     small_cifar10.classes, small_cifar10.name)
     return DeviceData.from_dataset(data, torch.device("cpu"))
 
 

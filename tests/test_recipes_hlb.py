@@ -18,8 +18,9 @@ from fastcifar.optim.averaging import WeightAverage
 from fastcifar.recipes import get_recipe
 from fastcifar.recipes.hlb import Hlb
 from fastcifar.recipes.hlb_state_sketch import HlbStateSketch
-from fastcifar.train.losses import summed_cross_entropy
-from fastcifar.train.loop import DeviceData, train_run
+from fastcifar.optim.losses import summed_cross_entropy
+from fastcifar.data.loader import DeviceData
+from fastcifar.train.loop import train_run
 
 FULL_STEPS = 581  # ceil(12.1 epochs x 48 full batches of 1024 of the 50,000 images)
 

@@ -20,7 +20,8 @@ from fastcifar.optim.sgd import per_example_sgd
 from fastcifar.recipes import get_recipe
 from fastcifar.recipes.bag_of_tricks import BagOfTricks
 from fastcifar.train.evaluate import evaluate
-from fastcifar.train.loop import DeviceData, train_run
+from fastcifar.data.loader import DeviceData
+from fastcifar.train.loop import train_run
 
 STEPS_PER_EPOCH = 50_000 // 512  # 97 full batches of the official training set
 

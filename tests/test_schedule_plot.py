@@ -16,6 +16,7 @@ pytest.importorskip("matplotlib")
 
 from fastcifar.recipes import RECIPES  # noqa: E402
 from fastcifar.report.plots import schedule_figure  # noqa: E402
+from fastcifar.train.setup import set_up_without_data  # noqa: E402
 
 
 def run(capsys, *args):
@@ -45,7 +46,7 @@ def test_the_plot_shows_the_recipes_own_multipliers_per_epoch(name):
     training = recipe.setup(recipe.build_model(config, 10), config,
                             torch.randn(256, 3, 32, 32), steps)
 
-    axes = schedule_figure(recipe).axes
+    axes = schedule_figure(recipe, config, set_up_without_data(recipe, config), 50_000).axes
     lr = axes[0].lines[0]
     np.testing.assert_allclose(lr.get_ydata(), training.lr_multipliers)
     np.testing.assert_allclose(lr.get_xdata(), np.arange(steps + 1) / per_epoch)
@@ -59,7 +60,10 @@ def test_the_plot_shows_the_recipes_own_multipliers_per_epoch(name):
 
 
 def test_airbench94_warms_up_from_0_2_to_1_then_decays_to_0_07():
-    lr = schedule_figure(RECIPES["airbench94"]).axes[0].lines[0].get_ydata()
+    recipe = RECIPES["airbench94"]
+    figure = schedule_figure(recipe, recipe.config, set_up_without_data(recipe, recipe.config),
+                             50_000)
+    lr = figure.axes[0].lines[0].get_ydata()
     assert len(lr) == 476 + 1 and lr[0] == pytest.approx(0.2)
     assert lr.max() == pytest.approx(1.0) and lr.argmax() == int(0.23 * 476)
     assert lr[-1] == pytest.approx(0.07)

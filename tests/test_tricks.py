@@ -126,9 +126,9 @@ def test_airbench_lr_schedule_is_the_published_triangle():
 
 
 def test_lookahead_decay_grows_cubically_to_095_pow_5():
-    assert lookahead_decay(0, 100) == 0
-    assert lookahead_decay(100, 100) == pytest.approx(0.95**5)
-    assert lookahead_decay(50, 100) == pytest.approx(0.95**5 / 8)
+    assert lookahead_decay(0, 100, 5, 0.95, 3) == 0
+    assert lookahead_decay(100, 100, 5, 0.95, 3) == pytest.approx(0.95**5)
+    assert lookahead_decay(50, 100, 5, 0.95, 3) == pytest.approx(0.95**5 / 8)
 
 
 def test_lookahead_update_averages_and_copies_back():

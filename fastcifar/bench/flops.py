@@ -31,48 +31,19 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..data.cifar10 import IMAGE_SHAPE, TEST_IMAGES, TRAIN_IMAGES
 from ..errors import InputError
-from ..recipes.base import Training, config_from_dict
+from ..recipes.base import config_from_dict
 from ..train.device import compute_dtype
 from ..train.evaluate import predict
+from ..train.setup import set_up_without_data
 from ..train.timing import Stopwatch
-
-TRAIN_IMAGES = 50_000  # CIFAR-10's
-TEST_IMAGES = 10_000
-IMAGE_SHAPE = (3, 32, 32)
-SETUP_IMAGES = 256  # random images for a recipe's data-dependent init when no data is at hand
-
 
 def count_flops(fn: Callable[[], object]) -> int:
     """The FLOPs torch's FlopCounterMode counts while fn runs."""
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
-
-
-@dataclass
-class RunSetup:
-    """A run's model (on the CPU) and Training, set up without data, and its step counts."""
-
-    model: torch.nn.Module
-    training: Training
-    steps_per_epoch: int  # full batches only, as the training loader gives them
-    steps: int
-
-
-def set_up_without_data(recipe, config, train_images: int = TRAIN_IMAGES,
-                        num_classes: int = 10) -> RunSetup:
-    """Build and set up the recipe as train/loop.py would for a run on `train_images`
-    images, with random images for the data-dependent init: enough for everything that
-    does not depend on the images' content (schedules, which parameters train). The global
-    random state is left as it was."""
-    config.validate()
-    per_epoch, steps = config.steps(train_images)
-    model = recipe.build_model(config, num_classes)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        training = recipe.setup(model, config, torch.randn(SETUP_IMAGES, *IMAGE_SHAPE), steps)
-    return RunSetup(model, training, per_epoch, steps)
 
 
 @dataclass(frozen=True)
@@ -203,3 +174,36 @@ def _read_json(path: Path) -> dict:
                          f"`fastcifar train`") from None
     except json.JSONDecodeError as e:
         raise InputError(f"--run: {path} is not valid JSON: {e}") from None
+
+
+def flops_report(recipe, config, train_images: int, test_images: int,
+                 peak: float | None = None, peak_device: str | None = None,
+                 recorded: RecordedRun | None = None) -> list[str]:
+    """`fastcifar flops`'s lines: the run's FLOPs by part (against the published figure
+    when the run is the recipe's own), the time at 100% of a peak, and the share of it a
+    recorded run achieved."""
+    flops = run_flops(recipe, config, train_images, test_images)
+    as_published = (config == recipe.config and train_images == TRAIN_IMAGES
+                    and test_images == TEST_IMAGES and recipe.target.pflops is not None)
+    published = f"  (published: {recipe.target.pflops:g})" if as_published else ""
+    lines = [f"{recipe.name}: {flops.steps} steps of {flops.batch_size} images "
+             f"({config.epochs:g} epochs of {train_images} training images)"]
+    for part, value, extra in (
+            ("training (forward + backward)", flops.train, ""),
+            (f"final eval ({test_images} images x {flops.tta_forwards} forwards)", flops.eval, ""),
+            ("total", flops.total, published)):
+        lines.append(f"  {part:<44} {value / 1e15:9.4g} PFLOPs{extra}")
+    if peak is not None:
+        lines.append(f"at 100% of {peak:.3g} TFLOP/s a run takes at least "
+                     f"{lower_bound_seconds(flops.total, peak):.3g} s")
+    if recorded is not None:
+        seconds = sum(recorded.train_seconds) / len(recorded.train_seconds)
+        share = (f", {share_of_peak(flops.total, seconds, peak):.1%} of the peak"
+                 if peak is not None else "")
+        lines.append(f"run {recorded.path} on {recorded.device}: {len(recorded.train_seconds)} "
+                     f"run(s) of {seconds:.3g} timed s on average, "
+                     f"{achieved_tflops(flops.total, seconds):.3g} TFLOP/s{share}")
+        if peak_device is not None and peak_device != recorded.device:
+            lines.append(f"note: the peak was measured on {peak_device}, the run on "
+                         f"{recorded.device}")
+    return lines

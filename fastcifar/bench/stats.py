@@ -40,6 +40,11 @@ class Summary:
     min: float
     max: float
 
+    @property
+    def ci95(self) -> tuple[float, float]:
+        """The 95% confidence interval of the mean, (low, high)."""
+        return self.ci95_low, self.ci95_high
+
     def as_dict(self) -> dict:
         return asdict(self)
 

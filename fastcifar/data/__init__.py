@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .dataset import ImageDataset
+from .dataset import ImageData
 from .fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES, load_fastai_images, stored_size
 from .imagefolder import load_image_folder
 
 
 def load_dataset(data: str | Path | None = None, size: str = "160",
-                 resize: int | None = None) -> ImageDataset:
+                 resize: int | None = None) -> ImageData:
     """The dataset `data` names:
 
     - `None` or "cifar10": the official CIFAR-10 (downloaded once into the cache), 32x32;
@@ -31,4 +31,4 @@ def load_dataset(data: str | Path | None = None, size: str = "160",
     return load_image_folder(data, resize=resize)
 
 
-__all__ = ["ImageDataset", "load_dataset", "stored_size"]
+__all__ = ["ImageData", "load_dataset", "stored_size"]

@@ -8,7 +8,7 @@ Files in the cache root (see `cache.cache_root`):
                                      attempt downloads only the rest of the 170 MB
 
 The archive is only ever renamed into place after its MD5 has been verified (by
-`cache.download`), so an archive with the wrong MD5 at that path was not put there by a
+`download.download`), so an archive with the wrong MD5 at that path was not put there by a
 successful download of ours: it is the user's file (or a damaged one), and it is reported,
 never deleted. The batches are read straight out of the .tar.gz, nothing is extracted.
 """
@@ -24,8 +24,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import InputError
-from .cache import cache_root, download as download_file, file_digest, load_arrays, save_arrays
-from .dataset import ImageDataset
+from ..files import file_digest
+from .cache import cache_root, load_arrays, save_arrays
+from .download import download as download_file
+from .dataset import ImageData
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -36,11 +38,13 @@ CACHE_NAME = "cifar10.npz"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
+TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
+IMAGE_SHAPE = (3, 32, 32)  # channels, height, width
 ARRAY_KEYS = ("classes", "train_images", "train_labels", "test_images", "test_labels")
 
 
 def load_cifar10(root: Path | None = None, download: bool = True, url: str = URL,
-                 md5: str = MD5) -> ImageDataset:
+                 md5: str = MD5) -> ImageData:
     """CIFAR-10 from the cache under `root` (default `cache_root()`), downloading the
     archive from `url` first if it is not there and `download` is true.
 
@@ -80,8 +84,8 @@ def _by_hand_hint(archive: Path, md5: str | None) -> str:
             f"({{train,test}}/<class>/<image>) instead")
 
 
-def _from_arrays(arrays: dict[str, np.ndarray]) -> ImageDataset:
-    return ImageDataset(name="cifar10", classes=tuple(str(c) for c in arrays["classes"]),
+def _from_arrays(arrays: dict[str, np.ndarray]) -> ImageData:
+    return ImageData(name="cifar10", classes=tuple(str(c) for c in arrays["classes"]),
                         train_images=arrays["train_images"], train_labels=arrays["train_labels"],
                         test_images=arrays["test_images"], test_labels=arrays["test_labels"])
 

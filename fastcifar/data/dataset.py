@@ -1,4 +1,5 @@
-"""The in-memory form every data source produces: uint8 images and integer labels."""
+"""The in-memory form every data source produces, and what a researcher hands to
+`fastcifar.train`: uint8 images and integer labels, train and test."""
 
 from __future__ import annotations
 
@@ -10,30 +11,71 @@ from ..errors import InputError
 
 
 @dataclass(frozen=True)
-class ImageDataset:
-    """Train and test splits as uint8 arrays of shape (N, H, W, 3), labels as int64 (N,)."""
+class ImageData:
+    """Train and test splits as uint8 arrays of shape (N, H, W, 3), labels as int64 (N,).
 
-    name: str
-    classes: tuple[str, ...]
+    Images may be given as numpy arrays or CPU tensors, channels last (N, H, W, 3, as
+    files decode) or first (N, 3, H, W, as torchvision's tensors are); they are kept
+    channels last. `classes` defaults to "0", "1", ... up to the largest label."""
+
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    classes: tuple[str, ...] | None = None
+    name: str = "in-memory data"
 
     def __post_init__(self):
         for split in ("train", "test"):
-            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
-            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-                raise ValueError(f"{split} images must be uint8 (N, H, W, 3), got "
-                                 f"{images.dtype} {images.shape}")
+            images = uint8_channels_last(getattr(self, f"{split}_images"), split)
+            labels = np.asarray(getattr(self, f"{split}_labels")).astype(np.int64, copy=False).reshape(-1)
             if len(images) != len(labels):
-                raise ValueError(f"{split}: {len(images)} images but {len(labels)} labels")
+                raise InputError(f"{split}: {len(images)} images but {len(labels)} labels")
+            object.__setattr__(self, f"{split}_images", images)
+            object.__setattr__(self, f"{split}_labels", labels)
+        labels = np.concatenate([self.train_labels, self.test_labels])
+        classes = self.classes
+        if classes is None:
+            classes = tuple(str(c) for c in range(int(labels.max(initial=0)) + 1))
+        object.__setattr__(self, "classes", tuple(str(c) for c in classes))
+        if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.classes):
+            raise InputError(f"labels must be 0..{len(self.classes) - 1} (one per class), got "
+                             f"{labels.min()}..{labels.max()}")
 
-    def with_train_subset(self, n: int, seed: int = 0) -> "ImageDataset":
-        """The same dataset with a class-balanced random subset of n training images."""
-        index = balanced_subset_index(self.train_labels, n, len(self.classes), seed)
-        return ImageDataset(self.name, self.classes, self.train_images[index],
-                            self.train_labels[index], self.test_images, self.test_labels)
+    def subset(self, train_indices) -> "ImageData":
+        """The same data with only these training images (indices or a boolean mask), in
+        this order; the test split is kept whole."""
+        index = np.asarray(train_indices)
+        if index.dtype == bool:
+            if index.shape != self.train_labels.shape:
+                raise InputError(f"a boolean subset mask needs one entry per training image "
+                                 f"({len(self.train_labels)}), got {index.shape}")
+            index = np.flatnonzero(index)
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+            raise InputError("subset expects a 1-D array of training-image indices or a mask")
+        if len(index) and not -len(self.train_labels) <= index.min() <= index.max() < len(
+                self.train_labels):
+            raise InputError(f"subset indices must be below the {len(self.train_labels)} "
+                             f"training images")
+        return ImageData(self.train_images[index], self.train_labels[index], self.test_images,
+                         self.test_labels, self.classes, self.name)
+
+    def balanced_subset(self, n: int, seed: int = 0) -> "ImageData":
+        """A class-balanced random subset of n training images (see balanced_subset_index)."""
+        return self.subset(balanced_subset_index(self.train_labels, n, len(self.classes), seed))
+
+
+def uint8_channels_last(images, split: str) -> np.ndarray:
+    """uint8 images, numpy or torch, (N, H, W, 3) or (N, 3, H, W), as a (N, H, W, 3) array."""
+    if hasattr(images, "numpy"):  # a torch tensor
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] != 3 and images.shape[1] == 3:
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"{split} images must be uint8 of shape (N, H, W, 3) or (N, 3, H, W), "
+                         f"got {images.dtype} {images.shape}")
+    return images
 
 
 def balanced_subset_index(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:

@@ -16,8 +16,9 @@ import os
 from dataclasses import replace
 
 from ..errors import InputError
-from .cache import cache_root, download
-from .dataset import ImageDataset
+from .cache import cache_root
+from .download import download
+from .dataset import ImageData
 from .imagefolder import load_image_folder
 
 BASE_URL = "https://s3.amazonaws.com/fast-ai-imageclas"
@@ -68,7 +69,7 @@ def archive_stem(name: str, size: str) -> str:
 
 
 def load_fastai_images(name: str, size: str = "160", resize: int | None = None,
-                       base_url: str | None = None, cache: bool = True) -> ImageDataset:
+                       base_url: str | None = None, cache: bool = True) -> ImageData:
     """Imagenette or Imagewoof (`name`) from the archive of `size`, every image stored as a
     `resize` x `resize` square (default `stored_size(DEFAULT_IMAGE_SIZE)`).
 

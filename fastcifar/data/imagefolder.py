@@ -22,8 +22,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import InputError
-from .cache import cache_root, file_digest, load_arrays, save_arrays
-from .dataset import ImageDataset
+from ..files import file_digest
+from .cache import cache_root, load_arrays, save_arrays
+from .dataset import ImageData
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 TEST_SPLIT_NAMES = ("test", "val")
@@ -31,7 +32,7 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
 def load_image_folder(path: str | Path, cache: bool = True,
-                      resize: int | None = None) -> ImageDataset:
+                      resize: int | None = None) -> ImageData:
     """The dataset at `path`; with `resize`, every image becomes a `resize` x `resize` square."""
     path = Path(path).expanduser()
     if resize is not None and not (isinstance(resize, int) and resize > 0):
@@ -57,8 +58,8 @@ def load_image_folder(path: str | Path, cache: bool = True,
     return _from_arrays(path.name, arrays)
 
 
-def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ImageDataset:
-    return ImageDataset(name=name, classes=tuple(str(c) for c in arrays["classes"]),
+def _from_arrays(name: str, arrays: dict[str, np.ndarray]) -> ImageData:
+    return ImageData(name=name, classes=tuple(str(c) for c in arrays["classes"]),
                         train_images=arrays["train_images"], train_labels=arrays["train_labels"],
                         test_images=arrays["test_images"], test_labels=arrays["test_labels"])
 

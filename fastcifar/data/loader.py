@@ -8,13 +8,13 @@ instead of a per-image CPU pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
 
 import numpy as np
 import torch
 
-from .augment import (alternating_flip_mask, cutout, flip_where, pad_reflect, random_crop,
-                      random_flip_mask, random_resized_crop)
+from .augment import (alternating_flip_mask, centre_crop, cutout, flip_where, pad_reflect,
+                      random_crop, random_flip_mask, random_resized_crop)
+from .dataset import ImageData
 
 # Official CIFAR-10 training-set statistics, used for every dataset of 32x32 images so
 # that a recipe's hyperparameters mean the same thing on any copy of CIFAR-10; ImageNet's,
@@ -64,26 +64,46 @@ def to_device_tensor(images: np.ndarray, device, dtype=torch.float32,
     return x.contiguous(memory_format=torch.channels_last)
 
 
-class DeviceLoader:
-    """Batches of (images, labels) from tensors already on the device.
+@dataclass
+class DeviceData:
+    """A dataset normalised and moved to the training device once, shared by all runs:
+    the device-tensor stage between the uint8 arrays and the augmented batches."""
 
-    Training loaders (`train=True`) shuffle afresh every epoch, drop the last partial
-    batch and apply the augmentation; evaluation loaders do neither.
-    """
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+
+    @classmethod
+    def from_dataset(cls, data: ImageData, device: torch.device,
+                     dtype: torch.dtype = torch.float32, image_size: int = 0) -> "DeviceData":
+        """Images in `dtype` (the run's weights' dtype, see train.device.Precision). With
+        `image_size` smaller than the stored images, the test images are their centre
+        squares of that side (training crops them at random, see Augmentation)."""
+        mean, std = normalisation(data.train_images.shape[1])
+        test = to_device_tensor(data.test_images, device, dtype, mean, std)
+        if image_size and image_size < test.size(-1):
+            test = centre_crop(test, image_size).contiguous(memory_format=torch.channels_last)
+        return cls(to_device_tensor(data.train_images, device, dtype, mean, std),
+                   torch.from_numpy(data.train_labels).to(device), test,
+                   torch.from_numpy(data.test_labels).to(device), len(data.classes))
+
+
+class DeviceLoader:
+    """Training batches of (images, labels) from tensors already on the device: shuffled
+    afresh every epoch, the last partial batch dropped, the augmentation applied."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 train: bool = True, augmentation: Augmentation = Augmentation()):
+                 augmentation: Augmentation = Augmentation()):
         self.images, self.labels = images, labels
-        self.batch_size, self.train = batch_size, train
-        self.augmentation = augmentation if train else Augmentation(flip="none")
+        self.batch_size, self.augmentation = batch_size, augmentation
         self.epoch = 0
         self._padded = pad_reflect(images, self.augmentation.translate)
         self._first_flip = None
 
     def __len__(self) -> int:
-        n = len(self.images)
-        return n // self.batch_size if self.train else ceil(n / self.batch_size)
-
+        return len(self.images) // self.batch_size
     def epoch_images(self, epoch: int) -> torch.Tensor:
         """The whole training set as augmented for `epoch` (epochs must be asked in order
         for alternating flip: the first call draws the random half)."""
@@ -109,13 +129,9 @@ class DeviceLoader:
 
     def __iter__(self):
         aug = self.augmentation
-        per_batch = self.train and aug.crop_size > 0
-        if self.train:
-            images = self.images if per_batch else self.epoch_images(self.epoch)
-            order = torch.randperm(len(images), device=images.device)
-        else:
-            images = self.images
-            order = torch.arange(len(images), device=images.device)
+        per_batch = aug.crop_size > 0
+        images = self.images if per_batch else self.epoch_images(self.epoch)
+        order = torch.randperm(len(images), device=images.device)
         self.epoch += 1
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]

@@ -1,4 +1,4 @@
-"""tysam's hlb-CIFAR10 network (v0.7) and seed 002's state-prediction sketch built on it.
+"""tysam's hlb-CIFAR10 network (v0.7) and tysam's state-prediction network sketch built on it.
 
 The network is airbench's (models/airbench.py), which descends from it: whitening conv 2x2
 -> GELU -> three conv groups -> global max -> linear (no bias) -> x scale. hlb's has wider
@@ -44,7 +44,7 @@ class HlbNet(AirbenchNet):
 
 class StatePredictor(nn.Module):
     """A learned guess of the next group's output from this group's output: a 3x3 conv to
-    the next width, maxpool 2 to its resolution, BatchNorm (and GELU in the seed's first
+    the next width, maxpool 2 to its resolution, BatchNorm (and GELU in the sketch's first
     predictor only, which reads the whitening layer's output)."""
 
     def __init__(self, in_channels: int, out_channels: int, batchnorm_momentum: float,
@@ -67,16 +67,16 @@ def simulated_action(x: torch.Tensor, noise_scale: float = 1.0) -> torch.Tensor:
 
 
 class HlbStateSketchNet(HlbNet):
-    """Seed 002: hlb's net in which no gradient crosses a group boundary except through
+    """tysam's network sketch: hlb's net in which no gradient crosses a group boundary except through
     predictions. Group k hands on simulated_action(its output) + a prediction of that
     output made one group earlier, from the previous group's output (or, for the first
     group, from the whitening layer's). The loss reaches group k's convs only through the
     prediction of group k+1's output that group k's output feeds.
 
-    As the seed wires it, with three groups that leaves the first and last groups without
+    As the sketch wires it, with three groups that leaves the first and last groups without
     any gradient: the last group's output reaches the head only detached, and the first
     group's prediction feeds the last group. Their convs stay near their dirac init (and
-    the noise is added in evaluation too, as in the seed)."""
+    the noise is added in evaluation too, as in the sketch)."""
 
     def __init__(self, widths: tuple[int, ...] = (64, 256, 512), num_classes: int = 10,
                  batchnorm_momentum: float = 0.6, output_scale: float = 1 / 12,
@@ -88,7 +88,7 @@ class HlbStateSketchNet(HlbNet):
         self.predictors = nn.ModuleList(
             StatePredictor(c[k], c[k + 1], batchnorm_momentum, activation=k == 0)
             for k in range(len(widths)))
-        for predictor in self.predictors[1:]:  # the seed re-inits the groups' own ones
+        for predictor in self.predictors[1:]:  # the sketch re-inits the groups' own ones
             if predictor.conv.out_channels > predictor.conv.in_channels:
                 dirac_residual_init(predictor.conv, residual_random_scale)
 

@@ -16,10 +16,9 @@ class BatchNorm(nn.BatchNorm2d):
     """
 
     def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-12,
-                 learn_weight: bool = False, learn_bias: bool = True):
+                 learn_weight: bool = False):
         super().__init__(num_features, eps=eps, momentum=1 - momentum)
         self.weight.requires_grad = learn_weight
-        self.bias.requires_grad = learn_bias
 
 
 class GhostBatchNorm(BatchNorm):

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 
-def lookahead_decay(step: int, total_steps: int, every: int = 5, base: float = 0.95,
-                    power: float = 3.0) -> float:
+def lookahead_decay(step: int, total_steps: int, every: int, base: float,
+                    power: float) -> float:
     """Airbench's decay: base**every * (step/total)**power. It starts near 0 (the average
     just follows the weights) and grows to base**every, so averaging matters most at the
     end of the run, when the lr is small and the weights jitter around a minimum."""

@@ -1,6 +1,9 @@
-"""Learning-rate schedules as data: values at every step, from a few (fraction, value) knots."""
+"""Learning-rate schedules as data: a multiplier for every step, from a few (fraction,
+value) knots or by name (LR_SCHEDULES, the general trainer's)."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,9 +53,7 @@ class MultiplierScheduler:
         return {"step": self.step_count}
 
     def load_state_dict(self, state: dict) -> None:
-        # "last_epoch": checkpoints from before this class replaced LambdaLR, which counted
-        # its steps there
-        self.step_count = state["step"] if "step" in state else state["last_epoch"]
+        self.step_count = state["step"]
         self._apply()
 
 
@@ -60,11 +61,8 @@ def _at(values, step: int) -> float:
     return float(values[min(step, len(values) - 1)])
 
 
-multiplier_scheduler = MultiplierScheduler
-
-
 def follow_own_schedule(group: dict, multipliers: np.ndarray) -> None:
-    """Give one parameter group its own lr multipliers, which multiplier_scheduler uses in
+    """Give one parameter group its own lr multipliers, which MultiplierScheduler uses in
     place of the shared ones (kept as plain floats, so the optimizer's state_dict stays
     loadable with torch.load(weights_only=True))."""
     group["lr_multipliers"] = [float(m) for m in multipliers]
@@ -97,8 +95,8 @@ def one_cycle(total_steps: int, peak_at: float = 0.3, div_factor: float = 25.0,
     return _two_cosines(total_steps, peak_at, start, 1.0, end)
 
 
-def one_cycle_momentum(total_steps: int, peak_at: float = 0.3, low: float = 0.85,
-                       high: float = 0.95) -> np.ndarray:
+def one_cycle_momentum(total_steps: int, peak_at: float, low: float,
+                       high: float) -> np.ndarray:
     """The momentum that goes with one_cycle: down while the lr rises, up while it falls."""
     return _two_cosines(total_steps, peak_at, high, low, high)
 
@@ -130,3 +128,20 @@ def warmup_then(total_steps: int, warmup: float, shape: str, flat: float = 0.0) 
         raise ValueError(f"unknown shape {shape!r}")
     return np.concatenate([np.linspace(0.0, 1.0, up + 1)[:-1] if up else [], np.ones(hold - up),
                            down])
+
+
+# By name, for a config with the fields each reads: a (config, steps in the run, steps per
+# epoch) -> multipliers function.
+LR_SCHEDULES: dict[str, Callable[[object, int, int], np.ndarray]] = {
+    "constant": lambda c, steps, per_epoch: constant(steps),
+    "step": lambda c, steps, per_epoch: step_decay(steps, per_epoch, c.milestones,
+                                                   c.step_factor),
+    "onecycle": lambda c, steps, per_epoch: one_cycle(steps, c.peak_at, c.div_factor,
+                                                      c.final_div_factor),
+    "piecewise": lambda c, steps, per_epoch: piecewise_linear(
+        steps, list(zip(c.knots[::2], c.knots[1::2]))),
+    "linear": lambda c, steps, per_epoch: warmup_then(steps, c.warmup, "linear"),
+    "cosine": lambda c, steps, per_epoch: warmup_then(steps, c.warmup, "cosine"),
+    "flat_cosine": lambda c, steps, per_epoch: warmup_then(steps, c.warmup, "flat_cosine",
+                                                           c.flat_until),
+}

@@ -9,7 +9,7 @@ from .airbench94_muon import Airbench94Muon
 from .airbench95 import Airbench95
 from .airbench96 import Airbench96
 from .bag_of_tricks import BagOfTricks
-from .base import Recipe, TrainConfig, override
+from .base import Recipe, TrainConfig, describe, override, parse_assignments
 from .general import (ResNet18Cifar, ResNet18ImagewoofAdamW, ResNet18ImagewoofLRFinder,
                       ResNet18ImagewoofOneCycle, ResNet18ImagewoofSGD)
 from .hlb import Hlb
@@ -19,9 +19,17 @@ from .resnet9_dawnbench import ResNet9Dawnbench
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Airbench94(), Airbench94Muon(), Airbench95(), Airbench96(), Airbench94BnFree(), BagOfTricks(),
     ResNet9Dawnbench(), Hlb(), HlbStateSketch(),
-    # the general trainer (seed 004)
+    # the general trainer (the fast.ai-techniques article on Imagewoof)
     ResNet18ImagewoofSGD(), ResNet18ImagewoofLRFinder(), ResNet18ImagewoofOneCycle(),
     ResNet18ImagewoofAdamW(), ResNet18Cifar())}
+
+
+def recipe_table() -> list[str]:
+    """`fastcifar recipes`: a line per recipe, its published target and what it is."""
+    rows = [("recipe", "published target (official dataset)", "what it is")]
+    rows += [(name, r.target.text, r.summary) for name, r in RECIPES.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return [f"{n.ljust(widths[0])}  {t.ljust(widths[1])}  {s}" for n, t, s in rows]
 
 
 def get_recipe(name: str) -> Recipe:
@@ -31,4 +39,5 @@ def get_recipe(name: str) -> Recipe:
         raise InputError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}") from None
 
 
-__all__ = ["RECIPES", "Recipe", "TrainConfig", "get_recipe", "override"]
+__all__ = ["RECIPES", "Recipe", "TrainConfig", "describe", "get_recipe", "override",
+           "parse_assignments", "recipe_table"]

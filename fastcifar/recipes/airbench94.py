@@ -18,7 +18,7 @@ from ..models.whitening import random_images, whitening_conv_init
 from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import decoupled_sgd
-from ..train.losses import summed_cross_entropy
+from ..optim.losses import summed_cross_entropy
 from .base import Recipe, Target, Training, TrainConfig
 
 
@@ -61,7 +61,12 @@ class Airbench94Config(AirbenchConfig):
     lr_start: float = 0.2  # lr multiplier: 0.2 -> 1.0 over the first 23% of steps -> 0.07
     lr_peak_at: float = 0.23
     lr_end: float = 0.07
-    lookahead_every: int = 5  # steps between lookahead updates
+    # Lookahead: every lookahead_every steps the weights and their average move to
+    # decay * average + (1 - decay) * weights, with decay lookahead_base**lookahead_every *
+    # (step / steps)**lookahead_power: it follows the weights early on and holds them later.
+    lookahead_every: int = 5
+    lookahead_base: float = 0.95
+    lookahead_power: float = 3.0
 
 
 class AirbenchRecipe(Recipe):
@@ -113,6 +118,7 @@ class Airbench94(AirbenchRecipe):
             average=WeightAverage(model, copy_back=True),
             average_every=config.lookahead_every,
             average_decay=partial(lookahead_decay, total_steps=total_steps,
-                                  every=config.lookahead_every),
+                                  every=config.lookahead_every, base=config.lookahead_base,
+                                  power=config.lookahead_power),
             before_epoch=self.freeze_whitening_bias(model, config),
         )

@@ -15,7 +15,7 @@ from ..models.airbench import AirbenchNet
 from ..optim.muon import Muon
 from ..optim.schedules import follow_own_schedule, piecewise_linear
 from ..optim.sgd import sgd_with_decay
-from ..train.losses import summed_cross_entropy
+from ..optim.losses import summed_cross_entropy
 from .airbench94 import AirbenchConfig, AirbenchRecipe
 from .base import Target, Training
 
@@ -27,10 +27,10 @@ class Airbench94MuonConfig(AirbenchConfig):
     muon_lr: float = 0.24  # per step, for an update of fixed size (see optim/muon.py)
     muon_momentum: float = 0.6  # Nesterov
     newton_schulz_steps: int = 3  # enough: the update's singular values need only be near 1
-    # Torch SGD lrs as published (not airbench94's decoupled form); the loss is summed over
-    # the batch. The whitening bias's lr decays to 0 over its whiten_bias_epochs.
-    bias_lr: float = 0.053  # whitening bias and BatchNorm biases
-    head_lr: float = 0.67
+    # Torch SGD lrs as published (not airbench94's decoupled form), per example: the loss
+    # is summed over the batch. The whitening bias's lr decays to 0 over whiten_bias_epochs.
+    bias_lr: float = 0.053  # torch's lr, per example: whitening bias and BatchNorm biases
+    head_lr: float = 0.67  # torch's lr, per example: the linear head
     sgd_momentum: float = 0.85  # Nesterov
     # Per example in the batch: each step removes batch_size x this fraction of every SGD
     # weight (times the lr multiplier). Muon's filters have none: their norm is fixed.

@@ -3,7 +3,7 @@
 Page's ResNet-9 (models/resnet_page.py) with a frozen 3x3 patch-whitening conv, ghost
 batch norm with frozen scales, CELU, label smoothing, biases trained 64x faster, an EMA
 of the weights for evaluation and mirror TTA ("How to train your ResNet 8: bag of tricks";
-seed 000, cifar10-fast's new_dawn.py, Thomas Germer's cifar10-fast-simple).
+a notebook of it, cifar10-fast's new_dawn.py, Thomas Germer's cifar10-fast-simple).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..models.whitening import random_images, whitening_conv_init
 from ..optim.averaging import WeightAverage
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
-from ..train.losses import summed_cross_entropy
+from ..optim.losses import summed_cross_entropy
 from .base import Recipe, Target, Training, TrainConfig
 
 
@@ -29,7 +29,7 @@ from .base import Recipe, Target, Training, TrainConfig
 class BagOfTricksConfig(TrainConfig):
     epochs: float = 10.0
     batch_size: int = 512
-    # Seed 000's lr: 0.512 per 512 examples. Page's new_dawn.py uses 1.0 with output x1/16,
+    # The notebook's lr: 0.512 per 512 examples. Page's new_dawn.py uses 1.0 with output x1/16,
     # cifar10-fast-simple 1.024 with output x1/8.
     lr: float = 0.512 / 512  # per example: the loss is summed over the batch
     weight_decay: float = 5e-4  # per example, coupled to the lr: torch's 5e-4 * batch_size
@@ -59,7 +59,7 @@ class BagOfTricksConfig(TrainConfig):
     batchnorm_eps: float = 1e-5
     celu_alpha: float = 0.3  # with scales frozen at 1: Page's CELU(0.075) at scales 1/4
     output_scale: float = 0.125  # tempers the logits of the unnormalised linear head
-    flip: str = "alternating"  # seed 000 (Page and Germer flip at random)
+    flip: str = "alternating"  # as the notebook does (Page and Germer flip at random)
     translate: int = 4  # reflect-pad 4, random 32x32 crop
     tta_level: int = 1  # mean logits of the image and its mirror
 

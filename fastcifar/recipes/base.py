@@ -4,6 +4,8 @@ and the figure it was published with."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import typing
 from dataclasses import dataclass
 from math import ceil
@@ -29,10 +31,6 @@ class TrainConfig:
     translate: int = 0  # pixels of random translation (reflect pad + crop)
     cutout: int = 0  # side of the cutout square, 0 for none
     tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations
-    # Larger images: train on random-resized crops of this side, evaluate on centre crops
-    # (0: use the images as they are, as the CIFAR recipes do).
-    image_size: int = 0
-    crop_scale: tuple[float, float] = (0.35, 1.0)
 
     def steps(self, train_images: int) -> tuple[int, int]:
         """(steps per epoch, steps in the run): full batches only, the last epoch cut short
@@ -44,8 +42,12 @@ class TrainConfig:
         return per_epoch, ceil(per_epoch * self.epochs)
 
     def augmentation(self) -> Augmentation:
-        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout,
-                            crop_size=self.image_size, crop_scale=self.crop_scale)
+        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout)
+
+    def crop_size(self) -> int:
+        """The side of the random-resized crops trained on (0: the images as stored, as
+        every speed run trains)."""
+        return 0
 
     def validate(self) -> None:
         if not self.epochs > 0:
@@ -54,8 +56,8 @@ class TrainConfig:
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.tta_level not in (0, 1, 2):
             raise InputError(f"tta_level must be 0, 1 or 2, got {self.tta_level}")
-        if self.translate < 0 or self.cutout < 0 or self.image_size < 0:
-            raise InputError("translate, cutout and image_size must be 0 or more")
+        if self.translate < 0 or self.cutout < 0:
+            raise InputError("translate and cutout must be 0 or more")
         if not 0 <= self.label_smoothing < 1:
             raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         try:
@@ -122,20 +124,68 @@ def config_from_dict(defaults: TrainConfig, values: dict, source: str) -> TrainC
 
 
 def override(config: TrainConfig, assignments: list[str]) -> TrainConfig:
-    """Apply `key=value` strings to a config, converting each value to the field's type."""
+    """Apply `key=value` strings (`--set`) to a config, each value read as its field's type."""
+    return with_values(config, parse_assignments(config, assignments), "--set")
+
+
+def parse_assignments(config: TrainConfig, assignments: list[str]) -> dict:
+    """`key=value` strings as {field: value of the field's type}."""
     hints = typing.get_type_hints(type(config))
-    names = [f.name for f in dataclasses.fields(config)]
-    changes = {}
+    values = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
             raise InputError(f"--set {assignment!r}: expected key=value")
-        if key not in names:
-            raise InputError(f"--set {assignment!r}: {type(config).__name__} has no "
-                             f"hyperparameter {key!r}; known: {', '.join(names)}")
-        changes[key] = _parse_value(key, text.strip(), hints[key])
+        _check_known(config, key, f"--set {assignment!r}")
+        values[key] = _parse_value(key, text.strip(), hints[key])
+    return values
+
+
+def with_values(config: TrainConfig, values: dict, source: str = "keyword") -> TrainConfig:
+    """The config with these fields replaced, each checked against its field's type (an
+    int for an int, a finite number for a float, true or false for a bool, a tuple or
+    list of the item type for a tuple); `source` names where the values came from."""
+    hints = typing.get_type_hints(type(config))
+    changes = {}
+    for key, value in values.items():
+        _check_known(config, key, f"{source} {key}")
+        changes[key] = _checked_value(key, value, hints[key], source)
     return dataclasses.replace(config, **changes)
+
+
+def _check_known(config: TrainConfig, key: str, where: str) -> None:
+    names = [f.name for f in dataclasses.fields(config)]
+    if key not in names:
+        raise InputError(f"{where}: {type(config).__name__} has no hyperparameter {key!r}; "
+                         f"known: {', '.join(names)}")
+
+
+def _checked_value(key: str, value, kind, source: str):
+    def fail(expected):
+        return InputError(f"{source} {key}={value!r}: expected {expected}")
+
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                kind is int and not float(value).is_integer()):
+            raise fail("an integer" if kind is int else "a number")
+        if not math.isfinite(value):
+            raise fail("a finite number")
+        return kind(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise fail("a tuple")
+        item = typing.get_args(kind)[0]
+        return tuple(_checked_value(key, v, item, source) for v in value)
+    raise fail(f"a value of type {kind}")
 
 
 def _parse_value(key: str, text: str, kind):
@@ -162,3 +212,40 @@ def _parse_value(key: str, text: str, kind):
         except ValueError:
             raise fail(f"comma-separated {item.__name__} values") from None
     raise fail(f"a value of type {kind}")
+
+
+def field_notes(config_type: type) -> dict[str, str]:
+    """Each field's comment in the config classes' source (its own line's, else the comment
+    lines just above it), the nearest class in the hierarchy first: the units and reasons
+    `fastcifar recipes --show` prints."""
+    notes: dict[str, str] = {}
+    for cls in config_type.__mro__:
+        if not dataclasses.is_dataclass(cls):
+            continue
+        above: list[str] = []
+        for line in inspect.getsource(cls).splitlines():
+            text = line.strip()
+            if text.startswith("#"):
+                above.append(text.lstrip("# "))
+                continue
+            name, colon, rest = text.partition(":")
+            if colon and name.isidentifier() and "=" in rest and name not in notes:
+                code, hash_, comment = rest.partition("  # ")
+                if note := (comment.strip() if hash_ else " ".join(above)):
+                    notes[name] = note
+            above = []
+    return notes
+
+
+def describe(recipe: Recipe) -> list[str]:
+    """The recipe's full resolved config: every hyperparameter, its value and its note."""
+    notes = field_notes(type(recipe.config))
+    values = {f.name: repr(getattr(recipe.config, f.name))
+              for f in dataclasses.fields(recipe.config)}
+    width = max(len(k) + len(v) for k, v in values.items()) + 3
+    lines = [f"{recipe.name}: {recipe.summary}", f"published: {recipe.target.text}",
+             f"config: {type(recipe.config).__name__} (set any of these with --set KEY=VALUE)"]
+    for name, value in values.items():
+        text = f"  {name} = {value}"
+        lines.append(f"{text.ljust(width + 2)}  # {notes[name]}" if notes.get(name) else text)
+    return lines

@@ -4,7 +4,7 @@ airbench's predecessor: the same whitened VGG-like net, wider (64/256/512) and e
 global max, with a dirac "implicit residual" init; one-cycle Nesterov SGD, label smoothing,
 cutmix in the last epochs, and an EMA of the weights over the last 10 epochs that is
 copied back into the net at every update. HlbConfig and Hlb are shared with
-hlb_state_sketch (seed 002), which changes the network.
+hlb_state_sketch (tysam's network sketch), which changes the network.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..models.whitening import whitening_conv_init
 from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
-from ..train.losses import summed_cross_entropy
+from ..optim.losses import summed_cross_entropy
 from .base import Recipe, Target, Training, TrainConfig
 
 

@@ -2,7 +2,7 @@
 
 Page's ResNet-9 (models/resnet_page.py) with BatchNorm and ReLU, trained by Nesterov SGD
 on a one-cycle lr schedule with crop, flip and cutout ("How to train your ResNet 4:
-architecture"; seed 003, cifar10-fast's dawn.py). No TTA.
+architecture"; Page's blog series, cifar10-fast's dawn.py). No TTA.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..models.layers import BatchNorm
 from ..models.resnet_page import PageResNet
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd
-from ..train.losses import summed_cross_entropy
+from ..optim.losses import summed_cross_entropy
 from .base import Recipe, Target, Training, TrainConfig
 
 

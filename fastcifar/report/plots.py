@@ -1,4 +1,4 @@
-"""Plots of a recipe's schedules and of the LR finder's sweep, drawn with matplotlib (the
+"""Plots of a recipe's schedules and of a run's metrics, drawn with matplotlib (the
 optional `plot` extra).
 
 Only matplotlib's object API is used (no pyplot), so plotting never touches a global
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.flops import TRAIN_IMAGES, set_up_without_data
-from ..data.cache import atomic_path
 from ..errors import InputError
+from ..files import atomic_path
 
 
 def new_figure(**kwargs):
@@ -26,7 +25,10 @@ def new_figure(**kwargs):
 
 
 def save_png(figure, path: Path, dpi: int = 120) -> None:
-    """Write the figure as a PNG, atomically; an unwritable path is an InputError."""
+    """Write the figure as a PNG, atomically; a name without .png or an unwritable path
+    is an InputError."""
+    if Path(path).suffix.lower() != ".png":
+        raise InputError(f"--out {path}: expected a .png file name")
     try:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=dpi)
@@ -34,11 +36,10 @@ def save_png(figure, path: Path, dpi: int = 120) -> None:
         raise InputError(f"{path}: cannot write it: {e.strerror or e}") from None
 
 
-def schedule_figure(recipe, config=None, train_images: int = TRAIN_IMAGES):
-    """The recipe's lr multiplier at every step of a full run and, when it averages its
-    weights, the averaging decay at each update below it; x in epochs."""
-    config = config or recipe.config
-    run = set_up_without_data(recipe, config, train_images)
+def schedule_figure(recipe, config, run, train_images: int):
+    """The recipe's lr multiplier at every step of `run` (a train.setup.RunParts of
+    `config` for `train_images` images an epoch) and, when it averages its weights, the
+    averaging decay at each update below it; x in epochs."""
     training, per_epoch, steps = run.training, run.steps_per_epoch, run.steps
 
     average = training.average
@@ -63,62 +64,6 @@ def schedule_figure(recipe, config=None, train_images: int = TRAIN_IMAGES):
         ax.grid(True, alpha=0.3)
         ax.set_xlim(0, steps / per_epoch)
     axes[-1].set_xlabel("epoch")
-    return figure
-
-
-SUGGESTION_COLOURS = {"valley": "tab:green", "steepest": "tab:orange", "min_div_10": "tab:purple"}
-
-
-def lr_finder_figure(result):
-    """An LR finder's loss against the lr (log axis, the config's main lr setting; the
-    multiplier on top): raw losses faint, the smoothed curve bold, each suggestion marked
-    and labelled, the recommended one starred, and the recipe's tuned lr (or, for a sweep
-    of no recipe, the starting lrs) as a dashed line."""
-    from ..train.lr_finder import main_lr
-
-    name = main_lr(result.base_lrs)
-    base = result.base_lrs[name]
-    figure = new_figure(figsize=(8, 5))
-    ax = figure.subplots()
-    raw, smoothed = np.asarray(result.losses, float), np.asarray(result.smoothed, float)
-    ax.plot(np.multiply(result.multipliers, base), raw, color="0.6", alpha=0.5, lw=1,
-            label="loss per example")
-    ax.plot(np.multiply(result.multipliers, base), smoothed, color="tab:blue", lw=2,
-            label=f"smoothed (EMA, beta {result.settings.get('beta', 0):.3g})")
-    ax.set_xscale("log")
-    top = ax.secondary_xaxis("top", functions=(lambda x: x / base, lambda m: m * base))
-    top.set_xlabel("multiplier of the config's lrs")
-    ax.set_xlabel(f"{name} (config units)" if result.recipe else f"lr of {name}")
-    ax.set_ylabel("training loss")
-
-    if result.tuned_lrs:
-        tuned = result.tuned_lrs[name]
-        ax.axvline(tuned, color="black", ls="--", lw=1, label=f"tuned {name} {tuned:.4g}")
-    else:
-        ax.axvline(base, color="black", ls="--", lw=1, label="the starting lrs (1x)")
-    for i, (rule, s) in enumerate((r, s) for r, s in result.suggestions.items() if s):
-        best = rule == result.recommended
-        x = s.multiplier * base
-        ax.plot([x], [s.loss], marker="*" if best else "o", ms=16 if best else 8,
-                color=SUGGESTION_COLOURS.get(rule, "tab:red"), mec="black", zorder=5, ls="none",
-                label=f"{rule}{' (recommended)' if best else ''}: {name} {x:.3g} "
-                      f"({s.multiplier:.3g}x)")
-        ax.annotate(rule, (x, s.loss), xytext=(8, 14 + 14 * i), textcoords="offset points",
-                    fontweight="bold" if best else "normal", fontsize=9,
-                    arrowprops=dict(arrowstyle="-", color="0.4", lw=0.8))
-
-    finite = smoothed[np.isfinite(smoothed)]
-    if len(finite):
-        # Up to the highest smoothed point before the minimum: a divergence is left off.
-        peak = finite[:int(np.argmin(finite)) + 1].max()
-        low = min(finite.min(), np.nanmin(np.where(np.isfinite(raw), raw, np.nan)))
-        ax.set_ylim(low - 0.05 * (peak - low), peak + 0.25 * (peak - low) + 1e-3)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    title = f"{result.recipe}: LR range test" if result.recipe else "LR range test"
-    batch = result.settings.get("batch_size")
-    ax.set_title(f"{title}, {len(result.multipliers)} steps"
-                 f"{f' of {batch} images' if batch else ''}\n{result.stopped}", fontsize=10)
     return figure
 
 

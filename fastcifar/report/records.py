@@ -1,5 +1,7 @@
-"""A run folder: config.json, metrics.csv and metrics.jsonl, summary.json, a copy of the
-recipe's source, TensorBoard event files when tensorboard is installed, and checkpoints.
+"""A run folder: config.json (the settings, the resolved config, and which fastcifar ran
+it: version, git commit), source/ (a copy of the package as it ran), metrics.csv and
+metrics.jsonl, summary.json, model.pt (the last run's trained weights), TensorBoard event
+files when tensorboard is installed, and checkpoints.
 
 Files are written whole, through a temporary name, so a run killed half-way leaves the
 previous complete version (or none), never a truncated file.
@@ -11,21 +13,77 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
-from ..data.cache import atomic_path
+import torch
+
+from ..bench.stats import summarize
+from ..errors import InputError
+from ..files import atomic_path, copy_tree_whole
+from ..train.device import device_name
+from ..version import __version__
 
 METRIC_COLUMNS = ["run", "seed", "epoch", "train_loss", "train_accuracy", "val_loss",
                   "val_accuracy", "val_top5", "lr", "train_seconds"]
 
 
+CONFIG, SUMMARY, MODEL = "config.json", "summary.json", "model.pt"
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.metric_rows: list[dict] = []
         self._writers: dict = {}  # run -> TensorBoard SummaryWriter
+
+    @classmethod
+    def new(cls, path: Path) -> "RunFolder":
+        """A folder for a new session: created if need be, refused if it already holds a
+        run (two sessions' files would mix) or cannot be written."""
+        path = Path(path)
+        if (path / CONFIG).exists():
+            raise InputError(f"{path} already holds a run (its {CONFIG}); continue it with "
+                             f"--resume {path}, or give another folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"run folder {path}: cannot create it ({e.strerror or e})") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"run folder {path}: not writable; give a folder you can write to")
+        return cls(path)
+
+    def record_start(self, recipe, config, settings: dict, device: str,
+                     classes: tuple[str, ...]) -> None:
+        """config.json (what --resume and load_model read back) and source/."""
+        self.write_json(CONFIG, {**settings, "recipe": recipe.name, "config": config,
+                                 "data": settings["data"] or "cifar10", "device": device,
+                                 "classes": list(classes), "fastcifar": provenance()})
+        copy_tree_whole(PACKAGE, self.path / "source" / PACKAGE.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+
+    def record_summary(self, recipe, settings: dict, dataset, device, results,
+                       load_seconds: float, compile_seconds: float) -> None:
+        accuracy = summarize([r.accuracy for r in results])
+        seconds = summarize([r.seconds for r in results])
+        self.write_json(SUMMARY, {
+            "recipe": recipe.name, "target": dataclasses.asdict(recipe.target),
+            "data": settings["data"] or "cifar10", "train_images": len(dataset.train_images),
+            "test_images": len(dataset.test_images), "device": device_name(device),
+            "torch": torch.__version__, "compile": settings["compile"],
+            "precision": settings["precision"], "runs": [r.as_dict() for r in results],
+            "accuracy_mean": accuracy.mean, "accuracy_std": accuracy.std,
+            "accuracy": accuracy.as_dict(), "train_seconds_mean": seconds.mean,
+            "train_seconds": seconds.as_dict(),
+            "untimed_seconds": {"data_loading": load_seconds, "compile_warmup": compile_seconds}})
+
+    def save_model(self, model: torch.nn.Module) -> None:
+        """model.pt: the trained weights (a state_dict, readable with weights_only)."""
+        with atomic_path(self.path / MODEL) as tmp:
+            torch.save(getattr(model, "_orig_mod", model).state_dict(), tmp)
 
     def write_text(self, name: str, text: str) -> None:
         with atomic_path(self.path / name) as tmp:
@@ -33,10 +91,6 @@ class RunFolder:
 
     def write_json(self, name: str, data) -> None:
         self.write_text(name, json.dumps(data, indent=2, default=_plain) + "\n")
-
-    def copy_source(self, source: Path) -> None:
-        with atomic_path(self.path / source.name) as tmp:
-            shutil.copyfile(source, tmp)
 
     def read_metrics(self) -> list[dict]:
         """The rows of metrics.jsonl, if the folder has one (a run being resumed)."""
@@ -81,3 +135,41 @@ def _plain(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def provenance() -> dict:
+    """Which fastcifar ran: its version and, in a git checkout, the commit and whether the
+    tree had uncommitted changes."""
+    record = {"version": __version__, "commit": None, "dirty": None}
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(PACKAGE), *args], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip()
+        if not git("ls-files", "__init__.py"):
+            return record  # a copy inside some other repository
+        record["commit"] = git("rev-parse", "HEAD")
+        record["dirty"] = bool(git("status", "--porcelain", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        pass  # not a git checkout (an installed wheel), or no git
+    return record
+
+
+def read_run_settings(path: Path) -> dict:
+    """A run folder's config.json."""
+    try:
+        saved = json.loads((Path(path) / CONFIG).read_text())
+        saved["recipe"], saved["config"], saved["device"]  # noqa: B018 (must be there)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{path}: expected a run folder written by `fastcifar train` (its "
+                         f"{CONFIG} could not be read: {e})") from None
+    return saved
+
+
+def read_finished_runs(path: Path) -> list[dict]:
+    """The finished runs recorded in a run folder's summary.json (none if it has none)."""
+    try:
+        return json.loads((Path(path) / SUMMARY).read_text())["runs"]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: its {SUMMARY} is unreadable ({e})") from None

@@ -1,6 +1,6 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped.
 
-`last.pt` is written after every epoch and `best.pt` whenever the validation accuracy is
+A run's changing state is one RunState; `last.pt` is written after every epoch and `best.pt` whenever the validation accuracy is
 the best so far. Each holds the model, optimisers, lr schedulers, weight average, the
 loader's and the random generators' state, the epoch, the step and the epoch records, with
 the config as plain data, so `torch.load(path, weights_only=True)` reads it: no pickled
@@ -14,12 +14,17 @@ import dataclasses
 import pickle
 import shutil
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..data.cache import atomic_path
+from ..data.loader import DeviceLoader
 from ..errors import InputError
+from ..files import atomic_path
+from .results import EpochRecord
+from .setup import RunParts
+from .timing import Stopwatch
 
 FORMAT = 1
 LAST, BEST = "last.pt", "best.pt"
@@ -31,14 +36,60 @@ def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def rng_state(device: torch.device) -> dict:
+@dataclass
+class RunState:
+    """One run as it trains: its parts, its batches, its clock, how far it has got."""
+
+    recipe: str
+    config: object
+    seed: int
+    device: torch.device
+    parts: RunParts
+    loader: DeviceLoader
+    watch: Stopwatch
+    step: int = 0
+    records: list[EpochRecord] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint holds: plain data and tensors only (see load_checkpoint)."""
+        parts, average = self.parts, self.parts.training.average
+        return {"recipe": self.recipe, "config": plain(self.config), "seed": self.seed,
+                "epoch": len(self.records), "step": self.step, "records": plain(self.records),
+                "model": unwrapped(parts.model).state_dict(),
+                "optimizers": [o.state_dict() for o in parts.training.optimizers],
+                "schedulers": [s.state_dict() for s in parts.schedulers],
+                "average": average.state_dict() if average is not None else None,
+                "scaler": parts.precision.scaler.state_dict(),
+                "loader": self.loader.state_dict(), "seconds": dict(self.watch.seconds),
+                "rng": _rng_state(self.device)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seed"] != self.seed:
+            raise InputError(f"the checkpoint is of seed {state['seed']}, not {self.seed}")
+        parts, average = self.parts, self.parts.training.average
+        unwrapped(parts.model).load_state_dict(state["model"])
+        for objects, saved in ((parts.training.optimizers, state["optimizers"]),
+                               (parts.schedulers, state["schedulers"])):
+            for target, values in zip(objects, saved, strict=True):
+                target.load_state_dict(values)
+        if average is not None:
+            average.load_state_dict(state["average"])
+        if state["scaler"]:  # a disabled scaler saves {}
+            parts.precision.scaler.load_state_dict(state["scaler"])
+        self.loader.load_state_dict(state["loader"])
+        self.watch.seconds.update(state["seconds"])
+        _set_rng_state(state["rng"], self.device)
+        self.step, self.records = state["step"], [EpochRecord(**r) for r in state["records"]]
+
+
+def _rng_state(device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict, device: torch.device) -> None:
+def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -31,11 +34,10 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def place_model(model: nn.Module, device: torch.device, half: bool = True) -> nn.Module:
-    """Move to device in channels_last and, with `half`, in its compute dtype, keeping norms
-    in float32: their statistics and tiny eps need the range. Without `half` the weights
-    stay float32 (for MixedPrecision)."""
-    dtype = compute_dtype(device) if half else torch.float32
+def place_model(model: nn.Module, device: torch.device,
+                dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Move to device in channels_last and `dtype`, keeping norms in float32: their
+    statistics and tiny eps need the range."""
     model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -43,50 +45,59 @@ def place_model(model: nn.Module, device: torch.device, half: bool = True) -> nn
     return model
 
 
-class MixedPrecision:
-    """Float32 weights with the forward pass under autocast. By default (the general
-    trainer's precision) on CUDA only: bfloat16 where the GPU has it, else float16 with a
-    GradScaler (float16's small range needs the loss scaled up so small gradients survive);
-    elsewhere a no-op. With `dtype` (--precision bfloat16) on CUDA or a CPU: on a CPU with
-    AMX a training step takes about half its float32 time (benchmarks/results/)."""
+@dataclass(frozen=True)
+class Precision:
+    """The numbers a run computes in: the dtype of its weights and data, and the autocast
+    its forward passes run under (None: none). Its `scaler` is a GradScaler, enabled only
+    for float16 autocast (whose small range needs the loss scaled up so that small
+    gradients survive); disabled it passes everything through, so the training step needs
+    no branch for it."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype | None = None):
-        self.device_type = device.type
-        self.enabled = device.type == "cuda" or dtype is not None
-        if dtype is None:
-            bf16 = self.enabled and torch.cuda.is_bf16_supported()
-            dtype = torch.bfloat16 if bf16 else torch.float16
-        self.dtype = dtype
-        self.scaler = (torch.amp.GradScaler("cuda")
-                       if self.enabled and device.type == "cuda" and dtype == torch.float16
-                       else None)
+    device_type: str
+    weights: torch.dtype
+    autocast_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
 
     def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+
+def _precision(device: torch.device, weights: torch.dtype,
+               autocast_dtype: torch.dtype | None) -> Precision:
+    scaled = device.type == "cuda" and autocast_dtype == torch.float16
+    return Precision(device.type, weights, autocast_dtype,
+                     torch.amp.GradScaler("cuda" if scaled else "cpu", enabled=scaled))
 
 
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 
 
-def choose_precision(choice: str, device: torch.device,
-                     recipe_mixed: bool) -> tuple[MixedPrecision | None, bool]:
-    """--precision as (the autocast to train under, or None; whether the weights and data
-    are put in the device's half dtype, see place_model).
+def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> Precision:
+    """--precision as a Precision.
 
-    auto: the recipe's own (speed runs: half weights on CUDA; the general trainer: mixed
-    precision on CUDA), float32 on CPUs and Apple GPUs. float32: float32 everywhere.
-    bfloat16: float32 weights, forward under bfloat16 autocast, on CUDA or a CPU."""
+    auto: the recipe's own on CUDA (speed runs: half weights and data; the general
+    trainer: float32 weights under autocast, bfloat16 where the GPU has it, else float16
+    with loss scaling), float32 on CPUs and Apple GPUs. float32: float32 everywhere.
+    bfloat16: float32 weights, forward under bfloat16 autocast, on CUDA or a CPU (on a CPU
+    with AMX a training step takes about half its float32 time, see benchmarks/results/)."""
     if choice == "auto":
-        return (MixedPrecision(device) if recipe_mixed else None), not recipe_mixed
+        if device.type != "cuda":
+            return _precision(device, torch.float32, None)
+        if not recipe_mixed:
+            return _precision(device, compute_dtype(device), None)
+        bf16 = torch.cuda.is_bf16_supported()
+        return _precision(device, torch.float32, torch.bfloat16 if bf16 else torch.float16)
     if choice == "float32":
-        return None, False
+        return _precision(device, torch.float32, None)
     if choice == "bfloat16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise InputError("--precision bfloat16: this GPU has no bfloat16; use auto")
         if device.type not in ("cuda", "cpu"):
             raise InputError(f"--precision bfloat16: expected a CUDA or CPU device, "
                              f"not {device.type}; use auto")
-        return MixedPrecision(device, torch.bfloat16), False
+        return _precision(device, torch.float32, torch.bfloat16)
     raise InputError(f"--precision {choice}: expected one of {', '.join(PRECISION_CHOICES)}")
 
 

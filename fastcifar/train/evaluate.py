@@ -39,12 +39,12 @@ def tta_logits(model: nn.Module, images: torch.Tensor, level: int) -> torch.Tens
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, tta_level: int = 0,
-            batch_size: int = 2000, mixed=None) -> torch.Tensor:
+            batch_size: int = 2000, precision=None) -> torch.Tensor:
     """Logits for all images, in eval mode (the model is put back in its previous mode),
-    under `mixed`'s autocast if given (the precision the model trained in)."""
+    under `precision`'s autocast if given (see train.device.Precision)."""
     was_training = model.training
     model.eval()
-    with mixed.autocast() if mixed is not None else contextlib.nullcontext():
+    with precision.autocast() if precision is not None else contextlib.nullcontext():
         logits = torch.cat([tta_logits(model, batch, tta_level).float()
                             for batch in images.split(batch_size)])
     model.train(was_training)
@@ -63,13 +63,13 @@ def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
 
 
 def evaluation_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                       mixed=None) -> dict[str, float]:
+                       precision=None) -> dict[str, float]:
     """Loss (plain cross-entropy, mean per image), top-1 and top-5 accuracy, no TTA."""
-    logits = predict(model, images, mixed=mixed)
+    logits = predict(model, images, precision=precision)
     return {"loss": F.cross_entropy(logits, labels).item(),
             "top1": accuracy(logits, labels), "top5": top_k_accuracy(logits, labels, 5)}
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             tta_level: int = 0, mixed=None) -> float:
-    return accuracy(predict(model, images, tta_level, mixed=mixed), labels)
+             tta_level: int = 0, precision=None) -> float:
+    return accuracy(predict(model, images, tta_level, precision=precision), labels)

@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import itertools
 import json
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -43,8 +41,11 @@ import torch
 
 from ..data.loader import DeviceLoader
 from ..errors import InputError, RunFailed
-from .device import MixedPrecision, choose_precision, place_model
+from .device import Precision, choose_precision
 from .loop import progress_bar, training_step
+from .lr_rules import (SUGGESTION_RULES, BiasCorrectedEMA, LRFinderResult, recommend, smooth,
+                       suggestions_for)
+from .setup import set_up_run
 
 # Two decades either side of the tuned lrs: the tuned value sits mid-sweep whichever way it
 # is off, and the divergence rule ends the sweep early once the lr is far too high.
@@ -59,206 +60,7 @@ BETA_STEPS = 100
 DEFAULT_DIVERGE = 4.0  # stop once the smoothed loss exceeds this times its best
 MIN_STEPS = 5
 
-MIN_DROP = 0.02  # a curve whose smoothed loss never fell by 2% has no usable descent
-VALLEY_DEPTH = 2 / 3  # the valley rule's point: this far down the descent's loss drop
-RULES = ("valley", "steepest", "min_div_10")  # also the order of preference
-
 RESULT_FILE = "lr_find.json"
-PLOT_FILE = "lr_find.png"
-
-
-# --- Suggestion rules: pure functions of the multipliers and the smoothed losses -----------
-
-def steepest(multipliers, smoothed) -> float | None:
-    """Where the smoothed loss falls fastest against log(lr), on the way down to its
-    minimum; the first tenth of the points (where the EMA has little history) and the
-    last twentieth are left out. None if the loss never fell."""
-    x, y = _curve(multipliers, smoothed)
-    lowest = int(np.argmin(y))
-    first, last = len(y) // 10, min(lowest, len(y) - 1 - len(y) // 20)
-    if not _fell(y) or last - first < 1:
-        return None
-    slopes = np.gradient(y, np.log(x))[first:last + 1]
-    i = int(np.argmin(slopes))
-    return float(x[first + i]) if slopes[i] < 0 else None
-
-
-def valley(multipliers, smoothed) -> float | None:
-    """The point VALLEY_DEPTH of the way down the longest descent of the curve (its longest
-    series of points each lower than the last, bumps skipped), measured in loss rather than
-    in lr so that it does not depend on where the sweep started. None when that descent is
-    too short (fewer than max(3, a tenth of the points)) or too shallow (under MIN_DROP)."""
-    x, y = _curve(multipliers, smoothed)
-    top, bottom, points = _longest_descent(y)
-    if points < max(3, len(y) // 10) or not y[bottom] < y[top] - MIN_DROP * abs(y[top]):
-        return None
-    goal = y[top] - VALLEY_DEPTH * (y[top] - y[bottom])
-    return float(x[top + int(np.argmax(y[top:bottom + 1] <= goal))])
-
-
-def min_div_10(multipliers, smoothed) -> float | None:
-    """A tenth of the multiplier at the smoothed loss's minimum (None if it never fell)."""
-    x, y = _curve(multipliers, smoothed)
-    return float(x[np.argmin(y)] / 10) if _fell(y) else None
-
-
-def recommend(multipliers, smoothed) -> tuple[str | None, str]:
-    """(the rule to follow, why): valley unless it is degenerate, then steepest, then
-    min_div_10; none when the loss never fell."""
-    x, y = _curve(multipliers, smoothed)
-    if not _fell(y):
-        return None, (f"the smoothed loss never fell by {MIN_DROP:.0%}: no lr in the sweep "
-                      f"trains; sweep a wider range or more steps")
-    found = {rule: SUGGESTION_RULES[rule](x, y) for rule in RULES}
-    if found["valley"] is not None:
-        rule, why = "valley", ("a point 2/3 of the way down the longest descent of the loss: "
-                               "still learning fast, with margin below the minimum")
-    elif found["steepest"] is not None:
-        rule, why = "steepest", ("the descent is too short or shallow for valley; the "
-                                 "steepest fall of the loss is the next most robust point")
-    else:
-        rule, why = "min_div_10", ("no clear descent for valley or steepest; a tenth of the "
-                                   "lr at the loss minimum is the cautious choice")
-    if int(np.argmin(y)) >= len(y) - max(1, len(y) // 20):
-        why += ("; the loss was still falling at the end of the sweep, so the best lr may be "
-                "higher: sweep to a larger end")
-    return rule, why
-
-
-SUGGESTION_RULES: dict[str, Callable] = {"steepest": steepest, "valley": valley,
-                                         "min_div_10": min_div_10}
-
-
-def _curve(multipliers, smoothed) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(multipliers, dtype=float), np.asarray(smoothed, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
-        raise ValueError(f"expected two equally long curves of 2+ points, got {x.shape}, {y.shape}")
-    if not np.all(np.diff(x) > 0) or x[0] <= 0:
-        raise ValueError("multipliers must be positive and increasing")
-    # A non-finite loss ends a sweep; it is never the minimum nor part of a descent.
-    return x, np.where(np.isfinite(y), y, np.inf)
-
-
-def _fell(y: np.ndarray) -> bool:
-    """Did the loss fall by MIN_DROP from the highest point before its minimum?"""
-    lowest = int(np.argmin(y))
-    peak = y[:lowest + 1].max()
-    return y[lowest] < peak - MIN_DROP * abs(peak)
-
-
-def _longest_descent(y: np.ndarray) -> tuple[int, int, int]:
-    """(first index, last index, length) of the longest strictly decreasing subsequence."""
-    length, first = np.ones(len(y), dtype=int), np.arange(len(y))
-    for i in range(1, len(y)):
-        higher = np.flatnonzero(y[:i] > y[i])
-        if len(higher):
-            j = higher[np.argmax(length[higher])]  # the first of the longest, on ties
-            length[i], first[i] = length[j] + 1, first[j]
-    last = int(np.argmax(length))
-    return int(first[last]), last, int(length[last])
-
-
-# --- The result ----------------------------------------------------------------------------
-
-@dataclass
-class Suggestion:
-    rule: str
-    multiplier: float  # of the lrs the sweep started from
-    loss: float  # the smoothed loss there
-    values: dict[str, float]  # each lr setting times the multiplier, e.g. {"lr": 5.9}
-
-
-@dataclass
-class LRFinderResult:
-    multipliers: list[float]  # the multiplier of every step taken
-    losses: list[float]  # each step's loss per example (nan if it was not finite)
-    smoothed: list[float]  # the bias-corrected EMA of the losses
-    stopped: str  # why the sweep ended
-    base_lrs: dict[str, float]  # the lr settings that multiplier 1 stands for
-    suggestions: dict[str, Suggestion | None]  # by rule; None where a rule finds nothing
-    recommended: str | None  # a rule name, or None if no lr in the sweep trains
-    reason: str  # why that rule
-    tuned_lrs: dict[str, float] | None = None  # the recipe's own lrs, to compare with
-    recipe: str | None = None
-    config: dict | None = None
-    settings: dict = field(default_factory=dict)  # start, end, steps, beta, seed, ...
-
-    @property
-    def recommendation(self) -> Suggestion | None:
-        return self.suggestions[self.recommended] if self.recommended else None
-
-    def lrs(self) -> dict[str, list[float]]:
-        """Every step's lr setting by name, in the config's units."""
-        return {name: [base * m for m in self.multipliers] for name, base in self.base_lrs.items()}
-
-    def times_tuned(self, multiplier: float) -> float | None:
-        """How many times the recipe's tuned lr a multiplier of the base lrs is."""
-        if not self.tuned_lrs:
-            return None
-        name = main_lr(self.base_lrs)
-        return multiplier * self.base_lrs[name] / self.tuned_lrs[name]
-
-    def to_dict(self) -> dict:
-        suggestions = {r: dataclasses.asdict(s) if s else None for r, s in self.suggestions.items()}
-        return {"recipe": self.recipe, "config": self.config, "settings": self.settings,
-                "base_lrs": self.base_lrs, "tuned_lrs": self.tuned_lrs,
-                "recommended": self.recommended, "reason": self.reason,
-                "suggestions": suggestions, "stopped": self.stopped,
-                "multipliers": self.multipliers, "lrs": self.lrs(),
-                "losses": [_finite_or_none(v) for v in self.losses],
-                "smoothed": [_finite_or_none(v) for v in self.smoothed]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LRFinderResult":
-        nan = float("nan")
-        return cls(multipliers=d["multipliers"],
-                   losses=[nan if v is None else v for v in d["losses"]],
-                   smoothed=[nan if v is None else v for v in d["smoothed"]],
-                   stopped=d["stopped"], base_lrs=d["base_lrs"],
-                   suggestions={r: Suggestion(**s) if s else None
-                                for r, s in d["suggestions"].items()},
-                   recommended=d["recommended"], reason=d["reason"], tuned_lrs=d["tuned_lrs"],
-                   recipe=d["recipe"], config=d["config"], settings=d["settings"])
-
-
-def main_lr(lrs: dict[str, float]) -> str:
-    """The lr setting a plot's axis and a comparison use: `lr` if there is one."""
-    return "lr" if "lr" in lrs else next(iter(lrs))
-
-
-def suggestions_for(multipliers, smoothed, base_lrs: dict[str, float]) -> dict:
-    """Every rule's Suggestion (or None) for a smoothed curve."""
-    x, y = _curve(multipliers, smoothed)
-    found = {}
-    for rule, fn in SUGGESTION_RULES.items():
-        m = fn(x, y)
-        found[rule] = None if m is None else Suggestion(
-            rule, m, float(np.interp(np.log(m), np.log(x), y)),
-            {name: base * m for name, base in base_lrs.items()})
-    return found
-
-
-def _finite_or_none(v: float) -> float | None:
-    return v if math.isfinite(v) else None  # JSON has no NaN
-
-
-# --- The sweep -----------------------------------------------------------------------------
-
-class BiasCorrectedEMA:
-    """An exponential moving average whose early values are not pulled towards 0."""
-
-    def __init__(self, beta: float):
-        self.beta, self.average, self.count = beta, 0.0, 0
-
-    def update(self, value: float) -> float:
-        self.count += 1
-        self.average = self.beta * self.average + (1 - self.beta) * value
-        return self.average / (1 - self.beta ** self.count)
-
-
-def smooth(values, beta: float) -> list[float]:
-    ema = BiasCorrectedEMA(beta)
-    return [ema.update(v) for v in values]
 
 
 def default_beta(num_steps: int) -> float:
@@ -284,7 +86,7 @@ def lr_range_test(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer
                   num_steps: int = DEFAULT_STEPS, beta: float | None = None,
                   diverge_factor: float = DEFAULT_DIVERGE, loss_scale: float = 1.0,
                   base_lrs: dict[str, float] | None = None, progress: bool = False,
-                  mixed: MixedPrecision | None = None) -> LRFinderResult:
+                  precision: Precision | None = None) -> LRFinderResult:
     """Train `model` for up to `num_steps` steps of (inputs, targets) from `batches`, step k
     with every parameter group's lr at its starting lr times m_k, m_k geometric from `start`
     to `end`; stop early when the loss is not finite or its smoothed value exceeds
@@ -295,16 +97,20 @@ def lr_range_test(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer
     as the recipes' losses are; 1/batch_size: a mean); the losses recorded are per example.
     `base_lrs` names the settings that multiplier 1 stands for (default: each group's
     starting lr, named optimizer<i>.group<j>). `beta` is the smoothing EMA's (default: see
-    default_beta). `mixed`: the step's precision, as in train.loop.training_step."""
+    default_beta). `precision`: the step's, as in train.loop.training_step (default
+    float32 on the model's device)."""
     check_sweep(start, end, num_steps, beta, diverge_factor)
     beta = default_beta(num_steps) if beta is None else beta
     if base_lrs is None:
         base_lrs = {f"optimizer{i}.group{j}": float(g["lr"]) for i, o in enumerate(optimizers)
                     for j, g in enumerate(o.param_groups)}
     multipliers = np.geomspace(start, end, num_steps)
+    if precision is None:
+        device = next(model.parameters()).device
+        precision = choose_precision("float32", device, recipe_mixed=False)
     with restored(model, optimizers):
         losses, stopped = _sweep(model, optimizers, loss_fn, _endless(batches), multipliers,
-                                 beta, diverge_factor, loss_scale, progress, mixed)
+                                 beta, diverge_factor, loss_scale, progress, precision)
     taken = [float(m) for m in multipliers[:len(losses)]]
     smoothed = smooth(losses, beta)
     if len(taken) >= MIN_STEPS:
@@ -321,7 +127,7 @@ def lr_range_test(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer
 
 
 def _sweep(model, optimizers, loss_fn, batches, multipliers, beta, diverge_factor,
-           loss_scale, progress, mixed) -> tuple[list[float], str]:
+           loss_scale, progress, precision) -> tuple[list[float], str]:
     """The sweep's steps: (each step's loss per example, why it stopped)."""
     start_lrs = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
     ema, best, losses = BiasCorrectedEMA(beta), math.inf, []
@@ -332,7 +138,7 @@ def _sweep(model, optimizers, loss_fn, batches, multipliers, beta, diverge_facto
             for group, lr in zip(opt.param_groups, lrs):
                 group["lr"] = lr * float(m)
         inputs, targets = next(batches)
-        _, loss = training_step(model, inputs, targets, loss_fn, optimizers, (), mixed)
+        _, loss = training_step(model, inputs, targets, loss_fn, optimizers, (), precision)
         value = loss.item() / (len(inputs) * loss_scale)
         losses.append(value if math.isfinite(value) else math.nan)
         if not math.isfinite(value):
@@ -359,6 +165,14 @@ def _endless(batches):
                              "a DataLoader) or a function that returns a fresh iterable")
 
 
+def _forked_rng(devices: Iterable[torch.device]):
+    """torch.random.fork_rng over the CPU's generator and those of the CUDA or MPS devices
+    among `devices`: each is put back when the block ends."""
+    kind = next((d.type for d in devices if d.type in ("cuda", "mps")), "cuda")
+    indices = sorted({d.index or 0 for d in devices if d.type == kind})
+    return torch.random.fork_rng(devices=indices, device_type=kind)
+
+
 @contextmanager
 def restored(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer]):
     """Put back, when the block ends however it ends: the model's state_dict (weights and
@@ -373,7 +187,7 @@ def restored(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer]):
                          [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
                           for g in opt.param_groups]) for opt in optimizers]
     devices = {t.device for t in itertools.chain(model.parameters(), model.buffers())}
-    with preserved_rng(devices):
+    with _forked_rng(devices):
         try:
             yield
         finally:
@@ -389,24 +203,6 @@ def restored(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer]):
                     for key in set(group) - set(saved) - {"params"}:
                         del group[key]
                     group.update(saved)
-
-
-@contextmanager
-def preserved_rng(devices: Iterable[torch.device] = ()):
-    """Restore the CPU random generator, and those of any CUDA or MPS device among
-    `devices`, when the block ends."""
-    cuda = {torch.device(d.type, d.index if d.index is not None else torch.cuda.current_device())
-            for d in devices if d.type == "cuda"}
-    states = [(torch.set_rng_state, torch.get_rng_state())]
-    states += [(lambda s, d=d: torch.cuda.set_rng_state(s, d), torch.cuda.get_rng_state(d))
-               for d in cuda]
-    if any(d.type == "mps" for d in devices):
-        states.append((torch.mps.set_rng_state, torch.mps.get_rng_state()))
-    try:
-        yield
-    finally:
-        for set_state, state in states:
-            set_state(state)
 
 
 # --- Recipes: sweep their lrs, apply a multiplier, save and read results -------------------
@@ -439,18 +235,16 @@ def find_lr(recipe, config, data, device: torch.device, seed: int = 0,
     base = lr_fields(config)
     if not base:
         raise InputError(f"{recipe.name}'s config has no lr or *_lr setting to sweep")
-    with preserved_rng([device]):
+    with _forked_rng([device]):
         torch.manual_seed(seed)
         loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
-                              train=True, augmentation=config.augmentation())
-        _, total_steps = config.steps(len(data.train_images))
-        mixed, half = choose_precision(precision, device, recipe.mixed_precision)
-        model = place_model(recipe.build_model(config, data.num_classes), device, half=half)
-        training = recipe.setup(model, config, data.train_images, total_steps)
-        result = lr_range_test(model, training.optimizers, training.loss,
-                               _recipe_batches(loader, training), start, end, num_steps,
+                              config.augmentation())
+        parts = set_up_run(recipe, config, data.train_images, device, precision,
+                           data.num_classes)
+        result = lr_range_test(parts.model, parts.training.optimizers, parts.training.loss,
+                               _recipe_batches(loader, parts.training), start, end, num_steps,
                                beta, diverge_factor, base_lrs=base, progress=progress,
-                               loss_scale=training.loss_scale, mixed=mixed)
+                               loss_scale=parts.training.loss_scale, precision=parts.precision)
     result.recipe, result.config = recipe.name, json.loads(json.dumps(dataclasses.asdict(config)))
     result.tuned_lrs = lr_fields(recipe.config)
     result.settings.update(seed=seed, device=str(device), batch_size=config.batch_size,
@@ -468,20 +262,6 @@ def _recipe_batches(loader: DeviceLoader, training):
                 yield training.batch_transform(inputs, labels, epoch)
             else:
                 yield inputs, labels
-
-
-def write_result(result: LRFinderResult, folder: Path, plot: bool = True) -> list[Path]:
-    """Write lr_find.json and (with `plot`) lr_find.png into `folder`, each atomically."""
-    from ..report.records import RunFolder
-
-    out = RunFolder(folder)
-    out.write_json(RESULT_FILE, result.to_dict())
-    written = [out.path / RESULT_FILE]
-    if plot:
-        from ..report.plots import lr_finder_figure, save_png
-        save_png(lr_finder_figure(result), out.path / PLOT_FILE)
-        written.append(out.path / PLOT_FILE)
-    return written
 
 
 def read_result(path: Path, recipe) -> LRFinderResult:
@@ -502,16 +282,16 @@ def read_result(path: Path, recipe) -> LRFinderResult:
 
 
 def lr_from_finder(path: Path | None, recipe, config, data, device: torch.device, seed: int,
-                   out: Path | None = None, **finder_settings):
+                   save: Callable[[LRFinderResult], None] | None = None, **finder_settings):
     """(`config` with its lrs times the finder's recommended multiplier, a message saying
     so). The result is read from `path` (lr_find.json or its folder), which must be of the
     same recipe and the same lr settings, or, when `path` is None, found by running the
-    finder (and written to `out` if given)."""
+    finder (and handed to `save` if given, to keep)."""
     notes = []
     if path is None:
         result = find_lr(recipe, config, data, device, seed, **finder_settings)
-        if out is not None:
-            write_result(result, out, plot=importlib.util.find_spec("matplotlib") is not None)
+        if save is not None:
+            save(result)
         source = f"the LR finder ({len(result.multipliers)} steps, {result.stopped})"
     else:
         result = read_result(path, recipe)
@@ -546,32 +326,3 @@ def _config_changes(saved: dict, config) -> list[str]:
     lrs = lr_fields(config)
     return [f"{k}={v}" for k, v in saved.items()
             if k not in lrs and k in current and current[k] != v]
-
-
-def summary_lines(result: LRFinderResult) -> list[str]:
-    """The suggestions as a small table, the recommendation and why, and how it compares
-    with the recipe's tuned lr."""
-    def number(value, spec):
-        return "-" if value is None else format(value, spec)
-
-    header = ["rule", "multiplier", *result.base_lrs, *(["x tuned"] if result.tuned_lrs else [])]
-    rows = [header]
-    for rule in RULES:
-        s = result.suggestions.get(rule)
-        rows.append([rule + (" *" if rule == result.recommended else ""),
-                     number(s and s.multiplier, ".3g"),
-                     *(number(s and s.values[n], ".4g") for n in result.base_lrs),
-                     *([number(s and result.times_tuned(s.multiplier), ".3g")]
-                       if result.tuned_lrs else [])])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(row, widths))) for row in rows]
-    best = result.recommendation
-    if best is None:
-        return [*lines, f"no recommendation: {result.reason}"]
-    lines.append(f"recommended (*): {best.rule}: {result.reason}")
-    name = main_lr(result.base_lrs)
-    if result.tuned_lrs:
-        lines.append(f"{name} {best.values[name]:.4g} is {result.times_tuned(best.multiplier):.3g}x"
-                     f" the recipe's tuned {name} {result.tuned_lrs[name]:.4g}")
-    return lines

@@ -1,0 +1,41 @@
+"""What a run reports: a record per epoch, and its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float  # mean per example over the epoch's batches (as augmented)
+    train_accuracy: float  # top-1 over the epoch's batches
+    val_loss: float  # plain cross-entropy, mean per test image, no TTA
+    val_accuracy: float  # top-1, no TTA
+    val_top5: float
+    lr: float  # the multiplier of the recipe's lr at the end of the epoch
+    train_seconds: float  # timed seconds so far
+
+
+@dataclass
+class RunResult:
+    seed: int
+    accuracy: float  # after TTA, fraction 0..1
+    accuracy_no_tta: float
+    seconds: float  # timed, by airbench's rule (see train/loop.py)
+    seconds_by_part: dict[str, float]
+    epochs: list[EpochRecord] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False)  # the trained network
+
+    def as_dict(self) -> dict:
+        """What summary.json records of the run."""
+        return {"seed": self.seed, "accuracy": self.accuracy,
+                "accuracy_no_tta": self.accuracy_no_tta, "train_seconds": self.seconds,
+                "seconds_by_part": self.seconds_by_part}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResult":
+        return cls(d["seed"], d["accuracy"], d["accuracy_no_tta"], d["train_seconds"],
+                   d["seconds_by_part"])

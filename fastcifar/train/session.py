@@ -1,0 +1,294 @@
+"""A training session: a recipe name turned into finished runs.
+
+`fastcifar.train(...)` and `fastcifar train` both come here. A session resolves the
+recipe's config (keyword overrides checked like `--set`), loads the data once, optionally
+takes its lr from the LR finder and warms up torch.compile, then trains `runs` seeds one
+after another, printing a row per epoch, and returns their results with statistics. Given
+a run folder it records everything there (see report/records.py) and can be resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..bench.stats import Summary, summarize
+from ..data import ImageData, load_dataset, stored_size
+from ..data.loader import DeviceData
+from ..errors import InputError
+from ..recipes import get_recipe
+from ..recipes.base import TrainConfig, config_from_dict, with_values
+from ..report.lr_finder import summary_lines, write_result
+from ..report.records import RunFolder, read_finished_runs, read_run_settings
+from ..report.table import Table
+from .checkpoint import CheckpointFolder
+from .device import choose_precision, configure_backend, device_name, resolve_device
+from .loop import train_run
+from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
+                        lr_from_finder)
+from .lr_rules import LRFinderResult
+from .results import RunResult
+
+FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
+IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
+
+# The settings that define a session, with their defaults: config.json records them and
+# resume restores them.
+SETTINGS = {"recipe": "airbench94", "data": None, "size": "160", "subset": None, "runs": 1,
+            "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
+            "lr_from_finder": None}
+
+
+@dataclass
+class TrainResult:
+    recipe: str
+    config: TrainConfig
+    runs: list[RunResult]
+    out: Path | None  # the run folder, if the session wrote one
+
+    @property
+    def accuracy(self) -> Summary:
+        """Over the runs: mean, std, ci95, min, max of the final (TTA) accuracy."""
+        return summarize([r.accuracy for r in self.runs])
+
+    @property
+    def seconds(self) -> Summary:
+        return summarize([r.seconds for r in self.runs])
+
+    @property
+    def model(self):
+        """The last run's trained network (None for runs finished before a resume)."""
+        return self.runs[-1].model
+
+
+def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
+          runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
+          precision: str = "auto", subset: int | None = None, size: str = "160",
+          compile: bool = False, checkpoints: bool | None = None,
+          lr_from_finder: str | Path | None = None, progress: bool | None = None,
+          out: str | Path | None = None, verbose: bool = True, **overrides) -> TrainResult:
+    """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
+
+    `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
+    "imagenette", an ImageData, or None for the recipe's own. `subset`: a class-balanced
+    subset of that many training images. `overrides`: recipe hyperparameters by name
+    (`fastcifar recipes --show NAME` lists them), checked like `--set`. `out`: a run
+    folder to record everything in (nothing is written without one); `checkpoints` (there)
+    make it resumable. `lr_from_finder`: a saved LR-finder result, or FINDER to run it."""
+    recipe_obj = get_recipe(recipe)
+    config = with_values(recipe_obj.config, overrides)
+    if epochs is not None:
+        config = with_values(config, {"epochs": epochs})
+    config.validate()
+    _check_runs(runs, seed)
+    settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
+                "runs": runs, "seed": seed, "precision": precision, "compile": compile,
+                "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
+                "data": _data_name(data) or recipe_obj.default_data}
+    if checkpoints and out is None:
+        raise InputError("checkpoints are kept in a run folder: give out= (--out)")
+    settings["checkpoints"] = (checkpoints if checkpoints is not None
+                               else recipe_obj.checkpoints and out is not None)
+    folder = RunFolder.new(out) if out is not None else None  # refuses a folder in use
+    session = _Session(recipe_obj, config, settings, resolve_device(device), data, folder,
+                       progress, verbose)
+    return session.run()
+
+
+def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
+           progress: bool | None = None, verbose: bool = True) -> TrainResult:
+    """Continue the session recorded in `folder` with its own settings: finished runs are
+    kept, an interrupted one continues from its last checkpoint, the rest are trained.
+    A session trained on in-memory data needs that `data` again."""
+    out = RunFolder(folder)
+    saved = read_run_settings(out.path)
+    recipe = get_recipe(saved["recipe"])
+    config = config_from_dict(recipe.config, saved["config"], f"--resume {out.path}")
+    settings = {k: saved.get(k, SETTINGS[k]) for k in SETTINGS}
+    if data is None and settings["data"] == IN_MEMORY:
+        raise InputError(f"{out.path} was trained on in-memory data: pass it again "
+                         f"(fastcifar.resume(folder, data=...))")
+    finished = [RunResult.from_dict(r) for r in read_finished_runs(out.path)]
+    out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(finished)]
+    session = _Session(recipe, config, settings,
+                       resolve_device(saved["device"] if device == "auto" else device),
+                       data if data is not None else settings["data"], out, progress, verbose)
+    session.say(f"resuming {out.path}: {len(finished)} of {settings['runs']} run(s) finished")
+    return session.run(finished)
+
+
+def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
+            seed: int = 0, device: str = "auto", precision: str = "auto",
+            subset: int | None = None, size: str = "160", start: float = DEFAULT_START,
+            end: float = DEFAULT_END, steps: int = DEFAULT_STEPS, out: str | Path | None = None,
+            verbose: bool = True, **overrides) -> LRFinderResult:
+    """The LR range test of `recipe` on `data` (see train/lr_finder.py): its result, with
+    lr_find.json and lr_find.png written to `out` if given."""
+    recipe_obj = get_recipe(recipe)
+    config = with_values(recipe_obj.config, overrides)
+    config.validate()
+    check_sweep(start, end, steps)
+    folder = RunFolder.new(out) if out is not None else None
+    settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
+                "seed": seed, "precision": precision,
+                "data": _data_name(data) or recipe_obj.default_data}
+    session = _Session(recipe_obj, config, settings, resolve_device(device), data, folder,
+                       None, verbose)
+    configure_backend(session.device)
+    _, device_data, _ = session.load_data()
+    session.say(f"recipe: {recipe_obj.name} on {device_name(session.device)}, torch "
+                f"{torch.__version__}\nsweeping {steps} steps of {config.batch_size} images, "
+                f"multipliers {start:g} to {end:g} of the recipe's lrs")
+    result = find_lr(recipe_obj, config, device_data, session.device, seed, start, end, steps,
+                     progress=session.progress, precision=precision)
+    result.settings.update(data=settings["data"] or "cifar10", subset=subset)
+    session.say(f"sweep: {result.stopped}")
+    for line in summary_lines(result):
+        session.say(line)
+    if folder is not None:
+        written = write_result(result, folder.path)
+        session.say(f"wrote {', '.join(str(p) for p in written)}")
+    return result
+
+
+class _Session:
+    def __init__(self, recipe, config, settings: dict, device: torch.device, data,
+                 out: RunFolder | None, progress: bool | None, verbose: bool):
+        self.recipe, self.config, self.settings = recipe, config, settings
+        self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
+        self.precision = choose_precision(settings["precision"], device,
+                                          recipe.mixed_precision)
+        if progress is None:
+            progress = device.type != "cuda" or recipe.progress_on_gpu
+        self.progress = progress and verbose
+
+    def say(self, line: str) -> None:
+        if self.verbose:
+            print(line)
+
+    def run(self, finished: list[RunResult] | None = None) -> TrainResult:
+        """Train the runs not yet `finished`; a new session (`finished` None) first
+        records its start in the run folder."""
+        configure_backend(self.device)
+        dataset, data, load_seconds = self.load_data()
+        self.say(f"recipe: {self.recipe.name} on {device_name(self.device)}, "
+                 f"torch {torch.__version__}")
+        if finished is None and self.out is not None:
+            if self.settings["lr_from_finder"] is not None:
+                self.take_lr_from_finder(data)
+            self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
+                                  dataset.classes)
+        compile_seconds = self.compile_warmup(data) if self.settings["compile"] else 0.0
+
+        results, table = list(finished or []), self.table()
+        for i in range(len(results), self.settings["runs"]):
+            results.append(self.one_run(i, data, table))
+            if self.out is not None:
+                self.out.record_summary(self.recipe, self.settings, dataset, self.device,
+                                        results, load_seconds, compile_seconds)
+                if results[-1].model is not None:
+                    self.out.save_model(results[-1].model)
+        result = TrainResult(self.recipe.name, self.config, results,
+                             self.out.path if self.out else None)
+        self.say(f"\n{self.recipe.name}: accuracy {_percent(result.accuracy)} over "
+                 f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
+        if self.out is not None:
+            self.say(f"run folder: {self.out.path}")
+        return result
+
+    def load_data(self):
+        """(the dataset, its DeviceData, the seconds it took): loaded, resized for a larger
+        image size, cut to the subset, placed on the device."""
+        t0 = time.perf_counter()
+        image_size = self.config.crop_size()
+        source = self.data_source
+        if isinstance(source, ImageData):
+            dataset = source
+        else:
+            dataset = load_dataset(source or self.recipe.default_data, size=self.settings["size"],
+                                   resize=stored_size(image_size) if image_size else None)
+        if self.settings["subset"] is not None:
+            dataset = dataset.balanced_subset(self.settings["subset"], seed=self.settings["seed"])
+        data = DeviceData.from_dataset(dataset, self.device, self.precision.weights, image_size)
+        seconds = time.perf_counter() - t0
+        self.say(f"data: {dataset.name}, {len(dataset.train_images)} train / "
+                 f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
+                 f"(loaded in {seconds:.1f} s, not timed)")
+        return dataset, data, seconds
+
+    def take_lr_from_finder(self, data: DeviceData) -> None:
+        source = self.settings["lr_from_finder"]
+        saved = None if source == FINDER else Path(source)
+        self.config, message = lr_from_finder(
+            saved, self.recipe, self.config, data, self.device, self.settings["seed"],
+            save=lambda result: write_result(result, self.out.path / "lr_find"),
+            precision=self.settings["precision"])
+        self.say(message)
+
+    def compile_warmup(self, data: DeviceData) -> float:
+        t0 = time.perf_counter()
+        train_run(self.recipe, self.config, data, self.device, seed=self.settings["seed"] - 1,
+                  model_transform=torch.compile, precision=self.settings["precision"])
+        seconds = time.perf_counter() - t0
+        self.say(f"compile warm-up run: {seconds:.1f} s (not timed)")
+        return seconds
+
+    def table(self) -> Table:
+        table = Table([("run", "d"), ("epoch", ""), ("train_loss", ".4f"),
+                       ("train_acc", ".4f"), ("val_acc", ".4f"), ("val_top5", ".4f"),
+                       ("tta_val_acc", ".4f"), ("time_seconds", ".2f")],
+                      print_fn=self.say)
+        table.header()
+        return table
+
+    def one_run(self, i: int, data: DeviceData, table: Table) -> RunResult:
+        seed, out = self.settings["seed"] + i, self.out
+
+        def on_epoch(r):
+            table.row({"run": i + 1, "epoch": str(r.epoch), "train_loss": r.train_loss,
+                       "train_acc": r.train_accuracy, "val_acc": r.val_accuracy,
+                       "val_top5": r.val_top5, "time_seconds": r.train_seconds})
+            if out is not None:
+                out.add_metrics({"run": i + 1, "seed": seed, **dataclasses.asdict(r)})
+
+        folder = None
+        if self.settings["checkpoints"]:
+            path = out.path if self.settings["runs"] == 1 else out.path / f"run-{i + 1}"
+            folder = CheckpointFolder(path)
+            if (state := folder.resume_state()) is not None:
+                out.set_metrics([*out.metric_rows, *({"run": i + 1, "seed": seed, **r}
+                                                     for r in state["records"])])
+                self.say(f"run {i + 1}: continuing from epoch {state['epoch']} "
+                         f"({folder.path / 'last.pt'})")
+        model_transform = torch.compile if self.settings["compile"] else None
+        result = train_run(self.recipe, self.config, data, self.device, seed, on_epoch=on_epoch,
+                           model_transform=model_transform, progress=self.progress,
+                           checkpoints=folder, precision=self.settings["precision"])
+        table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
+                   "time_seconds": result.seconds})
+        return result
+
+
+def _check_runs(runs: int, seed: int) -> None:
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise InputError(f"runs must be a positive integer, got {runs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+
+
+def _data_name(data) -> str | None:
+    if isinstance(data, ImageData):
+        return IN_MEMORY
+    return None if data is None else str(data)
+
+
+def _percent(s: Summary) -> str:
+    if s.n == 1:
+        return f"{100 * s.mean:.2f}%"
+    return (f"mean {100 * s.mean:.2f}%, std {100 * s.std:.2f}, 95% CI "
+            f"[{100 * s.ci95_low:.2f}, {100 * s.ci95_high:.2f}], min {100 * s.min:.2f}, "
+            f"max {100 * s.max:.2f}")

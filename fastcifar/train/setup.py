@@ -1,0 +1,65 @@
+"""One run set up: the recipe's network built and placed in the run's precision, then its
+data-dependent initialisation and the optimisers, schedules, loss and weight average it
+trains with. The training loop, the LR finder, the FLOP counter and the step-time benchmark
+all start a run here."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.cifar10 import IMAGE_SHAPE, TRAIN_IMAGES
+from ..optim.schedules import MultiplierScheduler
+from ..recipes.base import Training
+from .device import Precision, choose_precision, place_model
+
+SETUP_IMAGES = 256  # random images for a recipe's data-dependent init when no data is at hand
+
+
+@dataclass
+class RunParts:
+    model: nn.Module
+    training: Training
+    schedulers: list[MultiplierScheduler]  # one per optimiser, stepped with it
+    precision: Precision
+    steps_per_epoch: int  # full batches only, as the training loader gives them
+    steps: int
+
+
+def set_up_run(recipe, config, train_images: torch.Tensor, device: torch.device,
+               precision: str = "auto", num_classes: int = 10,
+               num_train_images: int | None = None, model_transform=None,
+               init_timer=None) -> RunParts:
+    """Build, place and set up one run of `recipe` with `config` on `device`.
+
+    `train_images` feed the data-dependent initialisation (whitening); the step counts are
+    for `num_train_images` images per epoch (default: as many as given). `model_transform`
+    (torch.compile) wraps the placed model before its initialisation; `init_timer`, a
+    context manager, times the initialisation (part of a timed run, by airbench's rule)."""
+    config.validate()
+    per_epoch, steps = config.steps(num_train_images or len(train_images))
+    chosen = choose_precision(precision, device, recipe.mixed_precision)
+    model = place_model(recipe.build_model(config, num_classes), device, chosen.weights)
+    if model_transform is not None:
+        model = model_transform(model)
+    with init_timer if init_timer is not None else contextlib.nullcontext():
+        training = recipe.setup(model, config, train_images, steps)
+    schedulers = [MultiplierScheduler(opt, training.lr_multipliers, training.momenta)
+                  for opt in training.optimizers]
+    return RunParts(model, training, schedulers, chosen, per_epoch, steps)
+
+
+def set_up_without_data(recipe, config, train_images: int = TRAIN_IMAGES,
+                        num_classes: int = 10) -> RunParts:
+    """A run set up on the CPU in float32 as for `train_images` images per epoch, with
+    random images for the data-dependent init: enough for everything that does not depend
+    on the images' content (schedules, FLOPs, which parameters train). The global random
+    state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return set_up_run(recipe, config, torch.randn(SETUP_IMAGES, *IMAGE_SHAPE),
+                          torch.device("cpu"), "float32", num_classes,
+                          num_train_images=train_images)
