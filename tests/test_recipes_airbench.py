@@ -254,3 +254,20 @@ def test_short_run_learns(name, short_run_data):
     losses = [e.train_loss for e in result.epochs]
     assert losses[-1] < losses[0], losses
     assert result.accuracy > min_accuracy, result  # chance is 0.10
+
+
+@pytest.mark.parametrize("name", ["airbench94", "airbench95", "airbench96", "airbench94_bnfree"])
+def test_the_whitening_bias_starts_at_zero_as_in_the_reference(name):
+    """legacy/airbench94.py's Conv zeroes every bias it has, the whitening layer's too."""
+    recipe = get_recipe(name)
+    torch.manual_seed(0)
+    net = recipe.build_model(recipe.config, 10)
+    assert torch.count_nonzero(net.whiten.bias) == 0
+
+
+def test_airbench94_muon_keeps_torchs_random_whitening_bias_as_its_reference_does():
+    recipe = get_recipe("airbench94_muon")
+    torch.manual_seed(0)
+    bias = recipe.build_model(recipe.config, 10).whiten.bias
+    bound = 1 / (3 * 2 * 2) ** 0.5  # torch's default: uniform within 1/sqrt(fan_in)
+    assert torch.count_nonzero(bias) == len(bias) and bias.abs().max() <= bound

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from torch import nn
+
 from ..errors import InputError
 from ..models.airbench import AirbenchNet
 from ..models.layers import BatchNorm
@@ -32,6 +34,9 @@ class AirbenchConfig(TrainConfig):
     whiten_bias_epochs: int = 3  # the whitening bias trains this long, then freezes
     whiten_images: int = 5000  # training images whose patches set the whitening filters
     whiten_eps: float = 5e-4
+    # The whitening bias starts at 0, as airbench94's reference has it; False keeps torch's
+    # random default (uniform within +-1/sqrt(12)), as airbench94_muon's reference has it.
+    zero_whiten_bias: bool = True
     widths: tuple[int, ...] = (64, 256, 256)
     convs_per_group: int = 2
     residual: bool = False  # add each group's first activation to its last conv's output
@@ -73,9 +78,12 @@ class AirbenchRecipe(Recipe):
     """Builds AirbenchNet from an AirbenchConfig and initialises its whitening layer."""
 
     def build_model(self, config: AirbenchConfig, num_classes: int) -> AirbenchNet:
-        return AirbenchNet(config.widths, num_classes, config.batchnorm_momentum,
-                           config.output_scale, convs_per_group=config.convs_per_group,
-                           residual=config.residual, batchnorm=config.batchnorm)
+        model = AirbenchNet(config.widths, num_classes, config.batchnorm_momentum,
+                            config.output_scale, convs_per_group=config.convs_per_group,
+                            residual=config.residual, batchnorm=config.batchnorm)
+        if config.zero_whiten_bias:
+            nn.init.zeros_(model.whiten.bias)
+        return model
 
     @staticmethod
     def init_whitening(model: AirbenchNet, config: AirbenchConfig, train_images) -> None:

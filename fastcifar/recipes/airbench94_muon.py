@@ -24,6 +24,7 @@ from .base import Target, Training
 class Airbench94MuonConfig(AirbenchConfig):
     epochs: float = 8.0
     batch_size: int = 2000
+    zero_whiten_bias: bool = False  # the reference keeps torch's random init
     muon_lr: float = 0.24  # per step, for an update of fixed size (see optim/muon.py)
     muon_momentum: float = 0.6  # Nesterov
     newton_schulz_steps: int = 3  # enough: the update's singular values need only be near 1

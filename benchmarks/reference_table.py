@@ -1,0 +1,51 @@
+"""Print the recipes-against-their-reference table from the committed results.
+
+    python benchmarks/reference_table.py            # markdown rows for the README
+
+Each `benchmarks/results/<recipe>-cpu-standin-<precision>/` holds our run folder's
+summary.json (and metrics.csv, config.json) and, where the reference was run beside it,
+reference.json: the JSON the CPU port of the original script wrote (accuracy with and
+without TTA, timed seconds, per-epoch validation accuracy, repository, commit, path and
+the list of changes made to run it). Accuracy is on the JPEG stand-in, never the official
+CIFAR-10; a row says how many runs each side has.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rows() -> list[str]:
+    lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
+             "seconds (ours / ref) | precision | machine |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for folder in sorted(RESULTS.glob("*-cpu-standin-*")):
+        summary_file, reference_file = folder / "summary.json", folder / "reference.json"
+        if not summary_file.exists():
+            continue
+        summary = json.loads(summary_file.read_text())
+        ours = [r["accuracy"] for r in summary["runs"]]
+        our_seconds = statistics.mean(r["train_seconds"] for r in summary["runs"])
+        if reference_file.exists():
+            reference = json.loads(reference_file.read_text())
+            theirs = [r["accuracy_tta"] for r in reference.get("all_runs", [reference])]
+            ref_text = f"{100 * statistics.mean(theirs):.2f}%"
+            diff = f"{100 * (statistics.mean(ours) - statistics.mean(theirs)):+.2f}"
+            runs = f"{len(ours)} / {len(theirs)}"
+            seconds = f"{our_seconds:,.0f} / {reference['seconds']:,.0f}"
+        else:
+            ref_text, diff, runs, seconds = "not run", "", f"{len(ours)} / 0", f"{our_seconds:,.0f}"
+        lines.append(f"| {summary['recipe']} | {100 * statistics.mean(ours):.2f}% | {ref_text} | "
+                     f"{diff} | {runs} | {seconds} | {summary.get('precision', 'float32')} | "
+                     f"{summary['device']}, torch {summary['torch']} |")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(rows()))
+    sys.exit(0)
