@@ -65,6 +65,20 @@ def test_a_short_run_on_in_memory_data_learns_and_reports_statistics(tiny):
     assert not Path("runs").exists(), "out=None writes nothing"
 
 
+def test_a_run_shorter_than_the_lookahead_period_keeps_its_training(tiny):
+    """4 steps, lookahead every 5: the average never updated, so it must not replace the
+    trained weights at the end (it once did, and such runs scored at chance)."""
+    data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
+                               tiny["test_images"], tiny["test_labels"])
+    result = fastcifar.train("airbench94", data=data, epochs=1, batch_size=250, verbose=False)
+    torch.manual_seed(0)
+    untrained = fastcifar.RECIPES["airbench94"].build_model(fastcifar.RECIPES["airbench94"].config,
+                                                            10)
+    head = result.model.head.weight.detach()
+    assert not torch.allclose(head, untrained.head.weight.to(head.dtype))
+    assert result.runs[0].accuracy > 0.5
+
+
 def test_a_subset_trains_on_exactly_the_chosen_images(tiny):
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])

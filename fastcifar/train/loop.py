@@ -128,15 +128,19 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False):
                 acc=f"{correct.item() / seen:.3f}")
         if run.step >= parts.steps:
             break
-    if run.step >= parts.steps and training.average is not None:
-        training.average.copy_to(model)  # end on the averaged weights
+    # End on the averaged weights, once there are any: a run shorter than the averaging
+    # period would otherwise end on its untrained initial weights.
+    if run.step >= parts.steps and training.average is not None \
+            and run.step >= training.average_every:
+        training.average.copy_to(model)
     return loss_sum, correct, seen
 
 
 def _evaluation_model(run: RunState):
     """Mid-run, an EMA that is kept apart from the weights is evaluated on a copy."""
     average = run.parts.training.average
-    if average is None or average.copy_back or run.step >= run.parts.steps:
+    if (average is None or average.copy_back or run.step >= run.parts.steps
+            or run.step < run.parts.training.average_every):  # no average yet
         return run.parts.model
     return average.evaluation_model(run.parts.model)
 
