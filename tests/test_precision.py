@@ -122,3 +122,29 @@ def test_cli_refuses_an_unknown_precision(capsys):
         main(["train", "--precision", "half"])
     assert stop.value.code == 2
     assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
+def test_the_step_sums_the_loss_in_float32_when_the_logits_are_float16():
+    """Half-precision weights (a GPU's speed-run numerics) give float16 logits: summed in
+    float16 the loss of 2000 examples at 40 each is inf (above 65504); the step sums in
+    float32 and gets 80000."""
+    from fastcifar.optim.losses import summed_cross_entropy
+    from fastcifar.train.loop import training_step
+
+    class FixedLogits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones((), dtype=torch.float16))
+
+        def forward(self, x):
+            logits = torch.zeros(len(x), 10, dtype=torch.float16)
+            logits[:, 0] = 40
+            return logits * self.scale
+
+    model, labels = FixedLogits(), torch.ones(2000, dtype=torch.long)
+    loss_fn = summed_cross_entropy()
+    assert not torch.isfinite(loss_fn(model(labels), labels))  # float16 overflows
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    _, loss = training_step(model, labels, labels, loss_fn, [opt], [],
+                            choose_precision("float32", CPU, recipe_mixed=False))
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(80000, rel=1e-3)

@@ -87,12 +87,12 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
             return _precision(device, torch.float32, None)
         if not recipe_mixed:
             return _precision(device, compute_dtype(device), None)
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = _native_bf16()
         return _precision(device, torch.float32, torch.bfloat16 if bf16 else torch.float16)
     if choice == "float32":
         return _precision(device, torch.float32, None)
     if choice == "bfloat16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if device.type == "cuda" and not _native_bf16():
             raise InputError("--precision bfloat16: this GPU has no bfloat16; use auto")
         if device.type not in ("cuda", "cpu"):
             raise InputError(f"--precision bfloat16: expected a CUDA or CPU device, "
@@ -101,9 +101,16 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
     raise InputError(f"--precision {choice}: expected one of {', '.join(PRECISION_CHOICES)}")
 
 
+def _native_bf16() -> bool:
+    """bfloat16 in hardware (Ampere and later), not emulated (V100, T4: slower than float16)."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def configure_backend(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        # CUDA events and kernels go to the current device's stream: make it this one.
+        torch.cuda.set_device(device)
 
 
 def device_name(device: torch.device) -> str:
