@@ -11,6 +11,7 @@ import pytest
 import fastcifar
 
 from fastcifar.cli import main
+from fastcifar.errors import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,7 @@ def test_train_prints_table_and_writes_the_run_folder(tiny_archive, tmp_path, ca
     # the package as it ran, and which version and commit it was
     assert "class Airbench94" in (out_dir / "source/fastcifar/recipes/airbench94.py").read_text()
     assert "def train_run" in (out_dir / "source/fastcifar/train/loop.py").read_text()
+    assert json.loads((out_dir / "config.json").read_text())["size"] is None  # not fast.ai's
     recorded = json.loads((out_dir / "config.json").read_text())["fastcifar"]
     assert recorded["version"] == fastcifar.__version__
     assert recorded["commit"] is None or len(recorded["commit"]) == 40
@@ -95,3 +97,20 @@ def test_a_diverging_run_stops_with_exit_1(tiny_archive, tmp_path, capsys):
                        "--out", str(tmp_path / "run"))
     assert code == 1
     assert "the run diverged" in err and "nan" in err.lower()
+
+
+@pytest.mark.parametrize("name, meant", [("AirBench94", None), ("bag-of-tricks", None),
+                                         ("airbench49", "airbench94"),
+                                         ("airbench94muon", "airbench94_muon")])
+def test_recipe_names_forgive_case_and_dashes_and_suggest_the_closest(name, meant):
+    from fastcifar.recipes import get_recipe
+    if meant is None:
+        assert get_recipe(name).name == name.lower().replace("-", "_")
+    else:
+        with pytest.raises(InputError, match=f"unknown recipe '{name}'; did you mean '{meant}'"):
+            get_recipe(name)
+
+
+def test_size_goes_with_fastais_archives_only(capsys):
+    code = main(["train", "--size", "320", "--device", "cpu"])
+    assert code == 2 and "--size 320 chooses one of fast.ai's archives" in capsys.readouterr().err

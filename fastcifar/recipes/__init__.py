@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from ..errors import InputError
 from .airbench94 import Airbench94
 from .airbench94_bnfree import Airbench94BnFree
@@ -33,10 +35,15 @@ def recipe_table() -> list[str]:
 
 
 def get_recipe(name: str) -> Recipe:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise InputError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}") from None
+    """The recipe of this name; case and "-" for "_" are forgiven, and an unknown name is
+    an InputError that suggests the closest one."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key in RECIPES:
+        return RECIPES[key]
+    close = difflib.get_close_matches(key, RECIPES, n=3, cutoff=0.6)
+    close.sort(key=lambda c: sorted(c) != sorted(key))  # a transposition first: 49 -> 94
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise InputError(f"unknown recipe {name!r}; {hint}available: {', '.join(RECIPES)}")
 
 
 __all__ = ["RECIPES", "Recipe", "TrainConfig", "describe", "get_recipe", "override",

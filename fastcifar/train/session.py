@@ -18,6 +18,8 @@ import torch
 
 from ..bench.stats import Summary, summarize
 from ..data import ImageData, load_dataset, stored_size
+from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
+from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..data.loader import DeviceData
 from ..errors import InputError
 from ..recipes import get_recipe
@@ -38,7 +40,7 @@ IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageD
 
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
-SETTINGS = {"recipe": "airbench94", "data": None, "size": "160", "subset": None, "runs": 1,
+SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None, "runs": 1,
             "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
             "lr_from_finder": None}
 
@@ -67,7 +69,7 @@ class TrainResult:
 
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
-          precision: str = "auto", subset: int | None = None, size: str = "160",
+          precision: str = "auto", subset: int | None = None, size: str | None = None,
           compile: bool = False, checkpoints: bool | None = None,
           lr_from_finder: str | Path | None = None, progress: bool | None = None,
           out: str | Path | None = None, verbose: bool = True, **overrides) -> TrainResult:
@@ -80,6 +82,7 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     folder to record everything in (nothing is written without one); `checkpoints` (there)
     make it resumable. `lr_from_finder`: a saved LR-finder result, or FINDER to run it."""
     recipe_obj = get_recipe(recipe)
+    _check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
     if epochs is not None:
         config = with_values(config, {"epochs": epochs})
@@ -123,12 +126,13 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
 
 def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
             seed: int = 0, device: str = "auto", precision: str = "auto",
-            subset: int | None = None, size: str = "160", start: float = DEFAULT_START,
+            subset: int | None = None, size: str | None = None, start: float = DEFAULT_START,
             end: float = DEFAULT_END, steps: int = DEFAULT_STEPS, out: str | Path | None = None,
             verbose: bool = True, **overrides) -> LRFinderResult:
     """The LR range test of `recipe` on `data` (see train/lr_finder.py): its result, with
     lr_find.json and lr_find.png written to `out` if given."""
     recipe_obj = get_recipe(recipe)
+    _check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
     config.validate()
     check_sweep(start, end, steps)
@@ -209,7 +213,8 @@ class _Session:
         if isinstance(source, ImageData):
             dataset = source
         else:
-            dataset = load_dataset(source or self.recipe.default_data, size=self.settings["size"],
+            dataset = load_dataset(source or self.recipe.default_data,
+                                   size=self.settings["size"] or "160",
                                    resize=stored_size(image_size) if image_size else None)
         if self.settings["subset"] is not None:
             dataset = dataset.balanced_subset(self.settings["subset"], seed=self.settings["seed"])
@@ -278,6 +283,17 @@ def _check_runs(runs: int, seed: int) -> None:
         raise InputError(f"runs must be a positive integer, got {runs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer, got {seed!r}")
+
+
+def _check_size(size: str | None, data) -> None:
+    """`size` picks one of fast.ai's archives, so it goes with their data only."""
+    if size is None:
+        return
+    if size not in FASTAI_SIZES:
+        raise InputError(f"--size {size}: expected one of {', '.join(FASTAI_SIZES)}")
+    if not isinstance(data, str) or data not in FASTAI_CLASS_NAMES:
+        raise InputError(f"--size {size} chooses one of fast.ai's archives: it goes with "
+                         f"--data {' or '.join(FASTAI_CLASS_NAMES)}, not {data or 'cifar10'}")
 
 
 def _data_name(data) -> str | None:
