@@ -12,7 +12,7 @@ from .data.cifar10 import TEST_IMAGES, TRAIN_IMAGES
 from .errors import InputError, RunFailed
 from .recipes import describe, get_recipe, override, parse_assignments, recipe_table
 from .report.plots import metrics_figure, save_png, schedule_figure
-from .report.records import RunFolder
+from .report.records import read_metric_rows
 from .train.device import PRECISION_CHOICES, compute_dtype, device_name, resolve_device
 from .train.session import FINDER, SETTINGS, lr_find, resume, train
 from .train.setup import set_up_without_data
@@ -182,7 +182,14 @@ def cmd_train(args) -> int:
         return 0
     recipe = get_recipe(args.recipe or SETTINGS["recipe"])
     out = args.out or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    train(recipe.name, out=out, progress=args.progress, **_session_options(args, recipe))
+    try:
+        train(recipe.name, out=out, progress=args.progress, **_session_options(args, recipe))
+    except KeyboardInterrupt:
+        if (out / "config.json").exists():
+            print(f"fastcifar: interrupted; `fastcifar train --resume {out}` continues "
+                  f"(finished runs are kept)", file=sys.stderr)
+            return 130
+        raise
     return 0
 
 
@@ -234,13 +241,7 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    if not (args.run / "metrics.jsonl").is_file():
-        raise InputError(f"{args.run}: no metrics.jsonl there; expected a run folder written "
-                         f"by `fastcifar train` that has finished at least one epoch")
-    try:
-        rows = RunFolder(args.run).read_metrics()
-    except ValueError as e:
-        raise InputError(f"{args.run}/metrics.jsonl is not valid JSON lines: {e}") from None
+    rows = read_metric_rows(args.run)
     out = args.out or args.run / "curves.png"
     save_png(metrics_figure(rows), out)
     print(f"wrote {out}")

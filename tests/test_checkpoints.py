@@ -144,8 +144,8 @@ def test_cli_resume_continues_an_interrupted_run(tiny_archive, tmp_path, monkeyp
     assert main(["train", "--data", str(tiny_archive), *TINY, "--checkpoints",
                  "--out", str(cut)]) == 130
     assert not (cut / "summary.json").exists()
+    assert f"`fastcifar train --resume {cut}` continues" in capsys.readouterr().err
     monkeypatch.setattr(loop, "evaluation_metrics", real)
-    capsys.readouterr()
 
     # killed after last.pt was written but before the epoch's metrics row: the checkpoint's
     # records are the truth
@@ -158,6 +158,34 @@ def test_cli_resume_continues_an_interrupted_run(tiny_archive, tmp_path, monkeyp
     rows = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert_same_state(load_checkpoint(whole / LAST), load_checkpoint(cut / LAST))
+
+    assert main(["train", "--resume", str(cut)]) == 0  # again: there is nothing left to do
+    printed = capsys.readouterr().out
+    assert "is already finished: 1 of 1 run(s); nothing to train" in printed
+    assert "| eval" not in printed
+
+
+def test_resume_says_when_a_run_kept_no_checkpoints(tiny_archive, tmp_path, monkeypatch,
+                                                    capsys):
+    real, calls = loop.evaluation_metrics, []
+
+    def interrupt_in_run_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # run 2's first epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluation_metrics", interrupt_in_run_2)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_archive), *TINY, "--runs", "2",
+                 "--out", str(out)]) == 130
+    monkeypatch.setattr(loop, "evaluation_metrics", real)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 2 run(s) finished; this run kept no checkpoints, so run 2 starts over" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["seed"] for r in summary["runs"]] == [0, 1]
 
 
 def test_cli_resume_refuses_new_settings_and_non_run_folders(tiny_archive, tmp_path, capsys):

@@ -173,3 +173,14 @@ def read_finished_runs(path: Path) -> list[dict]:
         return []
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"{path}: its {SUMMARY} is unreadable ({e})") from None
+
+
+def read_metric_rows(path: Path) -> list[dict]:
+    """A run folder's metrics.jsonl rows, for plotting: at least one epoch's."""
+    if not (Path(path) / "metrics.jsonl").is_file():
+        raise InputError(f"{path}: no metrics.jsonl there; expected a run folder written by "
+                         f"`fastcifar train` that has finished at least one epoch")
+    try:
+        return RunFolder(path).read_metrics()
+    except ValueError as e:
+        raise InputError(f"{path}/metrics.jsonl is not valid JSON lines: {e}") from None

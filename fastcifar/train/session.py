@@ -120,7 +120,17 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     session = _Session(recipe, config, settings,
                        resolve_device(saved["device"] if device == "auto" else device),
                        data if data is not None else settings["data"], out, progress, verbose)
-    session.say(f"resuming {out.path}: {len(finished)} of {settings['runs']} run(s) finished")
+    runs = settings["runs"]
+    if len(finished) >= runs:
+        session.say(f"{out.path} is already finished: {len(finished)} of {runs} run(s); "
+                    f"nothing to train (its results are in {out.path / 'summary.json'})")
+        return TrainResult(recipe.name, config, finished, out.path)
+    if settings["checkpoints"]:
+        then = "the interrupted run continues from its last checkpoint, if it saved one"
+    else:
+        then = (f"this run kept no checkpoints, so run {len(finished) + 1} starts over "
+                f"(--checkpoints keeps them)")
+    session.say(f"resuming {out.path}: {len(finished)} of {runs} run(s) finished; {then}")
     return session.run(finished)
 
 
