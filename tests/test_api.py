@@ -3,6 +3,7 @@ checked like --set, and a run folder gives back the network it trained."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -138,3 +139,20 @@ def test_a_run_folder_gives_back_its_network_and_refuses_a_second_session(tiny):
         fastcifar.train("airbench94", data=data, out="run")
     with pytest.raises(InputError, match="in-memory data: pass it again"):
         fastcifar.resume("run")
+
+
+def test_lr_from_finder_applies_without_a_run_folder(tiny, monkeypatch):
+    from fastcifar.train import session
+    calls = []
+
+    def finder(path, recipe, config, *args, save=None, **kwargs):
+        calls.append((path, save))
+        return dataclasses.replace(config, lr=config.lr / 2), "lr from the finder"
+
+    monkeypatch.setattr(session, "lr_from_finder", finder)
+    data = fastcifar.ImageData(**{k: tiny[k] for k in ("train_images", "train_labels",
+                                                       "test_images", "test_labels")})
+    result = fastcifar.train("airbench94", data=data, epochs=1, batch_size=250, verbose=False,
+                             lr_from_finder=fastcifar.FINDER)
+    assert calls == [(None, None)]  # run (no saved file), and nowhere to save its result
+    assert result.config.lr == fastcifar.RECIPES["airbench94"].config.lr / 2

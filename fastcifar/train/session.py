@@ -191,9 +191,9 @@ class _Session:
         dataset, data, load_seconds = self.load_data()
         self.say(f"recipe: {self.recipe.name} on {device_name(self.device)}, "
                  f"torch {torch.__version__}")
+        if finished is None and self.settings["lr_from_finder"] is not None:
+            self.take_lr_from_finder(data)
         if finished is None and self.out is not None:
-            if self.settings["lr_from_finder"] is not None:
-                self.take_lr_from_finder(data)
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
                                   dataset.classes)
         compile_seconds = self.compile_warmup(data) if self.settings["compile"] else 0.0
@@ -240,7 +240,8 @@ class _Session:
         saved = None if source == FINDER else Path(source)
         self.config, message = lr_from_finder(
             saved, self.recipe, self.config, data, self.device, self.settings["seed"],
-            save=lambda result: write_result(result, self.out.path / "lr_find"),
+            save=(lambda result: write_result(result, self.out.path / "lr_find"))
+            if self.out is not None else None,
             precision=self.settings["precision"])
         self.say(message)
 
