@@ -1,6 +1,7 @@
-"""Shared fixtures. Real-data tests use the JPEG stand-in beside the project when it is
-there (as on the development machines), else the official CIFAR-10 if cached or
-downloadable, else they skip, saying why."""
+"""Shared fixtures. Real-data tests use, in this order: the data `FASTCIFAR_TEST_DATA`
+names (an image-folder archive or directory, or "cifar10"), the JPEG stand-in beside the
+project (as on the development machines), the official CIFAR-10 if cached or
+downloadable; else they skip, saying why."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
 
 @pytest.fixture(scope="session")
 def cifar10() -> ImageData:
+    if os.environ.get("FASTCIFAR_TEST_DATA"):
+        from fastcifar.data import load_dataset
+        return load_dataset(os.environ["FASTCIFAR_TEST_DATA"])  # a bad path fails loudly
     if STAND_IN.exists():
         from fastcifar.data.imagefolder import load_image_folder
         return load_image_folder(STAND_IN)
@@ -32,8 +36,8 @@ def cifar10() -> ImageData:
     try:
         return load_cifar10()
     except InputError as e:
-        pytest.skip(f"real-data test: neither the stand-in {STAND_IN} nor the official "
-                    f"CIFAR-10 (cached or downloadable) is available: {e}")
+        pytest.skip(f"real-data test: no FASTCIFAR_TEST_DATA, no stand-in at {STAND_IN}, and "
+                    f"the official CIFAR-10 is neither cached nor downloadable: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -114,3 +114,16 @@ def test_recipe_names_forgive_case_and_dashes_and_suggest_the_closest(name, mean
 def test_size_goes_with_fastais_archives_only(capsys):
     code = main(["train", "--size", "320", "--device", "cpu"])
     assert code == 2 and "--size 320 chooses one of fast.ai's archives" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recipe, widths, expected", [
+    ("airbench94", "64", "widths must be 3 positive numbers, one for each of the three conv"),
+    ("airbench94", "64,0,256", "widths must be 3 positive numbers"),
+    ("bag_of_tricks", "64,128", "widths must be 4 positive numbers, one for each of prep"),
+    ("resnet9_dawnbench", "64,128,256", "widths must be 4 positive numbers"),
+])
+def test_widths_that_cannot_build_the_network_are_refused_before_any_work(
+        recipe, widths, expected, capsys):
+    code = main(["train", "--recipe", recipe, "--set", f"widths={widths}", "--device", "cpu",
+                 "--data", "/nonexistent/never/read.tar.gz"])
+    assert code == 2 and expected in capsys.readouterr().err

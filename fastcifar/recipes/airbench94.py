@@ -21,7 +21,7 @@ from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import decoupled_sgd
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig
+from .base import Recipe, Target, Training, TrainConfig, check_widths
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class AirbenchConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.widths:
-            raise InputError("widths must name at least one conv group")
+        # three 2x2 pools take the whitened 31x31 map to the 3x3 the final max pool expects
+        check_widths(self.widths, 3, "the three conv groups")
         if self.convs_per_group < (2 if self.residual else 1):
             raise InputError(f"convs_per_group must be at least {2 if self.residual else 1} "
                              f"(residual={self.residual}), got {self.convs_per_group}")

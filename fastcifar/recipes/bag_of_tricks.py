@@ -22,7 +22,7 @@ from ..optim.averaging import WeightAverage
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig
+from .base import Recipe, Target, Training, TrainConfig, check_widths
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class BagOfTricksConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
+        check_widths(self.widths, 4, "prep, layer1, layer2, layer3")
         if self.batch_size % self.ghost_splits:
             raise InputError(f"batch_size {self.batch_size} must be a multiple of "
                              f"ghost_splits {self.ghost_splits}")

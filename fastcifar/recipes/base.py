@@ -111,6 +111,13 @@ class Recipe:
         raise NotImplementedError
 
 
+def check_widths(widths: tuple[int, ...], count: int, parts: str) -> None:
+    """A network's widths: `count` positive numbers, one for each of `parts`."""
+    if len(widths) != count or any(w < 1 for w in widths):
+        raise InputError(f"widths must be {count} positive numbers, one for each of {parts}; "
+                         f"got {widths}")
+
+
 def config_from_dict(defaults: TrainConfig, values: dict, source: str) -> TrainConfig:
     """A recipe's config with the values a run recorded as JSON (which turned its tuples
     into lists); `source` names the record in the message if it does not fit."""

@@ -73,8 +73,8 @@ class HlbConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.widths:
-            raise InputError("widths must name at least one conv group")
+        if not self.widths or min(self.widths) < 1:
+            raise InputError(f"widths must be positive, one per conv group, got {self.widths}")
         if self.cutmix_size < 0 or self.ema_epochs < 0 or self.ema_every < 1:
             raise InputError("cutmix_size and ema_epochs must be 0 or more, ema_every 1 or more")
 

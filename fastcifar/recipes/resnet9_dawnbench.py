@@ -18,7 +18,7 @@ from ..models.resnet_page import PageResNet
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig
+from .base import Recipe, Target, Training, TrainConfig, check_widths
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class ResNet9DawnbenchConfig(TrainConfig):
     translate: int = 4  # reflect-pad 4, random 32x32 crop
     cutout: int = 8
     tta_level: int = 0  # the 94.08% is without TTA
+
+    def validate(self) -> None:
+        super().validate()
+        check_widths(self.widths, 4, "prep, layer1, layer2, layer3")
 
     def lr_schedule(self, total_steps: int) -> np.ndarray:
         return piecewise_linear(total_steps, [(0, 0.0), (self.lr_peak_at, 1.0), (1, 0.0)])
