@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_ = commands.add_parser("train", help="train a recipe and report accuracy and time")
     add_run_options(train_, "recipe name (see `fastcifar recipes`; default airbench94)")
     train_.add_argument("--runs", type=_positive(int), help="independent runs (seeds; default 1)")
+    train_.add_argument("--test-subset", type=_positive(int),
+                        help="evaluate on a class-balanced subset of this many test images")
     train_.add_argument("--epochs", type=_positive(float),
                         help="override the recipe's epochs (fractions allowed)")
     train_.add_argument("--compile", action="store_true", default=None,
@@ -98,9 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, help="the PNG (default RUN/curves.png)")
     plot.set_defaults(handler=cmd_plot)
 
-    finder = commands.add_parser(
-        "lr-find", help="LR range test: train briefly while multiplying the recipe's lrs "
-                        "from --start to --end, and suggest a multiplier")
+    finder = commands.add_parser("lr-find", help="LR range test: sweep the recipe's lrs "
+                                                 "from --start to --end times, suggest one")
     add_run_options(finder, "recipe name (see `fastcifar recipes`)")
     finder.add_argument("--start", type=float, default=0.01,
                         help="the first multiplier of the recipe's lrs (default 0.01)")
@@ -163,8 +164,8 @@ def _session_options(args, recipe) -> dict:
     options = parse_assignments(recipe.config, args.overrides)
     if args.image_size is not None:
         options["image_size"] = args.image_size
-    for name in ("data", "size", "subset", "seed", "precision", "runs", "epochs", "compile",
-                 "checkpoints", "lr_from_finder"):
+    for name in ("data", "size", "subset", "test_subset", "seed", "precision", "runs", "epochs",
+                 "compile", "checkpoints", "lr_from_finder"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     return {"device": args.device, **options}

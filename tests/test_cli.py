@@ -127,3 +127,19 @@ def test_widths_that_cannot_build_the_network_are_refused_before_any_work(
     code = main(["train", "--recipe", recipe, "--set", f"widths={widths}", "--device", "cpu",
                  "--data", "/nonexistent/never/read.tar.gz"])
     assert code == 2 and expected in capsys.readouterr().err
+
+
+def test_test_subset_evaluates_on_a_class_balanced_part_of_the_test_set(tiny_archive, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_archive), "--device", "cpu", "--epochs", "1",
+                 "--set", "batch_size=30", "--set", "tta_level=0", "--no-progress",
+                 "--test-subset", "12", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_images"] == 12
+    assert json.loads((out / "config.json").read_text())["test_subset"] == 12
+
+
+def test_test_subset_larger_than_the_test_set_is_refused(tiny_archive, capsys):
+    assert main(["train", "--data", str(tiny_archive), "--device", "cpu",
+                 "--test-subset", "100000"]) == 2
+    assert "--test-subset must be between 1 and the" in capsys.readouterr().err

@@ -64,6 +64,13 @@ class ImageData:
         """A class-balanced random subset of n training images (see balanced_subset_index)."""
         return self.subset(balanced_subset_index(self.train_labels, n, len(self.classes), seed))
 
+    def balanced_test_subset(self, n: int, seed: int = 0) -> "ImageData":
+        """The same data with a class-balanced random subset of n test images."""
+        index = balanced_subset_index(self.test_labels, n, len(self.classes), seed,
+                                      what="--test-subset", split="test")
+        return ImageData(self.train_images, self.train_labels, self.test_images[index],
+                         self.test_labels[index], self.classes, self.name)
+
 
 def uint8_channels_last(images, split: str) -> np.ndarray:
     """uint8 images, numpy or torch, (N, H, W, 3) or (N, 3, H, W), as a (N, H, W, 3) array."""
@@ -78,18 +85,20 @@ def uint8_channels_last(images, split: str) -> np.ndarray:
     return images
 
 
-def balanced_subset_index(labels: np.ndarray, n: int, num_classes: int, seed: int = 0) -> np.ndarray:
+def balanced_subset_index(labels: np.ndarray, n: int, num_classes: int, seed: int = 0,
+                          what: str = "--subset", split: str = "training") -> np.ndarray:
     """Indices of n examples drawn so that every class gets n // num_classes (the first
     n % num_classes classes one more), in a random order that depends only on seed."""
     if not 0 < n <= len(labels):
-        raise InputError(f"--subset must be between 1 and the {len(labels)} training images, got {n}")
+        raise InputError(f"{what} must be between 1 and the {len(labels)} {split} images, got {n}")
     rng = np.random.default_rng(seed)
     per_class = [n // num_classes + (c < n % num_classes) for c in range(num_classes)]
     chosen = []
     for c, k in enumerate(per_class):
         members = np.flatnonzero(labels == c)
         if k > len(members):
-            raise InputError(f"--subset {n} needs {k} images of class {c}, the data has {len(members)}")
+            raise InputError(f"{what} {n} needs {k} {split} images of class {c}, the data has "
+                             f"{len(members)}")
         chosen.append(rng.choice(members, size=k, replace=False))
     index = np.concatenate(chosen)
     rng.shuffle(index)

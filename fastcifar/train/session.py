@@ -40,7 +40,8 @@ IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageD
 
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
-SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None, "runs": 1,
+SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
+            "test_subset": None, "runs": 1,
             "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
             "lr_from_finder": None}
 
@@ -69,15 +70,15 @@ class TrainResult:
 
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
-          precision: str = "auto", subset: int | None = None, size: str | None = None,
-          compile: bool = False, checkpoints: bool | None = None,
+          precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
+          size: str | None = None, compile: bool = False, checkpoints: bool | None = None,
           lr_from_finder: str | Path | None = None, progress: bool | None = None,
           out: str | Path | None = None, verbose: bool = True, **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
 
     `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
-    "imagenette", an ImageData, or None for the recipe's own. `subset`: a class-balanced
-    subset of that many training images. `overrides`: recipe hyperparameters by name
+    "imagenette", an ImageData, or None for the recipe's own. `subset`, `test_subset`:
+    class-balanced subsets of that many training or test images. `overrides`: recipe hyperparameters by name
     (`fastcifar recipes --show NAME` lists them), checked like `--set`. `out`: a run
     folder to record everything in (nothing is written without one); `checkpoints` (there)
     make it resumable. `lr_from_finder`: a saved LR-finder result, or FINDER to run it."""
@@ -89,7 +90,7 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     config.validate()
     _check_runs(runs, seed)
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "runs": runs, "seed": seed, "precision": precision, "compile": compile,
+                "test_subset": test_subset, "runs": runs, "seed": seed, "precision": precision, "compile": compile,
                 "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
                 "data": _data_name(data) or recipe_obj.default_data}
     if checkpoints and out is None:
@@ -228,6 +229,9 @@ class _Session:
                                    resize=stored_size(image_size) if image_size else None)
         if self.settings["subset"] is not None:
             dataset = dataset.balanced_subset(self.settings["subset"], seed=self.settings["seed"])
+        if self.settings.get("test_subset") is not None:
+            dataset = dataset.balanced_test_subset(self.settings["test_subset"],
+                                                   seed=self.settings["seed"])
         data = DeviceData.from_dataset(dataset, self.device, self.precision.weights, image_size)
         seconds = time.perf_counter() - t0
         self.say(f"data: {dataset.name}, {len(dataset.train_images)} train / "
