@@ -143,3 +143,16 @@ def test_test_subset_larger_than_the_test_set_is_refused(tiny_archive, capsys):
     assert main(["train", "--data", str(tiny_archive), "--device", "cpu",
                  "--test-subset", "100000"]) == 2
     assert "--test-subset must be between 1 and the" in capsys.readouterr().err
+
+
+def test_with_progress_bars_the_table_rows_are_written_through_tqdm(tiny_archive, tmp_path,
+                                                                    monkeypatch):
+    """A row printed while a bar is on screen would land on the bar's line."""
+    from fastcifar.train import session
+    written = []
+    monkeypatch.setattr(session.tqdm, "write", lambda line, **kw: written.append(line))
+    assert main(["train", "--data", str(tiny_archive), "--device", "cpu", "--epochs", "2",
+                 "--set", "batch_size=30", "--set", "tta_level=0", "--progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    rows = [line for line in written if line.startswith("|        1 |")]
+    assert len(rows) == 3  # epochs 1 and 2, and the final evaluation

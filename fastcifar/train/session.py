@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ..bench.stats import Summary, summarize
 from ..data import ImageData, load_dataset, stored_size
@@ -182,8 +183,9 @@ class _Session:
         self.progress = progress and verbose
 
     def say(self, line: str) -> None:
+        """Print a line; under progress bars through tqdm, so that it lands above them."""
         if self.verbose:
-            print(line)
+            (tqdm.write if self.progress else print)(line)
 
     def run(self, finished: list[RunResult] | None = None) -> TrainResult:
         """Train the runs not yet `finished`; a new session (`finished` None) first
