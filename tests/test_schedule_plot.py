@@ -84,3 +84,13 @@ def test_without_matplotlib_the_command_says_how_to_install_it(tmp_path, capsys,
 def test_bad_schedule_input_exits_2(capsys, args, message):
     code, _, err = run(capsys, "schedule", *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name, label", [("airbench94", "lookahead decay"),
+                                         ("bag_of_tricks", "EMA decay"),
+                                         ("hlb", "EMA (copied back) decay")])
+def test_the_averaging_panel_names_the_average_as_its_recipe_does(name, label):
+    recipe = RECIPES[name]
+    figure = schedule_figure(recipe, recipe.config, set_up_without_data(recipe, recipe.config),
+                             50_000)
+    assert figure.axes[1].get_ylabel().startswith(label)

@@ -25,8 +25,10 @@ class WeightAverage:
     """An exponential moving average of a module's floating-point state (parameters and
     BatchNorm running statistics)."""
 
-    def __init__(self, model: nn.Module, copy_back: bool):
+    def __init__(self, model: nn.Module, copy_back: bool, name: str | None = None):
         self.copy_back = copy_back
+        # what its recipe calls it (hlb's copied-back average is its "EMA")
+        self.name = name or ("lookahead" if copy_back else "EMA")
         state = model.state_dict()
         self.average = {k: v.detach().clone() for k, v in state.items()}
         self._averaged = [k for k, v in state.items() if v.is_floating_point()]

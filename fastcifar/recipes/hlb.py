@@ -122,7 +122,7 @@ class Hlb(Recipe):
             loss=summed_cross_entropy(config.label_smoothing,
                                       scale=config.loss_examples / config.batch_size),
             loss_scale=config.loss_examples / config.batch_size,
-            average=WeightAverage(model, copy_back=True),
+            average=WeightAverage(model, copy_back=True, name="EMA (copied back)"),
             average_every=config.ema_every,
             average_decay=lambda step: config.ema_decay(step, total_steps),
             batch_transform=cutmix_late,

@@ -57,8 +57,7 @@ def schedule_figure(recipe, config, run, train_images: int):
         decay = axes[1]
         decay.plot(updates / per_epoch, [training.average_decay(int(s)) for s in updates],
                    color="tab:orange")
-        kind = "lookahead" if average.copy_back else "EMA"
-        decay.set_ylabel(f"{kind} decay\n(every {training.average_every} steps)")
+        decay.set_ylabel(f"{average.name} decay\n(every {training.average_every} steps)")
         decay.set_ylim(bottom=0)
     for ax in axes:
         ax.grid(True, alpha=0.3)
