@@ -242,8 +242,8 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    rows = read_metric_rows(args.run)
+    rows, title, final = read_metric_rows(args.run)
     out = args.out or args.run / "curves.png"
-    save_png(metrics_figure(rows), out)
+    save_png(metrics_figure(rows, title, final), out)
     print(f"wrote {out}")
     return 0

@@ -94,3 +94,23 @@ def test_the_averaging_panel_names_the_average_as_its_recipe_does(name, label):
     figure = schedule_figure(recipe, recipe.config, set_up_without_data(recipe, recipe.config),
                              50_000)
     assert figure.axes[1].get_ylabel().startswith(label)
+
+
+def test_the_curves_keep_a_colour_per_run_and_show_accuracy_in_percent_with_tta(tmp_path):
+    from fastcifar.report.plots import metrics_figure
+    rows = [{"run": run, "epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5,
+             "val_loss": 1.0, "val_accuracy": 0.4 + 0.1 * epoch, "val_top5": 0.9, "lr": 0.5}
+            for run in (1, 2, 3) for epoch in (1, 2)]
+    figure = metrics_figure(rows, "airbench94: runs/x", final={1: 0.7, 2: 0.71, 3: 0.72})
+    loss, accuracy, lr = figure.axes
+    assert figure._suptitle.get_text() == "airbench94: runs/x"
+    colours = {line.get_color() for line in accuracy.lines}
+    assert len(colours) == 3, "one colour per run, whatever the metric"
+    stars = [line for line in accuracy.lines if line.get_marker() == "*"]
+    assert sorted(line.get_ydata()[0] for line in stars) == pytest.approx([70, 71, 72])
+    val_top1 = [line for line in accuracy.lines if line.get_linestyle() == "--"]
+    assert val_top1[0].get_ydata()[-1] == pytest.approx(60)  # percent, not a fraction
+    ticks = [t for t in accuracy.get_xticks() if 1 <= t <= 2]
+    assert all(float(t).is_integer() for t in ticks)
+    assert len(accuracy.get_legend().get_texts()) == 4  # three metrics and the TTA star
+    assert [t.get_text() for t in lr.get_legend().get_texts()] == ["run 1", "run 2", "run 3"]

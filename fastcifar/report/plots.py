@@ -66,29 +66,52 @@ def schedule_figure(recipe, config, run, train_images: int):
     return figure
 
 
-def metrics_figure(rows: list[dict]):
-    """A run folder's per-epoch metrics (metrics.jsonl rows): loss, accuracy (top-1, and
-    top-5 on the validation set) and the lr multiplier against the epoch, a line per run."""
-    figure = new_figure(figsize=(12, 3.8))
-    loss, accuracy, lr = figure.subplots(1, 3)
+METRIC_LINES = (("loss", "train_loss", "-", "train"), ("loss", "val_loss", "--", "val"),
+                ("accuracy", "train_accuracy", "-", "train top-1"),
+                ("accuracy", "val_accuracy", "--", "val top-1"),
+                ("accuracy", "val_top5", ":", "val top-5"), ("lr", "lr", "-", "lr multiplier"))
+PERCENT = {"train_accuracy", "val_accuracy", "val_top5"}
+
+
+def metrics_figure(rows: list[dict], title: str = "", final: dict[int, float] | None = None):
+    """A run folder's per-epoch metrics (metrics.jsonl rows): loss, accuracy in % (top-1,
+    and top-5 on the validation set) and the lr multiplier against the epoch. A colour per
+    run, a line style per metric; `final` (run -> accuracy after TTA) is marked with a star
+    at the last epoch."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    figure = new_figure(figsize=(12, 4.2))
+    axes = dict(zip(("loss", "accuracy", "lr"), figure.subplots(1, 3)))
     runs = sorted({r["run"] for r in rows})
-    for run in runs:
+    for i, run in enumerate(runs):
         epochs = [r for r in rows if r["run"] == run]
         x = [r["epoch"] for r in epochs]
-        label = f" (run {run})" if len(runs) > 1 else ""
-        for ax, key, style, name in (
-                (loss, "train_loss", "-", "train"), (loss, "val_loss", "--", "val"),
-                (accuracy, "train_accuracy", "-", "train top-1"),
-                (accuracy, "val_accuracy", "--", "val top-1"),
-                (accuracy, "val_top5", ":", "val top-5"), (lr, "lr", "-", "lr multiplier")):
+        for panel, key, style, _ in METRIC_LINES:
             values = [r.get(key) for r in epochs]
             if all(v is not None for v in values):
-                ax.plot(x, values, style, marker="o", markersize=3, label=name + label)
-    for ax, title in ((loss, "loss (per example)"), (accuracy, "accuracy"),
-                      (lr, "lr multiplier at the epoch's end")):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    loss.legend(fontsize="small")
-    accuracy.legend(fontsize="small")
+                scale = 100 if key in PERCENT else 1
+                axes[panel].plot(x, [scale * v for v in values], style, color=f"C{i}",
+                                 marker="o", markersize=3)
+        if final and run in final and x:
+            axes["accuracy"].plot([x[-1]], [100 * final[run]], "*", color=f"C{i}", ms=12,
+                                  mec="black")
+    for panel, name in (("loss", "loss (per example)"), ("accuracy", "accuracy (%)"),
+                        ("lr", "lr multiplier at the epoch's end")):
+        axes[panel].set_title(name)
+        axes[panel].set_xlabel("epoch")
+        axes[panel].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[panel].grid(alpha=0.3)
+    for panel in ("loss", "accuracy"):  # line styles name the metrics, colours the runs
+        styles = [Line2D([], [], color="0.3", ls=style, label=name)
+                  for where, _, style, name in METRIC_LINES if where == panel]
+        if panel == "accuracy" and final:
+            styles.append(Line2D([], [], color="0.3", marker="*", ls="none", ms=10,
+                                 label="val top-1 after TTA"))
+        axes[panel].legend(handles=styles, fontsize="small")
+    if len(runs) > 1:
+        axes["lr"].legend(handles=[Line2D([], [], color=f"C{i}", label=f"run {run}")
+                                   for i, run in enumerate(runs)], fontsize="small")
+    if title:
+        figure.suptitle(title)
     return figure

@@ -175,12 +175,20 @@ def read_finished_runs(path: Path) -> list[dict]:
         raise InputError(f"{path}: its {SUMMARY} is unreadable ({e})") from None
 
 
-def read_metric_rows(path: Path) -> list[dict]:
-    """A run folder's metrics.jsonl rows, for plotting: at least one epoch's."""
+def read_metric_rows(path: Path) -> tuple[list[dict], str, dict[int, float]]:
+    """For plotting a run folder: its metrics.jsonl rows (at least one epoch's), a title
+    (recipe, folder, precision) and each finished run's accuracy after TTA."""
     if not (Path(path) / "metrics.jsonl").is_file():
         raise InputError(f"{path}: no metrics.jsonl there; expected a run folder written by "
                          f"`fastcifar train` that has finished at least one epoch")
     try:
-        return RunFolder(path).read_metrics()
+        rows = RunFolder(path).read_metrics()
     except ValueError as e:
         raise InputError(f"{path}/metrics.jsonl is not valid JSON lines: {e}") from None
+    try:
+        settings = json.loads((Path(path) / CONFIG).read_text())
+        title = f"{settings['recipe']}: {path} ({settings.get('precision', 'auto')} precision)"
+    except (OSError, ValueError, KeyError):
+        title = str(path)
+    final = {i + 1: r["accuracy"] for i, r in enumerate(read_finished_runs(path))}
+    return rows, title, final
