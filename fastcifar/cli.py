@@ -7,13 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from .bench.flops import RecordedRun, flops_report, measure_peak_tflops
+from .bench.flops import RecordedRun, flops_report, measure_peak_tflops, peak_dtype
 from .data.cifar10 import TEST_IMAGES, TRAIN_IMAGES
 from .errors import InputError, RunFailed
 from .recipes import describe, get_recipe, override, parse_assignments, recipe_table
 from .report.plots import metrics_figure, save_png, schedule_figure
 from .report.records import read_metric_rows
-from .train.device import PRECISION_CHOICES, compute_dtype, device_name, resolve_device
+from .train.device import PRECISION_CHOICES, device_name, resolve_device
 from .train.session import FINDER, SETTINGS, lr_find, resume, train
 from .train.setup import set_up_without_data
 from .version import __version__
@@ -67,9 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "value and its unit")
     recipes.set_defaults(handler=cmd_recipes)
 
-    flops = commands.add_parser(
-        "flops", help="count the FLOPs of a run; with a peak, the time it takes at 100%% of it "
-                      "and the share of it a recorded run achieved")
+    flops = commands.add_parser("flops", help="a run's FLOPs, its time at 100%% of a peak, "
+                                              "and the share of the peak a recorded run used")
     flops.add_argument("--recipe", help="recipe name (default: the --run's, else airbench94)")
     flops.add_argument("--train-images", type=_positive(int),
                        help="training images per epoch (default 50000, or the --run's)")
@@ -220,9 +219,10 @@ def cmd_flops(args) -> int:
     peak, peak_device = args.peak_tflops, None
     if args.measure_peak:
         device = resolve_device(args.device)
-        peak, peak_device = measure_peak_tflops(device), device_name(device)
-        print(f"peak: {peak:.3g} TFLOP/s measured on {peak_device} "
-              f"({str(compute_dtype(device)).removeprefix('torch.')} matrix product)")
+        dtype = peak_dtype(recorded.precision if recorded else "auto", device)
+        peak, peak_device = measure_peak_tflops(device, dtype=dtype), device_name(device)
+        print(f"peak: {peak:.3g} TFLOP/s measured on {peak_device} ({str(dtype)[6:]} "
+              f"matrix product, the run's precision)")
     lines = flops_report(recipe, config, train_images,
                          recorded.test_images if recorded else TEST_IMAGES, peak, peak_device,
                          recorded)

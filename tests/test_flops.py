@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 
 import pytest
@@ -128,3 +129,19 @@ def test_bad_flops_input_is_one_clear_message_and_exit_2(recorded_run, tmp_path,
     assert code == 2
     assert message in err and err.startswith("fastcifar: error:")
     assert "Traceback" not in err
+
+
+def test_the_peak_is_measured_in_the_recorded_runs_precision(recorded_run, monkeypatch,
+                                                             capsys):
+    """A bfloat16 run against a float32 peak once claimed 321% of the peak."""
+    from fastcifar import cli
+    path, _ = recorded_run
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "precision": "bfloat16"}))
+    asked = []
+    monkeypatch.setattr(cli, "measure_peak_tflops",
+                        lambda device, dtype=None: asked.append(dtype) or 50.0)
+    code, out, err = run(capsys, "flops", "--run", str(path), "--measure-peak",
+                         "--device", "cpu")
+    assert code == 0, err
+    assert asked == [torch.bfloat16] and "bfloat16 matrix product, the run's precision" in out

@@ -108,16 +108,18 @@ def share_of_peak(flops: float, seconds: float, peak_tflops: float) -> float:
 
 
 def measure_peak_tflops(device: torch.device, size: int | None = None,
-                        min_seconds: float = 0.5) -> float:
-    """The TFLOP/s of a size x size matrix product on `device`, in the dtype runs use there
-    (float16 on CUDA, float32 elsewhere): a practical peak, usually below the data sheet's.
+                        min_seconds: float = 0.5, dtype: torch.dtype | None = None) -> float:
+    """The TFLOP/s of a size x size matrix product on `device` in `dtype` (default: what
+    speed runs use there, float16 on CUDA, float32 elsewhere; give a run's own precision,
+    or bfloat16 on an AMX CPU measures several times float32's peak): a practical peak,
+    usually below the data sheet's.
 
     The number of products doubles until one timed pass lasts min_seconds; the shorter
     passes before it (and one product before those) are the warm-up: library heuristics,
     clocks, caches."""
     if size is None:
         size = 8192 if device.type == "cuda" else 1024
-    dtype = compute_dtype(device)
+    dtype = dtype or compute_dtype(device)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     out = a @ b
@@ -143,6 +145,7 @@ class RecordedRun:
     test_images: int
     device: str  # the name of the device it ran on
     train_seconds: list[float]  # the timed seconds of each run
+    precision: str = "auto"  # --precision as it ran
 
     @classmethod
     def read(cls, path: Path) -> "RecordedRun":
@@ -154,7 +157,7 @@ class RecordedRun:
             seconds = [float(run["train_seconds"]) for run in summary["runs"]]
             return cls(path, config["recipe"], dict(config["config"]),
                        int(summary["train_images"]), int(summary["test_images"]),
-                       summary["device"], seconds)
+                       summary["device"], seconds, summary.get("precision", "auto"))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"--run {path}: not a run folder written by `fastcifar train` "
                              f"(config.json or summary.json lacks {e})") from None
@@ -207,3 +210,10 @@ def flops_report(recipe, config, train_images: int, test_images: int,
             lines.append(f"note: the peak was measured on {peak_device}, the run on "
                          f"{recorded.device}")
     return lines
+
+
+def peak_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of a run's matrix products: what its peak must be measured in."""
+    if precision == "bfloat16":
+        return torch.bfloat16
+    return torch.float32 if precision == "float32" else compute_dtype(device)
