@@ -193,3 +193,20 @@ def test_cli_resume_refuses_new_settings_and_non_run_folders(tiny_archive, tmp_p
     assert code == 2 and "drop --recipe" in capsys.readouterr().err
     code = main(["train", "--resume", str(tmp_path)])
     assert code == 2 and "expected a run folder" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_last_checkpoint(
+        tmp_path, monkeypatch):
+    from fastcifar.errors import RunFailed
+    folder = CheckpointFolder(tmp_path)
+    folder.save({"epoch": 1}, 0.5)
+    before = (tmp_path / LAST).read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(RunFailed, match=f"could not write the checkpoint {tmp_path / LAST}"):
+        folder.save({"epoch": 2}, 0.6)
+    assert (tmp_path / LAST).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, LAST]  # no temporary left

@@ -156,3 +156,11 @@ def test_with_progress_bars_the_table_rows_are_written_through_tqdm(tiny_archive
                  "--out", str(tmp_path / "run")]) == 0
     rows = [line for line in written if line.startswith("|        1 |")]
     assert len(rows) == 3  # epochs 1 and 2, and the final evaluation
+
+
+def test_an_error_before_anything_is_recorded_leaves_no_run_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--data", str(tmp_path / "missing.tar.gz"), "--device", "cpu",
+                 "--out", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not out.exists()

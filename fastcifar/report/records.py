@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ..bench.stats import summarize
-from ..errors import InputError
+from ..errors import InputError, RunFailed
 from ..files import atomic_path, copy_tree_whole
 from ..train.device import device_name
 from ..version import __version__
@@ -39,6 +39,7 @@ class RunFolder:
         self.path = Path(path)
         self.metric_rows: list[dict] = []
         self._writers: dict = {}  # run -> TensorBoard SummaryWriter
+        self.created = False  # by RunFolder.new, for this session
 
     @classmethod
     def new(cls, path: Path) -> "RunFolder":
@@ -48,13 +49,22 @@ class RunFolder:
         if (path / CONFIG).exists():
             raise InputError(f"{path} already holds a run (its {CONFIG}); continue it with "
                              f"--resume {path}, or give another folder")
+        existed = path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"run folder {path}: cannot create it ({e.strerror or e})") from None
         if not os.access(path, os.W_OK | os.X_OK):
             raise InputError(f"run folder {path}: not writable; give a folder you can write to")
-        return cls(path)
+        folder = cls(path)
+        folder.created = not existed
+        return folder
+
+    def remove_if_unused(self) -> None:
+        """Remove the folder if this session made it and nothing was written into it."""
+        if self.created and self.path.is_dir() and not any(
+                self.path.iterdir()):
+            self.path.rmdir()
 
     def record_start(self, recipe, config, settings: dict, device: str,
                      classes: tuple[str, ...]) -> None:
@@ -86,8 +96,12 @@ class RunFolder:
             torch.save(getattr(model, "_orig_mod", model).state_dict(), tmp)
 
     def write_text(self, name: str, text: str) -> None:
-        with atomic_path(self.path / name) as tmp:
-            tmp.write_text(text)
+        try:
+            with atomic_path(self.path / name) as tmp:
+                tmp.write_text(text)
+        except OSError as e:
+            raise RunFailed(f"could not write {self.path / name} ({e.strerror or e}); its "
+                            f"previous version, if any, is kept whole") from None
 
     def write_json(self, name: str, data) -> None:
         self.write_text(name, json.dumps(data, indent=2, default=_plain) + "\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..data.loader import DeviceLoader
-from ..errors import InputError
+from ..errors import InputError, RunFailed
 from ..files import atomic_path
 from .results import EpochRecord
 from .setup import RunParts
@@ -108,8 +108,13 @@ class CheckpointFolder:
         improved = self.best_accuracy is None or accuracy > self.best_accuracy
         if improved:
             state["best_accuracy"] = self.best_accuracy = accuracy
-        with atomic_path(self.path / LAST) as tmp:
-            torch.save(state, tmp)
+        try:
+            with atomic_path(self.path / LAST) as tmp:
+                torch.save(state, tmp)  # a full disk raises RuntimeError from its writer
+        except (OSError, RuntimeError) as e:
+            raise RunFailed(f"could not write the checkpoint {self.path / LAST} "
+                            f"({str(e).splitlines()[0]}); the previous one is kept whole, "
+                            f"and --resume continues from it") from None
         if improved:
             with atomic_path(self.path / BEST) as tmp:
                 shutil.copyfile(self.path / LAST, tmp)

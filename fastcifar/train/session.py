@@ -22,7 +22,7 @@ from ..data import ImageData, load_dataset, stored_size
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
 from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..data.loader import DeviceData
-from ..errors import InputError
+from ..errors import InputError, RunFailed
 from ..recipes import get_recipe
 from ..recipes.base import TrainConfig, config_from_dict, with_values
 from ..report.lr_finder import summary_lines, write_result
@@ -98,10 +98,15 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
         raise InputError("checkpoints are kept in a run folder: give out= (--out)")
     settings["checkpoints"] = (checkpoints if checkpoints is not None
                                else recipe_obj.checkpoints and out is not None)
+    device = resolve_device(device)
     folder = RunFolder.new(out) if out is not None else None  # refuses a folder in use
-    session = _Session(recipe_obj, config, settings, resolve_device(device), data, folder,
-                       progress, verbose)
-    return session.run()
+    try:
+        return _Session(recipe_obj, config, settings, device, data, folder, progress,
+                        verbose).run()
+    except (InputError, RunFailed):
+        if folder is not None:
+            folder.remove_if_unused()  # an error before anything was recorded leaves nothing
+        raise
 
 
 def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
