@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..files import file_digest
@@ -171,9 +172,11 @@ def _decode_all(path: Path, items: list[tuple[str, bytes]], resize: int | None) 
                              f"to one square size")
         images[i] = image
 
-    # Pillow's decoders release the GIL, so threads decode in parallel.
+    # Pillow's decoders release the GIL, so threads decode in parallel. The bar shows on a
+    # terminal only (decoding the 60,000 CIFAR images takes a while, once).
     with ThreadPoolExecutor() as pool:
-        for _ in pool.map(decode_into, range(1, len(items))):
+        for _ in tqdm(pool.map(decode_into, range(1, len(items))), total=len(items) - 1,
+                      desc=f"decoding {path.name}", unit="image", leave=False, disable=None):
             pass
     return images
 
