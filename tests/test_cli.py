@@ -163,4 +163,4 @@ def test_an_error_before_anything_is_recorded_leaves_no_run_folder(tmp_path, cap
     assert main(["train", "--data", str(tmp_path / "missing.tar.gz"), "--device", "cpu",
                  "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
-    assert not out.exists()
+    assert not out.exists() and not out.parent.exists()  # nor the parent it would have made

@@ -39,7 +39,7 @@ class RunFolder:
         self.path = Path(path)
         self.metric_rows: list[dict] = []
         self._writers: dict = {}  # run -> TensorBoard SummaryWriter
-        self.created = False  # by RunFolder.new, for this session
+        self.created: list[Path] = []  # the folders RunFolder.new made, innermost first
 
     @classmethod
     def new(cls, path: Path) -> "RunFolder":
@@ -49,7 +49,7 @@ class RunFolder:
         if (path / CONFIG).exists():
             raise InputError(f"{path} already holds a run (its {CONFIG}); continue it with "
                              f"--resume {path}, or give another folder")
-        existed = path.exists()
+        missing = [d for d in (path, *path.parents) if not d.exists()]  # what mkdir makes
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -57,14 +57,15 @@ class RunFolder:
         if not os.access(path, os.W_OK | os.X_OK):
             raise InputError(f"run folder {path}: not writable; give a folder you can write to")
         folder = cls(path)
-        folder.created = not existed
+        folder.created = missing
         return folder
 
     def remove_if_unused(self) -> None:
-        """Remove the folder if this session made it and nothing was written into it."""
-        if self.created and self.path.is_dir() and not any(
-                self.path.iterdir()):
-            self.path.rmdir()
+        """Remove the folders this session made for the run (it and any parents), as long as
+        nothing was written into them."""
+        for folder in self.created:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
     def record_start(self, recipe, config, settings: dict, device: str,
                      classes: tuple[str, ...]) -> None:
