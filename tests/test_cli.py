@@ -164,3 +164,14 @@ def test_an_error_before_anything_is_recorded_leaves_no_run_folder(tmp_path, cap
                  "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists() and not out.parent.exists()  # nor the parent it would have made
+
+
+def test_a_subset_too_small_for_the_batch_is_refused_with_a_batch_that_fits(tiny_archive,
+                                                                           capsys):
+    """120 images at airbench94's batch 1024 make no step at all; at 40, three."""
+    for batch in ("1024", "40"):
+        assert main(["train", "--data", str(tiny_archive), "--device", "cpu", "--set",
+                     f"batch_size={batch}"]) == 2
+        err = capsys.readouterr().err
+        assert f"120 training images make {120 // int(batch)} full batch(es) of {batch}" in err
+        assert "--set batch_size=15" in err

@@ -37,6 +37,7 @@ from .lr_rules import LRFinderResult
 from .results import RunResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
+MIN_BATCHES = 4  # full batches an epoch, at the least
 IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
 
 # The settings that define a session, with their defaults: config.json records them and
@@ -239,12 +240,24 @@ class _Session:
         if self.settings.get("test_subset") is not None:
             dataset = dataset.balanced_test_subset(self.settings["test_subset"],
                                                    seed=self.settings["seed"])
+        self.check_batches(len(dataset.train_images))
         data = DeviceData.from_dataset(dataset, self.device, self.precision.weights, image_size)
         seconds = time.perf_counter() - t0
         self.say(f"data: {dataset.name}, {len(dataset.train_images)} train / "
                  f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
                  f"(loaded in {seconds:.1f} s, not timed)")
         return dataset, data, seconds
+
+    def check_batches(self, train_images: int) -> None:
+        """Refuse an epoch of fewer than MIN_BATCHES full batches: such a run (a small
+        --subset at the recipe's batch size) takes a step or two and learns nothing."""
+        batch = self.config.batch_size
+        if train_images // batch < MIN_BATCHES:
+            fit = max(1, train_images // (2 * MIN_BATCHES))
+            raise InputError(f"{train_images} training images make {train_images // batch} "
+                             f"full batch(es) of {batch} an epoch, too few to learn from "
+                             f"(at least {MIN_BATCHES}); give a smaller batch (--set "
+                             f"batch_size={fit}, batch_size={fit} in Python) or more images")
 
     def take_lr_from_finder(self, data: DeviceData) -> None:
         source = self.settings["lr_from_finder"]
