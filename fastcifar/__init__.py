@@ -12,7 +12,8 @@ from .api import evaluate, load_model  # noqa: E402
 from .data import ImageData, load_dataset  # noqa: E402
 from .errors import InputError, RunFailed  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
-from .train.session import FINDER, TrainResult, resume, train  # noqa: E402
+from .train.results import TrainResult  # noqa: E402
+from .train.session import FINDER, resume, train  # noqa: E402
 
 __all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "RunFailed", "TrainResult",
            "__version__", "evaluate", "load_dataset", "load_model", "resume", "train"]

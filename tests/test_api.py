@@ -64,6 +64,8 @@ def test_a_short_run_on_in_memory_data_learns_and_reports_statistics(tiny):
     assert low <= result.accuracy.mean <= high
     assert min(accuracies) > 0.5, "ten colours under noise: a chance run would score 0.1"
     assert not Path("runs").exists(), "out=None writes nothing"
+    # only the last network is kept: 200 runs would otherwise hold 200 networks
+    assert result.runs[0].model is None and result.runs[1].model is result.model
 
 
 def test_a_run_shorter_than_the_lookahead_period_keeps_its_training(tiny):

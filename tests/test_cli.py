@@ -164,6 +164,9 @@ def test_an_error_before_anything_is_recorded_leaves_no_run_folder(tmp_path, cap
                  "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists() and not out.parent.exists()  # nor the parent it would have made
+    assert main(["lr-find", "--data", str(tmp_path / "missing.tar.gz"), "--device", "cpu",
+                 "--out", str(out)]) == 2
+    assert not out.exists()
 
 
 def test_a_subset_too_small_for_the_batch_is_refused_with_a_batch_that_fits(tiny_archive,

@@ -1,8 +1,7 @@
 """The general trainer, in the fast.ai spirit: a network by name, a standard
 optimiser, a named lr schedule, label smoothing, and weight decay that spares norms and
-biases unless asked. Its recipes reproduce the four steps of the article "fast.ai techniques on plain
-PyTorch" with ResNet-18 on
-Imagewoof (SGD with a step schedule -> the LR finder's lr -> one cycle -> AdamW) and give
+biases unless asked. Its recipes reproduce the four steps of the article "fast.ai
+techniques on plain PyTorch" with ResNet-18 on Imagewoof (SGD with a step schedule -> the LR finder's lr -> one cycle -> AdamW) and give
 a standard CIFAR ResNet-18 baseline.
 
 Unlike the speed runs, these train with float32 weights (mixed precision on a GPU) and the

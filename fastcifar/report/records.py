@@ -23,6 +23,7 @@ import torch
 from ..bench.stats import summarize
 from ..errors import InputError, RunFailed
 from ..files import atomic_path, copy_tree_whole
+from ..train.checkpoint import unwrapped
 from ..train.device import device_name
 from ..version import __version__
 
@@ -94,7 +95,7 @@ class RunFolder:
     def save_model(self, model: torch.nn.Module) -> None:
         """model.pt: the trained weights (a state_dict, readable with weights_only)."""
         with atomic_path(self.path / MODEL) as tmp:
-            torch.save(getattr(model, "_orig_mod", model).state_dict(), tmp)
+            torch.save(unwrapped(model).state_dict(), tmp)
 
     def write_text(self, name: str, text: str) -> None:
         try:

@@ -1,7 +1,7 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped.
 
-A run's changing state is one RunState; `last.pt` is written after every epoch and `best.pt` whenever the validation accuracy is
-the best so far. Each holds the model, optimisers, lr schedulers, weight average, the
+A run's changing state is one RunState. `last.pt` is written after every epoch and
+`best.pt` whenever the validation accuracy is the best so far. Each holds the model, optimisers, lr schedulers, weight average, the
 loader's and the random generators' state, the epoch, the step and the epoch records, with
 the config as plain data, so `torch.load(path, weights_only=True)` reads it: no pickled
 code runs when a checkpoint is opened. Files are written under a temporary name and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
@@ -39,3 +40,20 @@ class RunResult:
     def from_dict(cls, d: dict) -> "RunResult":
         return cls(d["seed"], d["accuracy"], d["accuracy_no_tta"], d["train_seconds"],
                    d["seconds_by_part"])
+
+
+@dataclass
+class TrainResult:
+    """A session's runs, and the statistics over them (see bench/stats.py)."""
+
+    recipe: str
+    config: object  # the recipe's config as it ran
+    runs: list[RunResult]
+    out: Path | None  # the run folder, if the session wrote one
+    accuracy: object  # a bench.stats.Summary (mean, std, ci95, min, max) of the TTA accuracy
+    seconds: object  # the same of the timed seconds
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The last run's trained network (None for runs finished before a resume)."""
+        return self.runs[-1].model

@@ -9,9 +9,9 @@ a run folder it records everything there (see report/records.py) and can be resu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..data.loader import DeviceData
 from ..errors import InputError, RunFailed
 from ..recipes import get_recipe
-from ..recipes.base import TrainConfig, config_from_dict, with_values
+from ..recipes.base import config_from_dict, with_values
 from ..report.lr_finder import summary_lines, write_result
 from ..report.records import RunFolder, read_finished_runs, read_run_settings
 from ..report.table import Table
@@ -34,7 +34,7 @@ from .loop import train_run
 from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
                         lr_from_finder)
 from .lr_rules import LRFinderResult
-from .results import RunResult
+from .results import RunResult, TrainResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
 MIN_BATCHES = 4  # full batches an epoch, at the least
@@ -48,28 +48,6 @@ SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
             "lr_from_finder": None}
 
 
-@dataclass
-class TrainResult:
-    recipe: str
-    config: TrainConfig
-    runs: list[RunResult]
-    out: Path | None  # the run folder, if the session wrote one
-
-    @property
-    def accuracy(self) -> Summary:
-        """Over the runs: mean, std, ci95, min, max of the final (TTA) accuracy."""
-        return summarize([r.accuracy for r in self.runs])
-
-    @property
-    def seconds(self) -> Summary:
-        return summarize([r.seconds for r in self.runs])
-
-    @property
-    def model(self):
-        """The last run's trained network (None for runs finished before a resume)."""
-        return self.runs[-1].model
-
-
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
@@ -80,10 +58,11 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
 
     `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
     "imagenette", an ImageData, or None for the recipe's own. `subset`, `test_subset`:
-    class-balanced subsets of that many training or test images. `overrides`: recipe hyperparameters by name
-    (`fastcifar recipes --show NAME` lists them), checked like `--set`. `out`: a run
-    folder to record everything in (nothing is written without one); `checkpoints` (there)
-    make it resumable. `lr_from_finder`: a saved LR-finder result, or FINDER to run it."""
+    class-balanced subsets of that many training or test images. `overrides`: recipe
+    hyperparameters by name (`fastcifar recipes --show NAME` lists them), checked like
+    `--set`. `out`: a run folder to record everything in (nothing is written without one);
+    `checkpoints` (there) make it resumable. Only the last run keeps its trained network
+    (`.model`): a battery of many runs would otherwise hold every one in memory. `lr_from_finder`: a saved LR-finder result, or FINDER to run it."""
     recipe_obj = get_recipe(recipe)
     _check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
@@ -92,7 +71,8 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     config.validate()
     _check_runs(runs, seed)
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "test_subset": test_subset, "runs": runs, "seed": seed, "precision": precision, "compile": compile,
+                "test_subset": test_subset, "runs": runs, "seed": seed,
+                "precision": precision, "compile": compile,
                 "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
                 "data": _data_name(data) or recipe_obj.default_data}
     if checkpoints and out is None:
@@ -101,13 +81,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
                                else recipe_obj.checkpoints and out is not None)
     device = resolve_device(device)
     folder = RunFolder.new(out) if out is not None else None  # refuses a folder in use
-    try:
+    with _removed_if_unused(folder):
         return _Session(recipe_obj, config, settings, device, data, folder, progress,
                         verbose).run()
-    except (InputError, RunFailed):
-        if folder is not None:
-            folder.remove_if_unused()  # an error before anything was recorded leaves nothing
-        raise
 
 
 def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
@@ -132,7 +108,9 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     if len(finished) >= runs:
         session.say(f"{out.path} is already finished: {len(finished)} of {runs} run(s); "
                     f"nothing to train (its results are in {out.path / 'summary.json'})")
-        return TrainResult(recipe.name, config, finished, out.path)
+        return TrainResult(recipe.name, config, finished, out.path,
+                           summarize([r.accuracy for r in finished]),
+                           summarize([r.seconds for r in finished]))
     if settings["checkpoints"]:
         then = "the interrupted run continues from its last checkpoint, if it saved one"
     else:
@@ -161,7 +139,8 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
     session = _Session(recipe_obj, config, settings, resolve_device(device), data, folder,
                        None, verbose)
     configure_backend(session.device)
-    _, device_data, _ = session.load_data()
+    with _removed_if_unused(folder):
+        _, device_data, _ = session.load_data()
     session.say(f"recipe: {recipe_obj.name} on {device_name(session.device)}, torch "
                 f"{torch.__version__}\nsweeping {steps} steps of {config.batch_size} images, "
                 f"multipliers {start:g} to {end:g} of the recipe's lrs")
@@ -209,6 +188,8 @@ class _Session:
 
         results, table = list(finished or []), self.table()
         for i in range(len(results), self.settings["runs"]):
+            if results:
+                results[-1].model = None  # only the last run's network is kept
             results.append(self.one_run(i, data, table))
             if self.out is not None:
                 self.out.record_summary(self.recipe, self.settings, dataset, self.device,
@@ -216,7 +197,9 @@ class _Session:
                 if results[-1].model is not None:
                     self.out.save_model(results[-1].model)
         result = TrainResult(self.recipe.name, self.config, results,
-                             self.out.path if self.out else None)
+                             self.out.path if self.out else None,
+                             summarize([r.accuracy for r in results]),
+                             summarize([r.seconds for r in results]))
         self.say(f"\n{self.recipe.name}: accuracy {_percent(result.accuracy)} over "
                  f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
         if self.out is not None:
@@ -237,7 +220,7 @@ class _Session:
                                    resize=stored_size(image_size) if image_size else None)
         if self.settings["subset"] is not None:
             dataset = dataset.balanced_subset(self.settings["subset"], seed=self.settings["seed"])
-        if self.settings.get("test_subset") is not None:
+        if self.settings["test_subset"] is not None:
             dataset = dataset.balanced_test_subset(self.settings["test_subset"],
                                                    seed=self.settings["seed"])
         self.check_batches(len(dataset.train_images))
@@ -311,6 +294,17 @@ class _Session:
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.seconds})
         return result
+
+
+@contextlib.contextmanager
+def _removed_if_unused(folder: RunFolder | None):
+    """An input error or failed run before anything was recorded leaves no run folder."""
+    try:
+        yield
+    except (InputError, RunFailed):
+        if folder is not None:
+            folder.remove_if_unused()
+        raise
 
 
 def _check_runs(runs: int, seed: int) -> None:
