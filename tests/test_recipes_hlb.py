@@ -164,20 +164,30 @@ def test_a_copied_back_average_with_decay_0_just_follows_the_weights():
     assert torch.allclose(net.weight, before + 0.5)
 
 
-def test_the_hand_off_is_detached_and_adds_noise_of_the_outputs_std():
+def test_the_hand_off_adds_noise_of_the_outputs_std_and_passes_back_only_its_size():
     torch.manual_seed(0)
     x = (3 * torch.randn(200, 16, 8, 8) + 1).requires_grad_()
     out = simulated_action(x)
-    assert not out.requires_grad, "no gradient through the hand-off itself"
-    noise = out - x.detach()
+    noise = (out - x).detach()
     assert noise.mean().abs() < 0.02 and noise.std().item() == pytest.approx(3.0, rel=0.01)
     assert torch.corrcoef(torch.stack((noise.flatten(), x.detach().flatten())))[0, 1].abs() < 0.01
     assert simulated_action(x, noise_scale=0.5).sub(x).std().item() == pytest.approx(1.5, rel=0.01)
+    # The gradient: not the upstream one (x is detached), only the std's, which points
+    # along x's deviation from its mean whatever the upstream gradient is.
+    (out * torch.randn_like(out)).sum().backward()
+    deviation = (x - x.mean()).detach().flatten()
+    cosine = F.cosine_similarity(x.grad.flatten(), deviation, dim=0)
+    assert cosine.abs().item() == pytest.approx(1.0, abs=1e-5)
+    x.grad = None
+    simulated_action(x, noise_scale=0.0).sum().backward()
+    assert x.grad.abs().max() == 0
 
 
-def sketch_net() -> HlbStateSketchNet:
+def sketch_net(noise_scale: float = 0.0) -> HlbStateSketchNet:
+    """The sketch's net, small; without noise, so that the only gradients are those the
+    wiring passes (the noise's size adds a tiny one to every group)."""
     torch.manual_seed(0)
-    return HlbStateSketchNet(widths=(8, 16, 32))
+    return HlbStateSketchNet(widths=(8, 16, 32), noise_scale=noise_scale)
 
 
 def grad_norm(module: nn.Module) -> float:
@@ -211,6 +221,9 @@ def test_as_the_seed_wires_it_the_loss_trains_the_middle_group_and_its_predictor
         ("predictor 2", net.predictors[2]), ("group 2", net.groups[2]), ("head", net.head)]}
     assert learns == {"predictor 0": True, "group 0": False, "predictor 1": False,
                       "group 1": True, "predictor 2": True, "group 2": False, "head": True}
+    noisy = sketch_net(noise_scale=1.0)  # the noise's size reaches every group
+    noisy(torch.randn(16, 3, 32, 32)).logsumexp(1).sum().backward()
+    assert grad_norm(noisy.groups[0]) > 0 and grad_norm(noisy.groups[2]) > 0
 
 
 def test_state_sketch_changes_only_the_seeds_values_and_the_network():

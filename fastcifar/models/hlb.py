@@ -60,10 +60,12 @@ class StatePredictor(nn.Module):
 
 
 def simulated_action(x: torch.Tensor, noise_scale: float = 1.0) -> torch.Tensor:
-    """x as a non-differentiable, noisy message: detached, plus Gaussian noise of x's std
-    (itself detached, so not even the noise's size passes a gradient back)."""
-    x = x.detach()
-    return x + noise_scale * x.std() * torch.randn_like(x)
+    """x as a noisy message that passes no gradient back: detached, plus Gaussian noise
+    of x's std. As in the sketch, the std is not detached, so the one gradient that does
+    pass is the noise's size: a scalar times x's deviation from its mean, one number per
+    batch, tiny beside a real gradient (but enough for the weight decay to act on groups
+    that get no other)."""
+    return x.detach() + noise_scale * x.std() * torch.randn_like(x)
 
 
 class HlbStateSketchNet(HlbNet):
@@ -74,9 +76,10 @@ class HlbStateSketchNet(HlbNet):
     prediction of group k+1's output that group k's output feeds.
 
     As the sketch wires it, with three groups that leaves the first and last groups without
-    any gradient: the last group's output reaches the head only detached, and the first
-    group's prediction feeds the last group. Their convs stay near their dirac init (and
-    the noise is added in evaluation too, as in the sketch)."""
+    any gradient but the noise's size (see simulated_action): the last group's output
+    reaches the head only detached, and the first group's prediction feeds the last
+    group. Their convs stay near their dirac init (and the noise is added in evaluation
+    too, as in the sketch)."""
 
     def __init__(self, widths: tuple[int, ...] = (64, 256, 512), num_classes: int = 10,
                  batchnorm_momentum: float = 0.6, output_scale: float = 1 / 12,
