@@ -56,6 +56,35 @@ def test_newton_schulz_in_float32_agrees_with_bfloat16():
     assert (x32 - newton_schulz(g).float()).abs().max() < 0.02
 
 
+def test_a_stack_of_matrices_is_orthogonalised_each_on_its_own():
+    """The batched form Muon uses: one call for all matrices of a shape."""
+    stack = torch.stack([matrix_with_singular_values(SPREAD * k, 32, 144)[0] for k in (1, 3, 10)])
+    together = newton_schulz(stack, dtype=torch.float32)
+    for matrix, done in zip(stack, together):
+        assert torch.allclose(done, newton_schulz(matrix, dtype=torch.float32), atol=1e-5)
+
+
+def test_muon_with_weights_of_several_shapes_steps_each_as_on_its_own():
+    """Batching by shape and fusing the momentum changes nothing: the same weights as one
+    Muon per weight after three steps."""
+    shapes = [(32, 16, 3, 3), (16, 8, 3, 3), (32, 16, 3, 3), (8, 8, 1, 1), (32, 16, 3, 3)]
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=generator) for s in shapes]
+    grads = [[torch.randn(s, generator=generator) for s in shapes] for _ in range(3)]
+    together = [nn.Parameter(w.clone()) for w in start]
+    alone = [nn.Parameter(w.clone()) for w in start]
+    optimiser = Muon(together, lr=0.1, momentum=0.6, ns_dtype=torch.float32)
+    singles = [Muon([w], lr=0.1, momentum=0.6, ns_dtype=torch.float32) for w in alone]
+    for step_grads in grads:
+        for w, v, g in zip(together, alone, step_grads):
+            w.grad, v.grad = g.clone(), g.clone()
+        optimiser.step()
+        for single in singles:
+            single.step()
+    for w, v in zip(together, alone):
+        assert torch.allclose(w, v, atol=1e-5)
+
+
 def conv_weight_with_norm(norm: float, seed: int = 1) -> nn.Parameter:
     w = torch.randn(32, 16, 3, 3, generator=torch.Generator().manual_seed(seed))
     return nn.Parameter(w * norm / w.norm())

@@ -143,6 +143,20 @@ def test_lookahead_update_averages_and_copies_back():
     assert net.num_batches_tracked == 0, "integer buffers are left alone"
 
 
+def test_lookahead_averages_half_weights_beside_float32_norms():
+    """As on a GPU: a half conv and a float32 BatchNorm, averaged in one update each."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 1).half(), nn.BatchNorm2d(3))
+    average = WeightAverage(net, copy_back=True)
+    old_conv, old_bn = net[0].weight.detach().clone(), net[1].running_mean.clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.add_(2.0)
+    average.update(net, decay=0.5)
+    assert net[0].weight.dtype == torch.float16 and net[1].running_mean.dtype == torch.float32
+    assert torch.allclose(net[0].weight.float(), old_conv.float() + 0.5, atol=1e-3)
+    assert torch.allclose(net[1].running_mean, old_bn + 1.0)
+
+
 def test_ema_is_kept_apart_until_loaded():
     net = nn.Linear(2, 2)
     ema = WeightAverage(net, copy_back=False)

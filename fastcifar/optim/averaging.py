@@ -32,17 +32,23 @@ class WeightAverage:
         state = model.state_dict()
         self.average = {k: v.detach().clone() for k, v in state.items()}
         self._averaged = [k for k, v in state.items() if v.is_floating_point()]
+        # The names by dtype and device: a fused (_foreach_) call takes its fast path only
+        # on tensors of one dtype and device (half weights beside float32 BatchNorm on a GPU).
+        self._groups: dict[tuple, list[str]] = {}
+        for k in self._averaged:
+            self._groups.setdefault((state[k].dtype, state[k].device), []).append(k)
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
         """average <- decay * average + (1 - decay) * weights; with copy_back (lookahead),
-        the weights are then set to the average. One fused call for all tensors."""
+        the weights are then set to the average. One fused call per dtype for all tensors."""
         state = model.state_dict()
-        weights = [state[k] for k in self._averaged]
-        averages = [self.average[k] for k in self._averaged]
-        torch._foreach_lerp_(averages, weights, 1 - decay)
-        if self.copy_back:
-            torch._foreach_copy_(weights, averages)
+        for names in self._groups.values():
+            weights = [state[k] for k in names]
+            averages = [self.average[k] for k in names]
+            torch._foreach_lerp_(averages, weights, 1 - decay)
+            if self.copy_back:
+                torch._foreach_copy_(weights, averages)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -23,19 +23,20 @@ def newton_schulz(matrix: torch.Tensor, steps: int = 3,
                   dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7) -> torch.Tensor:
     """An approximately orthogonal matrix with matrix's singular vectors: U S' V^T with S'
     near 1 (in dtype). Dividing by the Frobenius norm first puts every singular value in
-    [0, 1], where the quintic pushes them towards 1."""
-    if matrix.dim() != 2:
+    [0, 1], where the quintic pushes them towards 1. A stack of matrices (..., m, n) is
+    done at once, each on its own: one batched product per term instead of one per matrix."""
+    if matrix.dim() < 2:
         raise ValueError(f"newton_schulz needs a matrix, got shape {tuple(matrix.shape)}")
     a, b, c = coefficients
     x = matrix.to(dtype)
-    x = x / (x.norm() + eps)
-    tall = x.size(0) > x.size(1)
+    x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        x = x.T  # iterate on the smaller Gram matrix
+        x = x.mT  # iterate on the smaller Gram matrix
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if tall else x
+    return x.mT if tall else x
 
 
 class Muon(torch.optim.Optimizer):
@@ -67,17 +68,39 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            momentum = group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            momentum, grads = group["momentum"], [p.grad for p in params]
+            buffers = []
+            for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p.grad)
-                buffer = state["momentum_buffer"].mul_(momentum).add_(p.grad)
-                direction = p.grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
-                p.mul_(len(p) ** 0.5 / p.norm())
-                dtype = group["ns_dtype"] or (torch.bfloat16 if p.is_cuda else torch.float32)
-                update = newton_schulz(direction.flatten(1), group["ns_steps"], dtype=dtype)
-                p.add_(update.view_as(p).to(p.dtype), alpha=-group["lr"])
+                buffers.append(state["momentum_buffer"])
+            # One fused call per operation for all the weights, not one per weight.
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, grads)
+            directions = (torch._foreach_add(grads, buffers, alpha=momentum)
+                          if group["nesterov"] else buffers)
+            norms = torch._foreach_norm(params)
+            torch._foreach_mul_(params, [len(p) ** 0.5 / n for p, n in zip(params, norms)])
+            dtype = group["ns_dtype"] or (torch.bfloat16 if params[0].is_cuda else torch.float32)
+            updates = orthogonalised([d.flatten(1) for d in directions], group["ns_steps"], dtype)
+            torch._foreach_add_(params, [u.view_as(p).to(p.dtype) for u, p in zip(updates, params)],
+                                alpha=-group["lr"])
         return loss
+
+
+def orthogonalised(matrices: list[torch.Tensor], steps: int,
+                   dtype: torch.dtype) -> list[torch.Tensor]:
+    """newton_schulz of each matrix, those of one shape stacked and done together."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, m in enumerate(matrices):
+        by_shape.setdefault(tuple(m.shape), []).append(i)
+    out: list[torch.Tensor] = [None] * len(matrices)  # type: ignore[list-item]
+    for indices in by_shape.values():
+        done = newton_schulz(torch.stack([matrices[i] for i in indices]), steps, dtype=dtype)
+        for i, x in zip(indices, done.unbind(0)):
+            out[i] = x
+    return out
