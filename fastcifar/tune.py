@@ -1,0 +1,234 @@
+"""`fastcifar tune`: a hyperparameter search with Optuna, in which every trial is a normal
+fastcifar run whose folder is kept.
+
+The search space names recipe hyperparameters, searched in the recipe's own coordinates
+(the airbench family's lr and weight decay are already decoupled from the batch size and
+from each other, the directions Page's DAWNBench notes found to matter):
+
+    lr=4:20:log, momentum=0.8:0.95, flip=random|alternating
+
+Each trial reports its validation accuracy after every epoch, so the pruner (median by
+default) can stop unpromising ones early. The study lives in Optuna's storage: by default
+a journal file in the tune folder, which any number of processes on the machine (for
+example the ranks of `torchrun`, each on its own GPU) share; on several machines, a
+journal file on a shared filesystem or a database URL. Every worker pulls trials until
+the study holds the requested number of finished ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import socket
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .files import atomic_path
+from .recipes import get_recipe
+from .recipes.base import parse_assignments, with_values
+from .report.plots import save_png
+from .report.tuning import history_figure, importance_figure, slice_figure
+from .train.session import train
+
+OBJECTIVES = ("accuracy", "accuracy_no_tta")  # both maximised
+PRUNERS = ("median", "none")
+JOURNAL = "study.journal"
+WORKER = f"{socket.gethostname()}:{os.getpid()}" + (
+    f" rank {os.environ['RANK']}" if "RANK" in os.environ else "")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One axis of the search: a range (ints or floats, optionally log-spaced) or choices."""
+
+    name: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: tuple = ()
+
+    def suggest(self, trial):
+        if self.choices:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if isinstance(self.low, int):
+            return trial.suggest_int(self.name, self.low, self.high, log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+
+def parse_space(text: str, recipe_name: str) -> list[Dimension]:
+    """`name=low:high[:log]` or `name=a|b|c`, comma-separated, each name a hyperparameter
+    of the recipe and each value of its type; refused, naming the part, otherwise."""
+    config = get_recipe(recipe_name).config
+    hints = typing.get_type_hints(type(config))
+    dims = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, spec = part.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not spec:
+            raise InputError(f"--space {part!r}: expected name=low:high[:log] or name=a|b|c")
+        if "|" in spec:
+            values = [parse_assignments(config, [f"{name}={v}"])[name] for v in spec.split("|")]
+            dims.append(Dimension(name, choices=tuple(values)))
+            continue
+        bounds = spec.split(":")
+        log = len(bounds) == 3 and bounds[2] == "log"
+        if len(bounds) not in (2, 3) or (len(bounds) == 3 and not log):
+            raise InputError(f"--space {part!r}: expected {name}=low:high or {name}=low:high:log")
+        if hints.get(name) not in (int, float):
+            parse_assignments(config, [f"{name}={bounds[0]}"])  # an unknown name says so
+            raise InputError(f"--space {part!r}: {name} is not a number; give its choices "
+                             f"as {name}=a|b")
+        low, high = (parse_assignments(config, [f"{name}={b}"])[name] for b in bounds[:2])
+        if not low < high or (log and low <= 0):
+            raise InputError(f"--space {part!r}: expected low < high" +
+                             (" and low > 0 on a log scale" if log else ""))
+        dims.append(Dimension(name, low, high, log))
+    if not dims:
+        raise InputError("--space names no hyperparameter; e.g. --space \"lr=4:20:log\"")
+    if len({d.name for d in dims}) != len(dims):
+        raise InputError(f"--space {text!r}: a hyperparameter is named twice")
+    return dims
+
+
+def open_storage(spec: str | None, folder: Path):
+    """Optuna storage: a journal file in `folder` (None), a journal file by path
+    (`journal:PATH`, or a path ending in .journal or .log), else a database URL."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    path = (folder / JOURNAL if spec is None else Path(spec[8:]) if spec.startswith("journal:")
+            else Path(spec) if spec.endswith((".journal", ".log")) else None)
+    if path is None:
+        try:
+            return optuna.storages.RDBStorage(spec)
+        except ImportError as e:
+            raise InputError(f"--storage {spec}: a database needs SQLAlchemy and its driver "
+                             f"({e})") from None
+        except Exception as e:  # noqa: BLE001 (SQLAlchemy raises many kinds)
+            raise InputError(f"--storage {spec}: cannot open it ({e})") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except OSError as e:
+        raise InputError(f"--storage {path}: cannot write there ({e.strerror or e})") from None
+
+
+@dataclass
+class TuneResult:
+    study_name: str
+    best_params: dict
+    best_value: float | None
+    trials: list[dict]  # one row per trial: number, state, value, params, folder
+    out: Path
+    command: str  # the best configuration as a `fastcifar train` line
+
+
+def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
+         objective: str = "accuracy", storage: str | None = None, study: str | None = None,
+         out: str | Path = "runs/tune", pruner="median", sampler=None, seed: int = 0,
+         verbose: bool = True, **train_options) -> TuneResult:
+    """Search `space` (see parse_space) for `trials` trials in all (over every worker
+    sharing the study), each `fastcifar.train(recipe, seed=seed, **train_options)` plus
+    the trial's values, in its own folder under `out`/trials. `pruner` and `sampler` may
+    be Optuna objects; the defaults are the median pruner and TPE."""
+    try:
+        import optuna
+    except ImportError:
+        raise InputError('tuning needs Optuna: pip install "fastcifar[tune]"') from None
+    recipe_obj = get_recipe(recipe)
+    dims = parse_space(space, recipe_obj.name)
+    fixed = {k: v for k, v in train_options.items() if v is not None}
+    with_values(recipe_obj.config, {k: v for k, v in fixed.items()
+                                    if k in {f.name for f in dataclasses.fields(recipe_obj.config)}})
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise InputError(f"--trials must be a positive integer, got {trials!r}")
+    if isinstance(pruner, str):
+        if pruner not in PRUNERS:
+            raise InputError(f"--pruner {pruner!r}: expected one of {', '.join(PRUNERS)}")
+        pruner = optuna.pruners.MedianPruner() if pruner == "median" else optuna.pruners.NopPruner()
+    if "device" not in fixed and "LOCAL_RANK" in os.environ:
+        fixed["device"] = f"cuda:{os.environ['LOCAL_RANK']}"  # a torchrun worker: its GPU
+    out = Path(out)
+    study_name = study or f"{recipe_obj.name}-tune"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    the_study = optuna.create_study(
+        storage=open_storage(storage, out), study_name=study_name, load_if_exists=True,
+        direction="maximize", pruner=pruner, sampler=sampler or optuna.samplers.TPESampler())
+
+    def run_trial(trial) -> float:
+        values = {d.name: d.suggest(trial) for d in dims}
+        folder = out / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("folder", str(folder))
+        trial.set_user_attr("worker", WORKER)
+
+        def report(record) -> None:
+            trial.report(record.val_accuracy, record.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {record.epoch}: validation accuracy "
+                                         f"{record.val_accuracy:.4f}")
+
+        result = train(recipe_obj.name, out=folder, seed=seed, on_epoch=report, verbose=False,
+                       progress=False, **fixed, **values)
+        run = result.runs[0]
+        trial.set_user_attr("seconds", run.seconds)
+        value = run.accuracy if objective == "accuracy" else run.accuracy_no_tta
+        if verbose:
+            print(f"trial {trial.number}: {objective} {value:.4f} with "
+                  f"{', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in values.items())}")
+        return value
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    stop = optuna.study.MaxTrialsCallback(trials, states=done)
+    if len(the_study.get_trials(deepcopy=False, states=done)) < trials:
+        the_study.optimize(run_trial, n_trials=trials, callbacks=[stop],
+                           catch=(), gc_after_trial=True)
+    return _report(the_study, recipe_obj.name, dims, fixed, seed, out, verbose)
+
+
+def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
+            verbose: bool) -> TuneResult:
+    """trials.csv, the plots, and the best configuration as a command line."""
+    import optuna
+    rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
+             "epochs": len(t.intermediate_values), **t.params,
+             "seconds": t.user_attrs.get("seconds"), "folder": t.user_attrs.get("folder"),
+             "worker": t.user_attrs.get("worker")}
+            for t in study.get_trials(deepcopy=False)]
+    names = [d.name for d in dims]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["number", "state", "value", "epochs", *names, "seconds",
+                                     "folder", "worker"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(out / "trials.csv") as tmp:
+        tmp.write_text(buffer.getvalue())
+    complete = [r for r in rows if r["state"] == "complete"]
+    best = max(complete, key=lambda r: r["value"]) if complete else None
+    best_params = {k: best[k] for k in names} if best else {}
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in fixed.items()
+                       if k in ("data", "subset", "test_subset", "epochs", "device", "precision",
+                                "image_size", "size"))
+    sets = " ".join(f"--set {k}={v}" for k, v in best_params.items())
+    command = f"fastcifar train --recipe {recipe} {options} {sets} --seed {seed}".replace("  ", " ")
+    save_png(history_figure(rows, study.study_name), out / "history.png")
+    save_png(slice_figure(rows, dims), out / "slice.png")
+    importances = {}
+    if len(complete) >= 2 and len(names) > 1:
+        importances = optuna.importance.get_param_importances(study)
+        save_png(importance_figure(importances, study.study_name), out / "importances.png")
+    if verbose:
+        print(f"{len(complete)} complete, {sum(r['state'] == 'pruned' for r in rows)} pruned "
+              f"of {len(rows)} trials in study {study.study_name}; wrote {out / 'trials.csv'}")
+        if best:
+            print(f"best: trial {best['number']}, {best['value']:.4f} ({best['folder']})\n{command}")
+    return TuneResult(study.study_name, best_params, best["value"] if best else None, rows,
+                      out, command)
+
+
+__all__ = ["Dimension", "TuneResult", "parse_space", "tune"]

@@ -1,0 +1,89 @@
+"""`fastcifar tune`: an Optuna search whose trials are fastcifar runs, shared by workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+optuna = pytest.importorskip("optuna", reason="tuning needs the tune extra (Optuna)")
+
+from fastcifar.cli import main  # noqa: E402
+from fastcifar.errors import InputError  # noqa: E402
+from fastcifar.tune import parse_space, tune  # noqa: E402
+
+
+def test_the_space_takes_ranges_log_ranges_ints_and_choices():
+    dims = {d.name: d for d in parse_space(
+        "lr=4:20:log, momentum=0.8:0.95, batch_size=64:256, flip=random|alternating",
+        "airbench94")}
+    assert dims["lr"].log and (dims["lr"].low, dims["lr"].high) == (4.0, 20.0)
+    assert not dims["momentum"].log and isinstance(dims["momentum"].low, float)
+    assert isinstance(dims["batch_size"].low, int)
+    assert dims["flip"].choices == ("random", "alternating")
+
+
+@pytest.mark.parametrize("space, message", [
+    ("lrr=4:20", "has no hyperparameter 'lrr'"),
+    ("lr=20:4", "expected low < high"),
+    ("lr=0:4:log", "low > 0 on a log scale"),
+    ("lr=4:20:exp", "expected lr=low:high"),
+    ("lr=a:b", "expected a number"),
+    ("flip=1:2", "flip is not a number"),
+    ("lr=4:20,lr=5:6", "named twice"),
+    ("", "names no hyperparameter"),
+])
+def test_a_bad_space_is_refused_before_any_work(space, message, tmp_path, capsys):
+    code = main(["tune", "--space", space, "--out", str(tmp_path / "t"), "--device", "cpu"])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+def test_pruned_trials_stop_after_the_epoch_that_pruned_them(tiny_archive, tmp_path):
+    never_good_enough = optuna.pruners.ThresholdPruner(lower=1.1)  # prunes every trial
+    result = tune("airbench94", "lr=2:20:log", 2, out=tmp_path / "t", pruner=never_good_enough,
+                  data=str(tiny_archive), epochs=3, batch_size=30, device="cpu", verbose=False)
+    assert [r["state"] for r in result.trials] == ["pruned", "pruned"]
+    for row in result.trials:
+        assert row["epochs"] == 1
+        metrics = json.loads((tmp_path / "t" / "trials" / f"{row['number']:04d}" /
+                              "metrics.jsonl").read_text().splitlines()[-1])
+        assert metrics["epoch"] == 1, "the run stopped after its first epoch"
+    assert result.best_value is None
+
+
+def test_two_workers_share_one_study_and_run_each_trial_once(tiny_archive, tmp_path):
+    out = tmp_path / "t"
+    command = [sys.executable, "-m", "fastcifar", "tune", "--data", str(tiny_archive),
+               "--space", "lr=2:20:log,momentum=0.5:0.9", "--trials", "4", "--epochs", "1",
+               "--set", "batch_size=30", "--device", "cpu", "--pruner", "none", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    complete = [r for r in rows if r["state"] == "complete"]
+    assert 4 <= len(complete) <= 5  # two workers may each start the last one at once
+    numbers = [int(r["number"]) for r in rows]
+    assert len(set(numbers)) == len(numbers)
+    folders = sorted(p.name for p in (out / "trials").iterdir())
+    assert folders == [f"{n:04d}" for n in sorted(numbers)], "one folder per trial"
+    for r in complete:
+        summary = json.loads((out / "trials" / f"{int(r['number']):04d}" / "summary.json").read_text())
+        assert len(summary["runs"]) == 1 and float(r["value"]) == pytest.approx(summary["runs"][0]["accuracy"])
+        assert 2 <= float(r["lr"]) <= 20
+    assert any("fastcifar train --recipe airbench94" in o for o, _ in outputs)
+    for png in ("history.png", "slice.png", "importances.png"):
+        assert Image.open(out / png).size[0] > 300
+
+
+def test_tune_refuses_a_storage_it_cannot_open(tmp_path):
+    with pytest.raises(InputError, match="--storage"):
+        tune("airbench94", "lr=2:20", 1, storage="nosuchdb://x", out=tmp_path / "t",
+             device="cpu")
