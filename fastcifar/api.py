@@ -1,23 +1,28 @@
 """The Python API's entry points beyond training (see train/session.py for `train`):
-evaluating a network on images as they come, and a trained network back from its run
-folder."""
+evaluating a network on images as they come; and, for a run folder, its trained network,
+its full evaluation, predictions for image files, and an export for other programs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from .data import load_dataset
 from .data.dataset import uint8_channels_last
-from .data.loader import normalisation, to_device_tensor
+from .data.imagefolder import IMAGE_SUFFIXES, decode_image
+from .data.loader import evaluation_tensor, normalisation, to_device_tensor
 from .errors import InputError
 from .recipes import get_recipe
 from .recipes.base import config_from_dict
+from .report.evaluation import Evaluation
+from .report.export import check_format, export_model, largest_difference, load_exported
 from .report.records import MODEL, read_run_settings
 from .train.checkpoint import LAST, load_checkpoint
 from .train.device import place_model, resolve_device
-from .train.evaluate import evaluate as evaluate_tensors
+from .train.evaluate import evaluate as evaluate_tensors, predict as logits_of
 
 
 def evaluate(model: nn.Module, images, labels, tta_level: int = 0) -> float:
@@ -44,9 +49,7 @@ def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
     rebuilt from its recipe and config, in float32 and eval mode on `device`: the weights of
     its model.pt (the last finished run), else of its last checkpoint."""
     folder = Path(folder)
-    saved = read_run_settings(folder)
-    recipe = get_recipe(saved["recipe"])
-    config = config_from_dict(recipe.config, saved["config"], str(folder / "config.json"))
+    saved, recipe, config = _run_recipe(folder)
     if (folder / MODEL).exists():
         try:
             weights = torch.load(folder / MODEL, map_location="cpu", weights_only=True)
@@ -64,3 +67,116 @@ def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
         raise InputError(f"{folder}: its weights do not fit {recipe.name}'s network "
                          f"({str(e).splitlines()[0]})") from None
     return place_model(model, resolve_device(device)).eval()
+
+
+def _run_recipe(folder: Path):
+    """(config.json's contents, the recipe, its config as the run used it)."""
+    saved = read_run_settings(folder)
+    recipe = get_recipe(saved["recipe"])
+    return saved, recipe, config_from_dict(recipe.config, saved["config"],
+                                           str(folder / "config.json"))
+
+
+def _stored_side(saved: dict, config) -> int:
+    """The side the run's images were stored at (config.json's record, else the recipe's)."""
+    return saved.get("image_side") or config.stored_side() or 32
+
+
+def evaluate_run(folder: str | Path, data=None, tta_level: int | None = None,
+                 device: str = "auto", test_subset: int | None = None,
+                 say=print) -> Evaluation:
+    """The run folder's trained network on the test split of `data` (default the data it
+    trained on), at `tta_level` (default its recipe's): top-1, top-5, per class, confusion."""
+    folder = Path(folder)
+    saved, recipe, config = _run_recipe(folder)
+    tta_level = config.tta_level if tta_level is None else tta_level
+    if tta_level not in (0, 1, 2):
+        raise InputError(f"--tta-level must be 0, 1 or 2, got {tta_level}")
+    model = load_model(folder, device)
+    dataset = load_dataset(data or saved["data"], size=saved.get("size") or "160",
+                           resize=_stored_side(saved, config), say=say)
+    if list(dataset.classes) != list(saved["classes"]):
+        raise InputError(f"{dataset.name}'s classes {list(dataset.classes)} are not the ones "
+                         f"{folder} was trained on ({saved['classes']})")
+    if test_subset is not None:
+        dataset = dataset.balanced_test_subset(test_subset)
+    weights = next(model.parameters())
+    images = evaluation_tensor(dataset.test_images, weights.device, torch.float32,
+                               config.crop_size())
+    labels = torch.from_numpy(dataset.test_labels).to(weights.device)
+    return Evaluation.from_logits(logits_of(model, images, tta_level), labels,
+                                  dataset.classes, tta_level)
+
+
+def image_files(paths) -> list[Path]:
+    """The image files named, a folder standing for every .jpg/.jpeg/.png under it."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such image file or folder")
+    if not found:
+        raise InputError(f"no .jpg, .jpeg or .png images in {', '.join(map(str, paths))}")
+    return found
+
+
+def predict(folder: str | Path, images, top: int = 3,
+            device: str = "auto") -> list[tuple[Path, list[tuple[str, float]]]]:
+    """For each image file (or every image in a folder): the run's `top` most likely
+    classes, by name, with their probabilities (softmax of the recipe's TTA logits)."""
+    folder = Path(folder)
+    saved, recipe, config = _run_recipe(folder)
+    files, side = image_files(images), _stored_side(saved, config)
+    arrays = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"{path}: cannot read it ({e.strerror or e})") from None
+        try:
+            arrays.append(decode_image(data, side)[0])
+        except Exception as e:  # noqa: BLE001 (Pillow raises many kinds)
+            raise InputError(f"{path}: not an image Pillow can decode ({e})") from None
+    model = load_model(folder, device)
+    x = evaluation_tensor(np.stack(arrays), next(model.parameters()).device, torch.float32,
+                          config.crop_size())
+    probabilities = logits_of(model, x, config.tta_level).softmax(1).cpu()
+    best = probabilities.topk(min(top, probabilities.size(1)), dim=1)
+    classes = saved["classes"]
+    return [(path, [(classes[c], p) for c, p in zip(i.tolist(), v.tolist())])
+            for path, v, i in zip(files, best.values, best.indices)]
+
+
+def export(folder: str | Path, fmt: str, out: str | Path | None = None,
+           check: bool = True) -> tuple[Path, float | None]:
+    """Export the run folder's network (see report/export.py for the formats) into `out`
+    (default RUN/export); with `check`, load it back and return the largest difference of
+    its logits from the network's on random inputs (None if the network is random itself)."""
+    check_format(fmt)
+    folder = Path(folder)
+    saved, recipe, config = _run_recipe(folder)
+    out = Path(out) if out is not None else folder / "export"
+    side = _stored_side(saved, config)
+    size = config.crop_size() or side
+    mean, std = normalisation(side)
+    preprocessing = {
+        "recipe": recipe.name, "classes": saved["classes"], "image_size": size,
+        "input": f"float32 (N, 3, {size}, {size}), RGB: pixel / 255, then (x - mean) / std; "
+                 + (f"images resized to {side}x{side} (shorter side, centre crop), then their "
+                    f"centre {size}x{size}" if size < side else
+                    f"images resized to {size}x{size} (shorter side, centre crop)"),
+        "mean": list(mean), "std": list(std), "output": "logits (N, classes)",
+        "tta_level": config.tta_level,
+        "tta": "the published accuracy averages the logits of each image and its mirror "
+               "(level 1), and of 1-pixel shifts (level 2); the graph itself is one pass"}
+    model = load_model(folder, "cpu")
+    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    path = export_model(model, fmt, out, example, preprocessing, read_run_settings(folder))
+    if not check:
+        return path, None
+    exported = load_exported(path, fmt, lambda: recipe.build_model(config, len(saved["classes"])))
+    inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
+    return path, largest_difference(model, exported, inputs)

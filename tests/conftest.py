@@ -54,6 +54,10 @@ def small_cifar10(cifar10) -> ImageData:
 def tiny_archive(tmp_path):
     """A .tar.gz image folder of 3 classes, 40 train and 10 test 32x32 PNGs each; each
     class has its own colour, so even a few steps can learn it."""
+    return make_tiny_archive(tmp_path)
+
+
+def make_tiny_archive(tmp_path: Path) -> Path:
     root = tmp_path / "tiny"
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("test", 10)):

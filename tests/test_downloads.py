@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from fastcifar.data import imagefolder, load_dataset, stored_size
+from fastcifar.data.dataset import ImageData
 from fastcifar.data.download import download, partial_path, sha256_record_path
 from fastcifar.data.fastai_images import BASE_URL_ENV, load_fastai_images
 from fastcifar.data.imagefolder import load_image_folder
@@ -365,6 +366,12 @@ def test_unknown_names_and_sizes(name, size, match):
         load_fastai_images(name, size)
 
 
-def test_cifar10_is_not_resized():
-    with pytest.raises(InputError, match="32x32"):
-        load_dataset("cifar10", resize=40)
+def test_cifar10_is_resized_only_when_asked_for_another_size(monkeypatch):
+    from fastcifar.data import cifar10
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    small = ImageData(images, np.arange(4) % 2, images, np.arange(4) % 2, name="CIFAR-10")
+    monkeypatch.setattr(cifar10, "load_cifar10", lambda: small)
+    assert load_dataset("cifar10", resize=32, say=pytest.fail) is small
+    said = []
+    assert load_dataset("cifar10", resize=40, say=said.append).train_images.shape == (4, 40, 40, 3)
+    assert "upscaling" in said[0] and "40x40" in said[0]

@@ -21,7 +21,7 @@ LAYERS = [
     ("fastcifar.bench",),
     ("fastcifar.report",),
     ("fastcifar.train.session",),
-    ("fastcifar.api", "fastcifar.cli", "fastcifar.__main__", "fastcifar"),
+    ("fastcifar.api", "fastcifar.tune", "fastcifar.cli", "fastcifar.__main__", "fastcifar"),
 ]
 
 
@@ -110,7 +110,7 @@ def test_every_module_imports_in_a_fresh_interpreter_top_layer_first():
     assert done.returncode == 0, done.stderr
 
 
-def test_no_module_is_over_350_lines_and_the_command_is_under_250():
+def test_no_module_is_over_350_lines_and_the_command_modules_under_250():
     lengths = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
-    assert lengths["fastcifar.cli"] < 250
+    assert {n: k for n, k in lengths.items() if n.startswith("fastcifar.cli") and k >= 250} == {}
     assert {n: k for n, k in lengths.items() if k > 350} == {}

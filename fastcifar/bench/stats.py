@@ -48,6 +48,14 @@ class Summary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def percent(self) -> str:
+        """The summary of accuracies (fractions) in percent: the value alone for one run."""
+        if self.n == 1:
+            return f"{100 * self.mean:.2f}%"
+        return (f"mean {100 * self.mean:.2f}%, std {100 * self.std:.2f}, 95% CI "
+                f"[{100 * self.ci95_low:.2f}, {100 * self.ci95_high:.2f}], min "
+                f"{100 * self.min:.2f}, max {100 * self.max:.2f}")
+
 
 def summarize(values: list[float]) -> Summary:
     if not values:

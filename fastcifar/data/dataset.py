@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
+from .memory import check_fits, gigabytes
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,47 @@ class ImageData:
                                       what="--test-subset", split="test")
         return ImageData(self.train_images, self.train_labels, self.test_images[index],
                          self.test_labels[index], self.classes, self.name)
+
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the training images."""
+        return self.train_images.shape[1], self.train_images.shape[2]
+
+    def resized(self, side: int, say: Callable[[str], None] = print) -> "ImageData":
+        """Every image as a side x side square: its shorter side scaled to `side`, the long
+        side's edges cut off (nothing is squashed). Says what it does, and refuses (before
+        making it) a copy that does not fit in memory; `self` if already that size."""
+        sizes = {split: images.shape[1:3] for split, images in
+                 (("train", self.train_images), ("test", self.test_images))}
+        if all(s == (side, side) for s in sizes.values()):
+            return self
+        n = len(self.train_images) + len(self.test_images)
+        check_fits(n * side * side * 3, f"{n:,} images at {side}x{side}",
+                   hint="give a smaller image size (--image-size)")
+        h, w = sizes["train"]
+        say(f"note: {self.name}'s images are {w}x{h}; {'upscaling' if min(h, w) < side else 'scaling'} "
+            f"them to {side}x{side} ({gigabytes(n * side * side * 3)} in memory)")
+        return ImageData(square_resize(self.train_images, side),
+                         self.train_labels, square_resize(self.test_images, side),
+                         self.test_labels, self.classes, self.name)
+
+
+def square_resize(images: np.ndarray, side: int, chunk: int = 1024) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> (N, side, side, 3): the centre square, resized bilinearly
+    with antialiasing (as Pillow does when shrinking)."""
+    n, h, w, _ = images.shape
+    if (h, w) == (side, side):
+        return images
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    out = np.empty((n, side, side, 3), dtype=np.uint8)
+    for i in range(0, n, chunk):
+        x = torch.from_numpy(images[i:i + chunk, top:top + s, left:left + s]).permute(0, 3, 1, 2)
+        y = F.interpolate(x.float(), size=(side, side), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out[i:i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
 
 
 def uint8_channels_last(images, split: str) -> np.ndarray:

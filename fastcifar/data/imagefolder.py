@@ -4,9 +4,10 @@ The layout may sit under one top-level folder (as `cifar10-jpeg/train/...` does)
 are decoded once with Pillow and the uint8 arrays are cached, keyed by the archive's
 content (and the resize), so later runs skip the decode.
 
-Photos come in many sizes (Imagenette's, say); `resize` makes each a square of one size at
-decode time: the shorter side scaled to `resize`, the long side's edges cut off, so nothing
-is squashed. Without it every image must already have the same size (CIFAR-like data).
+Photos come in many sizes (Imagenette's, say); `resize` makes each image of another size a
+square of that size at decode time: the shorter side scaled to `resize`, the long side's
+edges cut off, so nothing is squashed. Without it every image must already have the same
+size. Grayscale, palette and RGBA images become RGB.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -26,15 +28,17 @@ from ..errors import InputError
 from ..files import file_digest
 from .cache import cache_root, load_arrays, save_arrays
 from .dataset import ImageData
+from .memory import check_fits, gigabytes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 TEST_SPLIT_NAMES = ("test", "val")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
-def load_image_folder(path: str | Path, cache: bool = True,
-                      resize: int | None = None) -> ImageData:
-    """The dataset at `path`; with `resize`, every image becomes a `resize` x `resize` square."""
+def load_image_folder(path: str | Path, cache: bool = True, resize: int | None = None,
+                      say: Callable[[str], None] = print) -> ImageData:
+    """The dataset at `path`; with `resize`, every image becomes a `resize` x `resize` square
+    (`say` tells how many had to be resized, and what upscaling will cost)."""
     path = Path(path).expanduser()
     if resize is not None and not (isinstance(resize, int) and resize > 0):
         raise InputError(f"image size {resize!r}: expected a positive number of pixels")
@@ -47,15 +51,21 @@ def load_image_folder(path: str | Path, cache: bool = True,
         raise InputError(f"--data {path}: not a directory and not a .tar, .tar.gz, .tgz or .zip archive")
 
     key = file_digest(path) if is_archive else _directory_key(path)
-    resized = f"-{resize}px" if resize is not None else ""
-    cache_file = cache_root() / "imagefolder" / f"{path.name}-{key[:16]}{resized}.npz"
-    if cache and (arrays := load_arrays(cache_file)) is not None:
-        return _from_arrays(path.name, arrays)
+    # Images already of the size asked for are stored as they came: such a folder shares
+    # one cache entry with and without `resize`.
+    as_stored = cache_root() / "imagefolder" / f"{path.name}-{key[:16]}.npz"
+    resized = as_stored.with_name(f"{as_stored.stem}-{resize}px.npz")
+    if cache:
+        for cache_file in (resized, as_stored) if resize is not None else (as_stored,):
+            arrays = load_arrays(cache_file)
+            if arrays is not None and (cache_file == resized or resize is None or
+                                       arrays["train_images"].shape[1:3] == (resize, resize)):
+                return _from_arrays(path.name, arrays)
 
     files = _read_archive(path) if is_archive else _read_directory(path)
-    arrays = _decode_splits(path, files, resize)
+    arrays, any_resized = _decode_splits(path, files, resize, say)
     if cache:
-        save_arrays(cache_file, **arrays)
+        save_arrays(resized if any_resized else as_stored, **arrays)
     return _from_arrays(path.name, arrays)
 
 
@@ -115,8 +125,9 @@ def _split_layout(path: Path, names: list[str]) -> tuple[int, str, str]:
                      f"(optionally under one top-level folder)")
 
 
-def _decode_splits(path: Path, files: dict[str, bytes],
-                   resize: int | None) -> dict[str, np.ndarray]:
+def _decode_splits(path: Path, files: dict[str, bytes], resize: int | None,
+                   say: Callable[[str], None]) -> tuple[dict[str, np.ndarray], bool]:
+    """The arrays of both splits, and whether any image had to be resized."""
     if not files:
         raise InputError(f"--data {path}: holds no .jpg/.jpeg/.png images")
     depth, train_name, test_name = _split_layout(path, list(files))
@@ -134,30 +145,67 @@ def _decode_splits(path: Path, files: dict[str, bytes],
                          f"(only in train: {only_train or 'none'}; only in {test_name}: "
                          f"{only_test or 'none'}); expected the same class folders in both")
 
-    arrays = {"classes": np.array(train_classes)}
-    for split, key in ((train_name, "train"), (test_name, "test")):
-        items = [(name, data, label) for label, c in enumerate(train_classes)
-                 for name, data in sorted(splits[split][c])]
-        images = _decode_all(path, [(n, d) for n, d, _ in items], resize)
+    arrays, resized = {"classes": np.array(train_classes)}, 0
+    items = {key: [(name, data, label) for label, c in enumerate(train_classes)
+                   for name, data in sorted(splits[split][c])]
+             for split, key in ((train_name, "train"), (test_name, "test"))}
+    if resize is not None:
+        _say_cost(path, items["train"][0], sum(map(len, items.values())), resize, say)
+    for key, split_items in items.items():
+        images, count = _decode_all(path, [(n, d) for n, d, _ in split_items], resize)
+        resized += count
         arrays[f"{key}_images"] = images
-        arrays[f"{key}_labels"] = np.array([label for _, _, label in items], dtype=np.int64)
+        arrays[f"{key}_labels"] = np.array([label for _, _, label in split_items], dtype=np.int64)
+    if resized:
+        total = sum(map(len, items.values()))
+        say(f"note: {resized:,} of the {total:,} images of {path.name} were not {resize}x{resize}; "
+            f"each was scaled (shorter side to {resize}) and centre-cropped to it")
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise InputError(f"--data {path}: train images are {arrays['train_images'].shape[1:3]} "
                          f"but test images are {arrays['test_images'].shape[1:3]}; expected one "
                          f"size, or pass an image size (--image-size) to resize them all")
-    return arrays
+    return arrays, resized > 0
 
 
-def _decode_all(path: Path, items: list[tuple[str, bytes]], resize: int | None) -> np.ndarray:
+def _say_cost(path: Path, first: tuple[str, bytes, int], n: int, side: int,
+              say: Callable[[str], None]) -> None:
+    """Before decoding: what storing n images at side x side will take, said when the first
+    image is smaller (an upscale) or the whole is large; refused if it cannot fit."""
+    from PIL import Image
+
+    nbytes = n * side * side * 3
+    check_fits(nbytes, f"storing the {n:,} images of {path.name} at {side}x{side}",
+               hint="give a smaller image size (--image-size)")
+    try:
+        with Image.open(io.BytesIO(first[1])) as im:
+            width, height = im.size
+    except Exception:  # noqa: BLE001 (the decode proper names a damaged image)
+        return
+    if min(width, height) < side:
+        say(f"note: {path.name}'s images are {width}x{height} (the first, {first[0]}); storing "
+            f"them at {side}x{side} upscales each {side / min(width, height):.1f}x and takes "
+            f"{gigabytes(nbytes)} in memory and in the cache; a smaller image size "
+            f"(--image-size {min(width, height)}) keeps them as they are")
+    elif nbytes > 2e9:
+        say(f"note: storing the {n:,} images of {path.name} at {side}x{side} takes "
+            f"{gigabytes(nbytes)} in memory and in the cache")
+
+
+def _decode_all(path: Path, items: list[tuple[str, bytes]],
+                resize: int | None) -> tuple[np.ndarray, int]:
     """The images as one (N, H, W, 3) uint8 array, each decoded straight into its slot so
-    the decoded set is held in memory once."""
+    the decoded set is held in memory once; and how many had to be resized."""
+    resized = []
 
     def decode(i: int) -> np.ndarray:
         name, data = items[i]
         try:
-            return _decode_image(data, resize)
+            image, was_resized = decode_image(data, resize)
         except Exception as e:  # Pillow raises many types for a damaged image
             raise InputError(f"--data {path}: cannot decode image {name} ({e})") from e
+        if was_resized:
+            resized.append(i)
+        return image
 
     first = decode(0)
     images = np.empty((len(items), *first.shape), dtype=np.uint8)
@@ -174,25 +222,31 @@ def _decode_all(path: Path, items: list[tuple[str, bytes]], resize: int | None) 
 
     # Pillow's decoders release the GIL, so threads decode in parallel. The bar shows on a
     # terminal only (decoding the 60,000 CIFAR images takes a while, once).
-    with ThreadPoolExecutor() as pool:
+    pool = ThreadPoolExecutor()
+    try:
         for _ in tqdm(pool.map(decode_into, range(1, len(items))), total=len(items) - 1,
                       desc=f"decoding {path.name}", unit="image", leave=False, disable=None):
             pass
-    return images
+    finally:
+        # On an error or Ctrl-C, drop the images not yet started instead of decoding them
+        # all before the exception can leave (what `with` would do).
+        pool.shutdown(wait=True, cancel_futures=True)
+    return images, len(resized)
 
 
 def _size(image: np.ndarray) -> str:
     return f"{image.shape[1]}x{image.shape[0]}"
 
 
-def _decode_image(data: bytes, resize: int | None) -> np.ndarray:
-    """One image as (H, W, 3) uint8; with `resize`, its centre square scaled to `resize`,
-    the same as scaling the shorter side to `resize` and then centre-cropping."""
+def decode_image(data: bytes, resize: int | None) -> tuple[np.ndarray, bool]:
+    """One image as (H, W, 3) uint8 RGB, and whether it was resized: with `resize`, an image
+    of another size becomes its centre square scaled to `resize`, the same as scaling the
+    shorter side to `resize` and then centre-cropping."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        if resize is None:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        if resize is None or im.size == (resize, resize):
+            return np.asarray(im.convert("RGB"), dtype=np.uint8), False
         # A JPEG decodes at 1/2, 1/4 or 1/8 scale for almost nothing; draft picks the
         # smallest that keeps both sides at least `resize`, and the resize does the rest.
         im.draft("RGB", (resize, resize))
@@ -202,4 +256,4 @@ def _decode_image(data: bytes, resize: int | None) -> np.ndarray:
     box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
     # Antialiased (Pillow widens the filter when shrinking), bilinear as torchvision's Resize.
     square = rgb.resize((resize, resize), Image.Resampling.BILINEAR, box=box)
-    return np.asarray(square, dtype=np.uint8)
+    return np.asarray(square, dtype=np.uint8), True

@@ -82,12 +82,20 @@ class DeviceData:
         `image_size` smaller than the stored images, the test images are their centre
         squares of that side (training crops them at random, see Augmentation)."""
         mean, std = normalisation(data.train_images.shape[1])
-        test = to_device_tensor(data.test_images, device, dtype, mean, std)
-        if image_size and image_size < test.size(-1):
-            test = centre_crop(test, image_size).contiguous(memory_format=torch.channels_last)
         return cls(to_device_tensor(data.train_images, device, dtype, mean, std),
-                   torch.from_numpy(data.train_labels).to(device), test,
+                   torch.from_numpy(data.train_labels).to(device),
+                   evaluation_tensor(data.test_images, device, dtype, image_size),
                    torch.from_numpy(data.test_labels).to(device), len(data.classes))
+
+
+def evaluation_tensor(images: np.ndarray, device, dtype=torch.float32,
+                      image_size: int = 0) -> torch.Tensor:
+    """Stored uint8 images as a network sees them in evaluation: normalised for their size,
+    and, with `image_size` smaller than they are, their centre squares of that side."""
+    x = to_device_tensor(images, device, dtype, *normalisation(images.shape[1]))
+    if image_size and image_size < x.size(-1):
+        x = centre_crop(x, image_size).contiguous(memory_format=torch.channels_last)
+    return x
 
 
 class DeviceLoader:

@@ -1,6 +1,6 @@
 """The airbench network (Keller Jordan, arXiv 2404.00498) and its variants.
 
-whitening conv 2x2 -> GELU -> three conv groups -> maxpool 3 -> linear (no bias) -> x scale
+whitening conv 2x2 -> GELU -> three conv groups -> global max -> linear (no bias) -> x scale
 
 Each conv group is conv -> maxpool 2 -> norm -> GELU, then (convs - 1) times
 conv -> norm -> GELU. airbench94/95 have two convs per group; airbench96 has three and
@@ -60,7 +60,9 @@ class AirbenchNet(nn.Module):
         self.groups = nn.Sequential(*(
             ConvGroup(cin, cout, batchnorm_momentum, convs_per_group, residual, batchnorm)
             for cin, cout in zip(channels, channels[1:])))
-        self.pool = nn.MaxPool2d(3)  # the 3x3 map left after three 2x2 pools: global max
+        # Global max: at 32 px, the reference's MaxPool2d(3) over the 3x3 map left after three
+        # 2x2 pools; the same at any other image size.
+        self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(widths[-1], num_classes, bias=False)
         self.scale = Mul(output_scale)
 

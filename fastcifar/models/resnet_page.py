@@ -1,6 +1,6 @@
 """David Page's 9-layer ResNet: the DAWNBench ResNet-9 and its "bag of tricks" version.
 
-prep -> layer1 (+ residual) -> layer2 -> layer3 (+ residual) -> max pool 4 -> linear (no bias) -> x scale
+prep -> layer1 (+ residual) -> layer2 -> layer3 (+ residual) -> global max -> linear (no bias) -> x scale
 
 Each layer is a 3x3 conv, a 2x2 max pool, a norm and an activation; a residual adds two
 more conv-norm-activation blocks of the same width around the layer's output. The two
@@ -79,7 +79,9 @@ class PageResNet(nn.Module):
                 layer.append(Residual(cout, norm, activation))
             layers.append(nn.Sequential(*layer))
         self.layers = nn.Sequential(*layers)
-        self.pool = nn.MaxPool2d(4)  # the 4x4 map left after three 2x2 pools: global max
+        # Global max: at 32 px, the notebook's MaxPool2d(4) over the 4x4 map left after three
+        # 2x2 pools; the same at any other image size.
+        self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(widths[-1], num_classes, bias=False)
         self.scale = Mul(output_scale)
 

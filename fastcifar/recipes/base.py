@@ -31,6 +31,10 @@ class TrainConfig:
     translate: int = 0  # pixels of random translation (reflect pad + crop)
     cutout: int = 0  # side of the cutout square, 0 for none
     tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations
+    # The side of the square images trained on, in pixels: images of another size are
+    # scaled (shorter side) and centre-cropped to it as they load. The networks end in a
+    # global max, so any size from 16 up works; CIFAR-10's is 32.
+    image_size: int = 32
 
     def steps(self, train_images: int) -> tuple[int, int]:
         """(steps per epoch, steps in the run): full batches only, the last epoch cut short
@@ -49,6 +53,15 @@ class TrainConfig:
         every speed run trains)."""
         return 0
 
+    def stored_side(self) -> int | None:
+        """The side every image is stored at when loaded (None: as they come, all one size)."""
+        return self.image_size
+
+    def check_image_size(self) -> None:
+        if self.image_size < 16:
+            raise InputError(f"image_size must be at least 16 pixels (the networks pool "
+                             f"three times), got {self.image_size}")
+
     def validate(self) -> None:
         if not self.epochs > 0:
             raise InputError(f"epochs must be positive, got {self.epochs}")
@@ -56,6 +69,7 @@ class TrainConfig:
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.tta_level not in (0, 1, 2):
             raise InputError(f"tta_level must be 0, 1 or 2, got {self.tta_level}")
+        self.check_image_size()
         if self.translate < 0 or self.cutout < 0:
             raise InputError("translate and cutout must be 0 or more")
         if not 0 <= self.label_smoothing < 1:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from ..data.fastai_images import stored_size
 from ..data.loader import Augmentation
 from ..errors import InputError
 from ..models.resnet import RESNETS, STEMS, resnet
@@ -61,6 +62,14 @@ class GeneralConfig(TrainConfig):
     def crop_size(self) -> int:
         return self.image_size
 
+    def stored_side(self) -> int | None:
+        """A little larger than the crops, so evaluation can take a centre crop."""
+        return stored_size(self.image_size) if self.image_size else None
+
+    def check_image_size(self) -> None:
+        if self.image_size < 0:
+            raise InputError(f"image_size must be 0 or more, got {self.image_size}")
+
     def validate(self) -> None:
         super().validate()
         for name, value, choices in (("model", self.model, MODELS), ("stem", self.stem, STEMS),
@@ -75,8 +84,6 @@ class GeneralConfig(TrainConfig):
             raise InputError("momentum and beta2 must be in [0, 1)")
         if self.schedule == "piecewise" and (len(self.knots) < 4 or len(self.knots) % 2):
             raise InputError(f"knots must be (fraction, value) pairs, at least two, got {self.knots}")
-        if self.image_size < 0:
-            raise InputError(f"image_size must be 0 or more, got {self.image_size}")
         if not 0 <= self.warmup < 1 or not 0 < self.peak_at < 1 or not 0 <= self.flat_until < 1:
             raise InputError("warmup and flat_until must be in [0, 1), peak_at in (0, 1)")
 

@@ -69,11 +69,13 @@ class RunFolder:
                 folder.rmdir()
 
     def record_start(self, recipe, config, settings: dict, device: str,
-                     classes: tuple[str, ...]) -> None:
-        """config.json (what --resume and load_model read back) and source/."""
+                     classes: tuple[str, ...], image_side: int) -> None:
+        """config.json (what --resume and load_model read back; `image_side`: the side of
+        the square images as stored, which evaluation and export start from) and source/."""
         self.write_json(CONFIG, {**settings, "recipe": recipe.name, "config": config,
                                  "data": settings["data"] or "cifar10", "device": device,
-                                 "classes": list(classes), "fastcifar": provenance()})
+                                 "classes": list(classes), "image_side": image_side,
+                                 "fastcifar": provenance()})
         copy_tree_whole(PACKAGE, self.path / "source" / PACKAGE.name,
                         ignore=shutil.ignore_patterns("__pycache__"))
 

@@ -13,12 +13,14 @@ import contextlib
 import dataclasses
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from ..bench.stats import Summary, summarize
-from ..data import ImageData, load_dataset, stored_size
+from ..bench.stats import summarize
+from ..data import ImageData, load_dataset
+from ..data.memory import check_fits
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
 from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..data.loader import DeviceData
@@ -34,7 +36,7 @@ from .loop import train_run
 from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
                         lr_from_finder)
 from .lr_rules import LRFinderResult
-from .results import RunResult, TrainResult
+from .results import EpochRecord, RunResult, TrainResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
 MIN_BATCHES = 4  # full batches an epoch, at the least
@@ -53,7 +55,8 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
           size: str | None = None, compile: bool = False, checkpoints: bool | None = None,
           lr_from_finder: str | Path | None = None, progress: bool | None = None,
-          out: str | Path | None = None, verbose: bool = True, **overrides) -> TrainResult:
+          out: str | Path | None = None, verbose: bool = True,
+          on_epoch: Callable[[EpochRecord], None] | None = None, **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
 
     `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
@@ -62,7 +65,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     hyperparameters by name (`fastcifar recipes --show NAME` lists them), checked like
     `--set`. `out`: a run folder to record everything in (nothing is written without one);
     `checkpoints` (there) make it resumable. Only the last run keeps its trained network
-    (`.model`): a battery of many runs would otherwise hold every one in memory. `lr_from_finder`: a saved LR-finder result, or FINDER to run it."""
+    (`.model`): a battery of many runs would otherwise hold every one in memory.
+    `lr_from_finder`: a saved LR-finder result, or FINDER to run it. `on_epoch`: called
+    with each epoch's EpochRecord (what `fastcifar tune` prunes by)."""
     recipe_obj = get_recipe(recipe)
     _check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
@@ -82,8 +87,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     device = resolve_device(device)
     folder = RunFolder.new(out) if out is not None else None  # refuses a folder in use
     with _removed_if_unused(folder):
-        return _Session(recipe_obj, config, settings, device, data, folder, progress,
-                        verbose).run()
+        session = _Session(recipe_obj, config, settings, device, data, folder, progress, verbose)
+        session.on_epoch = on_epoch
+        return session.run()
 
 
 def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
@@ -166,6 +172,7 @@ class _Session:
         if progress is None:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
+        self.on_epoch: Callable[[EpochRecord], None] | None = None
 
     def say(self, line: str) -> None:
         """Print a line; under progress bars through tqdm, so that it lands above them."""
@@ -183,7 +190,7 @@ class _Session:
             self.take_lr_from_finder(data)
         if finished is None and self.out is not None:
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
-                                  dataset.classes)
+                                  dataset.classes, dataset.image_size[0])
         compile_seconds = self.compile_warmup(data) if self.settings["compile"] else 0.0
 
         results, table = list(finished or []), self.table()
@@ -200,7 +207,7 @@ class _Session:
                              self.out.path if self.out else None,
                              summarize([r.accuracy for r in results]),
                              summarize([r.seconds for r in results]))
-        self.say(f"\n{self.recipe.name}: accuracy {_percent(result.accuracy)} over "
+        self.say(f"\n{self.recipe.name}: accuracy {result.accuracy.percent()} over "
                  f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
         if self.out is not None:
             self.say(f"run folder: {self.out.path}")
@@ -210,21 +217,26 @@ class _Session:
         """(the dataset, its DeviceData, the seconds it took): loaded, resized for a larger
         image size, cut to the subset, placed on the device."""
         t0 = time.perf_counter()
-        image_size = self.config.crop_size()
-        source = self.data_source
+        side, source = self.config.stored_side(), self.data_source
         if isinstance(source, ImageData):
-            dataset = source
+            dataset = source.resized(side, self.say) if side else source
         else:
             dataset = load_dataset(source or self.recipe.default_data,
-                                   size=self.settings["size"] or "160",
-                                   resize=stored_size(image_size) if image_size else None)
+                                   size=self.settings["size"] or "160", resize=side,
+                                   say=self.say)
         if self.settings["subset"] is not None:
             dataset = dataset.balanced_subset(self.settings["subset"], seed=self.settings["seed"])
         if self.settings["test_subset"] is not None:
             dataset = dataset.balanced_test_subset(self.settings["test_subset"],
                                                    seed=self.settings["seed"])
         self.check_batches(len(dataset.train_images))
-        data = DeviceData.from_dataset(dataset, self.device, self.precision.weights, image_size)
+        n = len(dataset.train_images) + len(dataset.test_images)
+        h, w = dataset.image_size
+        check_fits(n * 3 * h * w * self.precision.weights.itemsize,
+                   f"the {n:,} images as {str(self.precision.weights)[6:]} tensors",
+                   self.device, hint="give a smaller image size (--image-size) or a --subset")
+        data = DeviceData.from_dataset(dataset, self.device, self.precision.weights,
+                                       self.config.crop_size())
         seconds = time.perf_counter() - t0
         self.say(f"data: {dataset.name}, {len(dataset.train_images)} train / "
                  f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
@@ -277,6 +289,8 @@ class _Session:
                        "val_top5": r.val_top5, "time_seconds": r.train_seconds})
             if out is not None:
                 out.add_metrics({"run": i + 1, "seed": seed, **dataclasses.asdict(r)})
+            if self.on_epoch is not None:
+                self.on_epoch(r)
 
         folder = None
         if self.settings["checkpoints"]:
@@ -298,10 +312,11 @@ class _Session:
 
 @contextlib.contextmanager
 def _removed_if_unused(folder: RunFolder | None):
-    """An input error or failed run before anything was recorded leaves no run folder."""
+    """An input error, a failed run or Ctrl-C before anything was recorded leaves no run
+    folder."""
     try:
         yield
-    except (InputError, RunFailed):
+    except (InputError, RunFailed, KeyboardInterrupt):
         if folder is not None:
             folder.remove_if_unused()
         raise
@@ -329,11 +344,3 @@ def _data_name(data) -> str | None:
     if isinstance(data, ImageData):
         return IN_MEMORY
     return None if data is None else str(data)
-
-
-def _percent(s: Summary) -> str:
-    if s.n == 1:
-        return f"{100 * s.mean:.2f}%"
-    return (f"mean {100 * s.mean:.2f}%, std {100 * s.std:.2f}, 95% CI "
-            f"[{100 * s.ci95_low:.2f}, {100 * s.ci95_high:.2f}], min {100 * s.min:.2f}, "
-            f"max {100 * s.max:.2f}")

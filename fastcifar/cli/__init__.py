@@ -1,0 +1,35 @@
+"""The `fastcifar` command: argument parsing, then one call of the Python API.
+
+One module per family of subcommands: run.py (train, lr-find), tools.py (recipes, flops,
+schedule, plot), models.py (evaluate, predict, export, compare); options.py holds what
+they share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError, RunFailed
+from ..version import __version__
+from . import models, run, tools
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InputError, RunFailed) as e:
+        print(f"fastcifar: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fastcifar: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastcifar", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"fastcifar {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for family in (run, tools, models):
+        family.add_commands(commands)
+    return parser

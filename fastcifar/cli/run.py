@@ -1,0 +1,122 @@
+"""`fastcifar train` and `fastcifar lr-find`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ..recipes import get_recipe
+from ..train.session import FINDER, SETTINGS, lr_find, resume, train
+from ..tune import OBJECTIVES, PRUNERS
+from .options import add_run_options, positive, session_options
+
+
+def add_commands(commands) -> None:
+    train_ = commands.add_parser("train", help="train a recipe and report accuracy and time")
+    add_run_options(train_, "recipe name (see `fastcifar recipes`; default airbench94)")
+    train_.add_argument("--runs", type=positive(int), help="independent runs (seeds; default 1)")
+    train_.add_argument("--test-subset", type=positive(int),
+                        help="evaluate on a class-balanced subset of this many test images")
+    train_.add_argument("--epochs", type=positive(float),
+                        help="override the recipe's epochs (fractions allowed)")
+    train_.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the model, after one untimed warm-up run")
+    train_.add_argument("--out", type=Path, help="run folder (default runs/<recipe>-<date>-<time>)")
+    train_.add_argument("--lr-from-finder", nargs="?", const=FINDER, metavar="LR_FIND_JSON",
+                        help="scale the recipe's lrs by the LR finder's recommendation: from a "
+                             "saved `fastcifar lr-find` result, or, with no file, by running "
+                             "the finder first (untimed; its result goes into the run folder)")
+    train_.add_argument("--checkpoints", action=argparse.BooleanOptionalAction,
+                        help="save last.pt after every epoch and best.pt on the best "
+                             "validation accuracy, so --resume can continue the run (default: "
+                             "on for the general trainer's recipes, off for the speed runs)")
+    train_.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue the interrupted run in this run folder from its last "
+                             "checkpoint, with the settings it was started with")
+    train_.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                        help="progress bars (default: on, except for timed speed runs on a GPU)")
+    train_.set_defaults(handler=cmd_train)
+
+    finder = commands.add_parser("lr-find", help="LR range test: sweep the recipe's lrs "
+                                                 "from --start to --end times, suggest one")
+    add_run_options(finder, "recipe name (see `fastcifar recipes`)")
+    finder.add_argument("--start", type=float, default=0.01,
+                        help="the first multiplier of the recipe's lrs (default 0.01)")
+    finder.add_argument("--end", type=float, default=100.0,
+                        help="the last multiplier, unless the loss diverges first (default 100)")
+    finder.add_argument("--steps", type=int, default=100,
+                        help="training steps in the sweep (default 100)")
+    finder.add_argument("--out", type=Path, help="folder for lr_find.json and lr_find.png "
+                                                 "(default runs/lr-find-<recipe>-<date>-<time>)")
+    finder.set_defaults(handler=cmd_lr_find)
+
+    tune_ = commands.add_parser("tune", help="search hyperparameters with Optuna, every trial "
+                                             "a run folder; pruning, shared studies, plots")
+    add_run_options(tune_, "recipe name (see `fastcifar recipes`; default airbench94)")
+    tune_.add_argument("--space", required=True,
+                       help='what to search, e.g. "lr=4:20:log,momentum=0.8:0.95,'
+                            'flip=random|alternating" (recipe hyperparameters)')
+    tune_.add_argument("--trials", type=positive(int), default=20,
+                       help="finished trials in the study, over all workers (default 20)")
+    tune_.add_argument("--objective", choices=OBJECTIVES, default="accuracy",
+                       help="maximised: the accuracy after TTA (default) or without it")
+    tune_.add_argument("--epochs", type=positive(float), help="override the recipe's epochs")
+    tune_.add_argument("--test-subset", type=positive(int),
+                       help="evaluate on a class-balanced subset of this many test images")
+    tune_.add_argument("--pruner", choices=PRUNERS, default="median",
+                       help="stop trials whose validation accuracy trails the median of "
+                            "earlier trials at the same epoch (default), or none")
+    tune_.add_argument("--storage", help="where the study lives (default a journal file in "
+                       "--out): journal:PATH (a shared filesystem) or a database URL such as "
+                       "postgresql://... for workers on several machines")
+    tune_.add_argument("--study", help="the study's name (default <recipe>-tune)")
+    tune_.add_argument("--out", type=Path, help="tune folder: trials/, trials.csv, plots "
+                                                "(default runs/tune-<recipe>)")
+    tune_.set_defaults(handler=cmd_tune)
+
+
+def cmd_train(args) -> int:
+    if args.resume is not None:
+        given = [k for k in (*SETTINGS, "image_size", "epochs", "overrides", "out")
+                 if getattr(args, k, None) not in (None, [])]
+        if given:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+            raise InputError(f"--resume {args.resume} continues that run with its own "
+                             f"settings; drop {flags.replace('--overrides', '--set')}")
+        resume(args.resume, device=args.device, progress=args.progress)
+        return 0
+    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    out = args.out or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        train(recipe.name, out=out, progress=args.progress, **session_options(args, recipe))
+    except KeyboardInterrupt:
+        if (out / "config.json").exists():
+            print(f"fastcifar: interrupted; `fastcifar train --resume {out}` continues "
+                  f"(finished runs are kept)", file=sys.stderr)
+            return 130
+        raise
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    out = args.out or Path("runs") / f"lr-find-{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    lr_find(recipe.name, start=args.start, end=args.end, steps=args.steps, out=out,
+            **session_options(args, recipe))
+    return 0
+
+
+
+
+def cmd_tune(args) -> int:
+    from ..tune import tune
+    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    options = session_options(args, recipe)
+    options.pop("runs", None)
+    tune(recipe.name, args.space, args.trials, objective=args.objective, storage=args.storage,
+         study=args.study, out=args.out or Path("runs") / f"tune-{recipe.name}",
+         pruner=args.pruner, **options)
+    return 0
