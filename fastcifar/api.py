@@ -104,7 +104,7 @@ def evaluate_run(folder: str | Path, data=None, tta_level: int | None = None,
     images = evaluation_tensor(dataset.test_images, weights.device, torch.float32,
                                config.crop_size())
     labels = torch.from_numpy(dataset.test_labels).to(weights.device)
-    return Evaluation.from_logits(logits_of(model, images, tta_level), labels,
+    return Evaluation.from_logits(logits_of(model, images, tta_level, progress=True), labels,
                                   dataset.classes, tta_level)
 
 

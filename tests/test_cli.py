@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,20 @@ def test_a_subset_too_small_for_the_batch_is_refused_with_a_batch_that_fits(tiny
         err = capsys.readouterr().err
         assert f"120 training images make {120 // int(batch)} full batch(es) of {batch}" in err
         assert "--set batch_size=15" in err
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, monkeypatch, capsys):
+    """As for a user without write permission (the tests may run as root, which has it
+    everywhere, so the permission check itself is made to say no)."""
+    import os
+    from fastcifar.train import session
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and
+                        real_access(path, mode))
+    monkeypatch.setattr(session, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
+    code, _, err = run(capsys, command, "--device", "cpu", "--out", str(locked))
+    assert code == 2 and f"run folder {locked}: not writable" in err
+    assert list(locked.iterdir()) == []
