@@ -7,6 +7,7 @@ they share."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import InputError, RunFailed
@@ -16,13 +17,15 @@ from . import models, run, tools
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Under torchrun every rank speaks: say which one.
+    who = f"fastcifar (rank {os.environ['RANK']})" if "RANK" in os.environ else "fastcifar"
     try:
         return args.handler(args)
     except (InputError, RunFailed) as e:
-        print(f"fastcifar: error: {e}", file=sys.stderr)
+        print(f"{who}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("fastcifar: interrupted", file=sys.stderr)
+        print(f"{who}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -29,17 +29,19 @@ class RunResult:
     seconds_by_part: dict[str, float]
     epochs: list[EpochRecord] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False)  # the trained network
+    rank: int = 0  # the torchrun rank that trained it (see train/distributed.py), ...
+    host: str = ""  # ... and its machine
 
     def as_dict(self) -> dict:
         """What summary.json records of the run."""
         return {"seed": self.seed, "accuracy": self.accuracy,
                 "accuracy_no_tta": self.accuracy_no_tta, "train_seconds": self.seconds,
-                "seconds_by_part": self.seconds_by_part}
+                "seconds_by_part": self.seconds_by_part, "rank": self.rank, "host": self.host}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunResult":
         return cls(d["seed"], d["accuracy"], d["accuracy_no_tta"], d["train_seconds"],
-                   d["seconds_by_part"])
+                   d["seconds_by_part"], rank=d.get("rank", 0), host=d.get("host", ""))
 
 
 @dataclass

@@ -9,7 +9,6 @@ a run folder it records everything there (see report/records.py) and can be resu
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -21,16 +20,16 @@ from tqdm.auto import tqdm
 from ..bench.stats import summarize
 from ..data import ImageData, load_dataset
 from ..data.memory import check_fits
-from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
-from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..data.loader import DeviceData
-from ..errors import InputError, RunFailed
+from ..errors import InputError
 from ..recipes import get_recipe
 from ..recipes.base import config_from_dict, with_values
 from ..report.lr_finder import summary_lines, write_result
 from ..report.records import RunFolder, read_finished_runs, read_run_settings
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
+from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
+from .inputs import IN_MEMORY, check_runs, check_size, data_name, removed_if_unused
 from .device import choose_precision, configure_backend, device_name, resolve_device
 from .loop import train_run
 from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
@@ -40,7 +39,6 @@ from .results import EpochRecord, RunResult, TrainResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
 MIN_BATCHES = 4  # full batches an epoch, at the least
-IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
 
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
@@ -69,25 +67,28 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     `lr_from_finder`: a saved LR-finder result, or FINDER to run it. `on_epoch`: called
     with each epoch's EpochRecord (what `fastcifar tune` prunes by)."""
     recipe_obj = get_recipe(recipe)
-    _check_size(size, data or recipe_obj.default_data)
+    check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
     if epochs is not None:
         config = with_values(config, {"epochs": epochs})
     config.validate()
-    _check_runs(runs, seed)
+    check_runs(runs, seed)
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
                 "test_subset": test_subset, "runs": runs, "seed": seed,
                 "precision": precision, "compile": compile,
                 "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
-                "data": _data_name(data) or recipe_obj.default_data}
+                "data": data_name(data) or recipe_obj.default_data}
     if checkpoints and out is None:
         raise InputError("checkpoints are kept in a run folder: give out= (--out)")
     settings["checkpoints"] = (checkpoints if checkpoints is not None
                                else recipe_obj.checkpoints and out is not None)
-    device = resolve_device(device)
-    folder = RunFolder.new(out) if out is not None else None  # refuses a folder in use
-    with _removed_if_unused(folder):
-        session = _Session(recipe_obj, config, settings, device, data, folder, progress, verbose)
+    ranks = from_environment()  # under torchrun: this process's share of the runs
+    device = resolve_device(rank_device(ranks, device))
+    # Rank 0 alone writes the run folder (and refuses one in use).
+    folder = RunFolder.new(out) if out is not None and ranks.leader else None
+    with removed_if_unused(folder):
+        session = _Session(recipe_obj, config, settings, device, data, folder, progress,
+                           verbose and ranks.leader, ranks)
         session.on_epoch = on_epoch
         return session.run()
 
@@ -97,7 +98,7 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     """Continue the session recorded in `folder` with its own settings: finished runs are
     kept, an interrupted one continues from its last checkpoint, the rest are trained.
     A session trained on in-memory data needs that `data` again."""
-    out = RunFolder(folder)
+    out, ranks = RunFolder(folder), from_environment()
     saved = read_run_settings(out.path)
     recipe = get_recipe(saved["recipe"])
     config = config_from_dict(recipe.config, saved["config"], f"--resume {out.path}")
@@ -107,9 +108,10 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
                          f"(fastcifar.resume(folder, data=...))")
     finished = [RunResult.from_dict(r) for r in read_finished_runs(out.path)]
     out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(finished)]
-    session = _Session(recipe, config, settings,
-                       resolve_device(saved["device"] if device == "auto" else device),
-                       data if data is not None else settings["data"], out, progress, verbose)
+    device = saved["device"] if device == "auto" and ranks.world == 1 else device
+    session = _Session(recipe, config, settings, resolve_device(rank_device(ranks, device)),
+                       data if data is not None else settings["data"],
+                       out if ranks.leader else None, progress, verbose and ranks.leader, ranks)
     runs = settings["runs"]
     if len(finished) >= runs:
         session.say(f"{out.path} is already finished: {len(finished)} of {runs} run(s); "
@@ -134,18 +136,18 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
     """The LR range test of `recipe` on `data` (see train/lr_finder.py): its result, with
     lr_find.json and lr_find.png written to `out` if given."""
     recipe_obj = get_recipe(recipe)
-    _check_size(size, data or recipe_obj.default_data)
+    check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
     config.validate()
     check_sweep(start, end, steps)
     folder = RunFolder.new(out) if out is not None else None
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
                 "seed": seed, "precision": precision,
-                "data": _data_name(data) or recipe_obj.default_data}
+                "data": data_name(data) or recipe_obj.default_data}
     session = _Session(recipe_obj, config, settings, resolve_device(device), data, folder,
                        None, verbose)
     configure_backend(session.device)
-    with _removed_if_unused(folder):
+    with removed_if_unused(folder):
         _, device_data, _ = session.load_data()
     session.say(f"recipe: {recipe_obj.name} on {device_name(session.device)}, torch "
                 f"{torch.__version__}\nsweeping {steps} steps of {config.batch_size} images, "
@@ -164,7 +166,8 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
 
 class _Session:
     def __init__(self, recipe, config, settings: dict, device: torch.device, data,
-                 out: RunFolder | None, progress: bool | None, verbose: bool):
+                 out: RunFolder | None, progress: bool | None, verbose: bool,
+                 ranks: Ranks = Ranks()):
         self.recipe, self.config, self.settings = recipe, config, settings
         self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
         self.precision = choose_precision(settings["precision"], device,
@@ -173,6 +176,7 @@ class _Session:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
         self.on_epoch: Callable[[EpochRecord], None] | None = None
+        self.ranks = ranks
 
     def say(self, line: str) -> None:
         """Print a line; under progress bars through tqdm, so that it lands above them."""
@@ -183,6 +187,14 @@ class _Session:
         """Train the runs not yet `finished`; a new session (`finished` None) first
         records its start in the run folder."""
         configure_backend(self.device)
+        joined = join(self.ranks, self.device)
+        try:
+            return self.run_all(finished)
+        finally:
+            if joined:
+                leave()
+
+    def run_all(self, finished: list[RunResult] | None) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
         self.say(f"recipe: {self.recipe.name} on {device_name(self.device)}, "
                  f"torch {torch.__version__}")
@@ -194,15 +206,15 @@ class _Session:
         compile_seconds = self.compile_warmup(data) if self.settings["compile"] else 0.0
 
         results, table = list(finished or []), self.table()
-        for i in range(len(results), self.settings["runs"]):
-            if results:
-                results[-1].model = None  # only the last run's network is kept
-            results.append(self.one_run(i, data, table))
+        while len(results) < self.settings["runs"]:
+            for r in results:
+                r.model = None
+            results.extend(self.one_round(len(results), data, table))
             if self.out is not None:
                 self.out.record_summary(self.recipe, self.settings, dataset, self.device,
                                         results, load_seconds, compile_seconds)
-                if results[-1].model is not None:
-                    self.out.save_model(results[-1].model)
+                if (model := next((r.model for r in results if r.model is not None), None)) is not None:
+                    self.out.save_model(model)
         result = TrainResult(self.recipe.name, self.config, results,
                              self.out.path if self.out else None,
                              summarize([r.accuracy for r in results]),
@@ -280,6 +292,27 @@ class _Session:
         table.header()
         return table
 
+    def one_round(self, first: int, data: DeviceData, table: Table) -> list[RunResult]:
+        """Runs first, first+1, ... one per rank (one run without torchrun), gathered on
+        every rank; rank 0 records the others' epochs. Only this rank's newest network is
+        kept (a battery of 200 would otherwise hold 200)."""
+        index, ranks = first + self.ranks.rank, self.ranks
+        mine = self.one_run(index, data, table) if index < self.settings["runs"] else None
+        model = mine.model if mine is not None else None
+        if mine is not None:
+            mine.model, mine.rank, mine.host = None, ranks.rank, ranks.host  # not sent
+        gathered = gather(ranks, mine)
+        if mine is not None:
+            gathered[ranks.rank].model = model
+        done = [r for r in gathered if r is not None]
+        for i, r in enumerate(done, first):
+            if r.rank != ranks.rank and self.out is not None:
+                for e in r.epochs:
+                    self.out.add_metrics({"run": i + 1, "seed": r.seed, **dataclasses.asdict(e)})
+                table.row({"run": i + 1, "epoch": f"rank {r.rank}", "tta_val_acc": r.accuracy,
+                           "time_seconds": r.seconds})
+        return done
+
     def one_run(self, i: int, data: DeviceData, table: Table) -> RunResult:
         seed, out = self.settings["seed"] + i, self.out
 
@@ -293,7 +326,7 @@ class _Session:
                 self.on_epoch(r)
 
         folder = None
-        if self.settings["checkpoints"]:
+        if self.settings["checkpoints"] and out is not None:
             path = out.path if self.settings["runs"] == 1 else out.path / f"run-{i + 1}"
             folder = CheckpointFolder(path)
             if (state := folder.resume_state()) is not None:
@@ -308,39 +341,3 @@ class _Session:
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.seconds})
         return result
-
-
-@contextlib.contextmanager
-def _removed_if_unused(folder: RunFolder | None):
-    """An input error, a failed run or Ctrl-C before anything was recorded leaves no run
-    folder."""
-    try:
-        yield
-    except (InputError, RunFailed, KeyboardInterrupt):
-        if folder is not None:
-            folder.remove_if_unused()
-        raise
-
-
-def _check_runs(runs: int, seed: int) -> None:
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise InputError(f"runs must be a positive integer, got {runs!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer, got {seed!r}")
-
-
-def _check_size(size: str | None, data) -> None:
-    """`size` picks one of fast.ai's archives, so it goes with their data only."""
-    if size is None:
-        return
-    if size not in FASTAI_SIZES:
-        raise InputError(f"--size {size}: expected one of {', '.join(FASTAI_SIZES)}")
-    if not isinstance(data, str) or data not in FASTAI_CLASS_NAMES:
-        raise InputError(f"--size {size} chooses one of fast.ai's archives: it goes with "
-                         f"--data {' or '.join(FASTAI_CLASS_NAMES)}, not {data or 'cifar10'}")
-
-
-def _data_name(data) -> str | None:
-    if isinstance(data, ImageData):
-        return IN_MEMORY
-    return None if data is None else str(data)

@@ -1,0 +1,67 @@
+"""Batteries of runs over several processes, as `torchrun` starts them (one per GPU, on
+one machine or many): each rank trains its share of the runs (run i on rank i mod the
+world size, a round at a time), the results are gathered over the process group after
+every round, and rank 0 records them all in the one run folder.
+
+Nothing here runs without torchrun: a single process is the world of one, and every
+function below is then a no-op or the identity.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    host: str = field(default_factory=socket.gethostname)
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0: the one that writes the run folder and prints."""
+        return self.rank == 0
+
+
+def from_environment() -> Ranks:
+    """This process's place among torchrun's (the world of one without torchrun)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    return Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def device_name(ranks: Ranks, name: str) -> str:
+    """--device auto or cuda under torchrun: this rank's own GPU."""
+    if ranks.world > 1 and name in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{ranks.local_rank}"
+    return name
+
+
+def join(ranks: Ranks, device: torch.device) -> bool:
+    """Join the process group (NCCL for GPUs, Gloo for CPUs); True if this call did."""
+    if ranks.world == 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def gather(ranks: Ranks, obj) -> list:
+    """Every rank's `obj` (picklable), in rank order, on every rank."""
+    if ranks.world == 1:
+        return [obj]
+    out = [None] * ranks.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,49 @@
+"""What a session checks of its inputs before any work, and the run folder it leaves
+behind (none) when it stops before recording anything."""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..data import ImageData
+from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
+from ..data.fastai_images import SIZES as FASTAI_SIZES
+from ..errors import InputError, RunFailed
+
+IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
+
+
+@contextlib.contextmanager
+def removed_if_unused(folder):
+    """An input error, a failed run or Ctrl-C before anything was recorded leaves no run
+    folder (`folder`: a report.records.RunFolder, or None)."""
+    try:
+        yield
+    except (InputError, RunFailed, KeyboardInterrupt):
+        if folder is not None:
+            folder.remove_if_unused()
+        raise
+
+
+def check_runs(runs: int, seed: int) -> None:
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise InputError(f"runs must be a positive integer, got {runs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+
+
+def check_size(size: str | None, data) -> None:
+    """`size` picks one of fast.ai's archives, so it goes with their data only."""
+    if size is None:
+        return
+    if size not in FASTAI_SIZES:
+        raise InputError(f"--size {size}: expected one of {', '.join(FASTAI_SIZES)}")
+    if not isinstance(data, str) or data not in FASTAI_CLASS_NAMES:
+        raise InputError(f"--size {size} chooses one of fast.ai's archives: it goes with "
+                         f"--data {' or '.join(FASTAI_CLASS_NAMES)}, not {data or 'cifar10'}")
+
+
+def data_name(data) -> str | None:
+    if isinstance(data, ImageData):
+        return IN_MEMORY
+    return None if data is None else str(data)
