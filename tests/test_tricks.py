@@ -86,6 +86,17 @@ def test_random_crops_are_in_bounds_windows_covering_every_shift(pad):
     assert len(seen) == (2 * pad + 1) ** 2, "every translation in [-pad, pad]^2 occurs"
 
 
+def test_a_crop_moves_every_channel_alike_and_comes_out_channels_last():
+    torch.manual_seed(0)
+    images = torch.randn(300, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    padded = pad_reflect(images, 2).contiguous(memory_format=torch.channels_last)
+    crops = random_crop(padded, 8)
+    assert crops.is_contiguous(memory_format=torch.channels_last)
+    for i in range(300):
+        assert any(torch.equal(crops[i], padded[i, :, y:y + 8, x:x + 8])
+                   for y in range(5) for x in range(5)), "one window, all three channels"
+
+
 def test_cutout_zeroes_one_whole_square_per_image_anywhere_inside():
     torch.manual_seed(0)
     images = torch.ones(2000, 3, 16, 16)
