@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
+import fastcifar
 from fastcifar.recipes import get_recipe
 from fastcifar.data.loader import DeviceData
 from fastcifar.train.loop import train_run
@@ -33,3 +35,27 @@ def test_runs_with_the_same_seed_repeat_and_other_seeds_differ(small_cifar10):
     a, b, c = (train_run(recipe, config, data, torch.device("cpu"), seed=s) for s in (3, 3, 4))
     assert a.accuracy == b.accuracy and a.epochs[0].train_loss == b.epochs[0].train_loss
     assert a.epochs[0].train_loss != c.epochs[0].train_loss
+
+
+def test_the_warm_up_is_untimed_and_changes_no_timed_run(tmp_path, monkeypatch):
+    """On CUDA (and with --compile) an untimed warm-up comes first: it must not change the
+    runs after it, and its seconds are reported apart."""
+    import json
+    from fastcifar.train import session
+    assert session.needs_warmup(torch.device("cuda"), False)
+    assert session.needs_warmup(torch.device("cpu"), True)
+    assert not session.needs_warmup(torch.device("cpu"), False)
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 4
+    images = rng.integers(0, 120, (200, 32, 32, 3)).astype(np.uint8)
+    images[..., 0] += (labels * 40).astype(np.uint8)[:, None, None]
+    data = fastcifar.ImageData(images[:160], labels[:160], images[160:], labels[160:])
+    options = dict(data=data, epochs=1, batch_size=32, device="cpu", verbose=False)
+    plain = fastcifar.train("airbench94", out=tmp_path / "plain", **options)
+    monkeypatch.setattr(session, "needs_warmup", lambda device, compile_: True)
+    warmed = fastcifar.train("airbench94", out=tmp_path / "warmed", **options)
+    assert warmed.runs[0].accuracy == plain.runs[0].accuracy
+    assert [e.train_loss for e in warmed.runs[0].epochs] == [e.train_loss for e in plain.runs[0].epochs]
+    untimed = [json.loads((tmp_path / f / "summary.json").read_text())["untimed_seconds"]
+               for f in ("plain", "warmed")]
+    assert untimed[0]["warmup"] == 0 and untimed[1]["warmup"] > 0

@@ -80,7 +80,7 @@ class RunFolder:
                         ignore=shutil.ignore_patterns("__pycache__"))
 
     def record_summary(self, recipe, settings: dict, dataset, device, results,
-                       load_seconds: float, compile_seconds: float) -> None:
+                       load_seconds: float, warmup_seconds: float) -> None:
         accuracy = summarize([r.accuracy for r in results])
         seconds = summarize([r.seconds for r in results])
         self.write_json(SUMMARY, {
@@ -92,7 +92,7 @@ class RunFolder:
             "accuracy_mean": accuracy.mean, "accuracy_std": accuracy.std,
             "accuracy": accuracy.as_dict(), "train_seconds_mean": seconds.mean,
             "train_seconds": seconds.as_dict(),
-            "untimed_seconds": {"data_loading": load_seconds, "compile_warmup": compile_seconds}})
+            "untimed_seconds": {"data_loading": load_seconds, "warmup": warmup_seconds}})
 
     def save_model(self, model: torch.nn.Module) -> None:
         """model.pt: the trained weights (a state_dict, readable with weights_only)."""

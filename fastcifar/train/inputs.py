@@ -11,6 +11,7 @@ from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..errors import InputError, RunFailed
 
 IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
+MIN_BATCHES = 4  # full batches an epoch, at the least
 
 
 @contextlib.contextmanager
@@ -47,3 +48,14 @@ def data_name(data) -> str | None:
     if isinstance(data, ImageData):
         return IN_MEMORY
     return None if data is None else str(data)
+
+
+def check_batches(train_images: int, batch: int) -> None:
+    """Refuse an epoch of fewer than MIN_BATCHES full batches: such a run (a small
+    --subset at the recipe's batch size) takes a step or two and learns nothing."""
+    if train_images // batch < MIN_BATCHES:
+        fit = max(1, train_images // (2 * MIN_BATCHES))
+        raise InputError(f"{train_images} training images make {train_images // batch} "
+                         f"full batch(es) of {batch} an epoch, too few to learn from "
+                         f"(at least {MIN_BATCHES}); give a smaller batch (--set "
+                         f"batch_size={fit}, batch_size={fit} in Python) or more images")

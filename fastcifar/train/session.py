@@ -29,7 +29,8 @@ from ..report.records import RunFolder, read_finished_runs, read_run_settings
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
-from .inputs import IN_MEMORY, check_runs, check_size, data_name, removed_if_unused
+from .inputs import (IN_MEMORY, check_batches, check_runs, check_size, data_name,
+                     removed_if_unused)
 from .device import choose_precision, configure_backend, device_name, resolve_device
 from .loop import train_run
 from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
@@ -38,7 +39,7 @@ from .lr_rules import LRFinderResult
 from .results import EpochRecord, RunResult, TrainResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
-MIN_BATCHES = 4  # full batches an epoch, at the least
+WARMUP_STEPS = 10  # training steps of the untimed warm-up on CUDA (without --compile)
 
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
@@ -203,7 +204,7 @@ class _Session:
         if finished is None and self.out is not None:
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
                                   dataset.classes, dataset.image_size[0])
-        compile_seconds = self.compile_warmup(data) if self.settings["compile"] else 0.0
+        warmup_seconds = self.warmup(data) if needs_warmup(self.device, self.settings["compile"]) else 0.0
 
         results, table = list(finished or []), self.table()
         while len(results) < self.settings["runs"]:
@@ -212,7 +213,7 @@ class _Session:
             results.extend(self.one_round(len(results), data, table))
             if self.out is not None:
                 self.out.record_summary(self.recipe, self.settings, dataset, self.device,
-                                        results, load_seconds, compile_seconds)
+                                        results, load_seconds, warmup_seconds)
                 if (model := next((r.model for r in results if r.model is not None), None)) is not None:
                     self.out.save_model(model)
         result = TrainResult(self.recipe.name, self.config, results,
@@ -241,7 +242,7 @@ class _Session:
         if self.settings["test_subset"] is not None:
             dataset = dataset.balanced_test_subset(self.settings["test_subset"],
                                                    seed=self.settings["seed"])
-        self.check_batches(len(dataset.train_images))
+        check_batches(len(dataset.train_images), self.config.batch_size)
         n = len(dataset.train_images) + len(dataset.test_images)
         h, w = dataset.image_size
         check_fits(n * 3 * h * w * self.precision.weights.itemsize,
@@ -255,17 +256,6 @@ class _Session:
                  f"(loaded in {seconds:.1f} s, not timed)")
         return dataset, data, seconds
 
-    def check_batches(self, train_images: int) -> None:
-        """Refuse an epoch of fewer than MIN_BATCHES full batches: such a run (a small
-        --subset at the recipe's batch size) takes a step or two and learns nothing."""
-        batch = self.config.batch_size
-        if train_images // batch < MIN_BATCHES:
-            fit = max(1, train_images // (2 * MIN_BATCHES))
-            raise InputError(f"{train_images} training images make {train_images // batch} "
-                             f"full batch(es) of {batch} an epoch, too few to learn from "
-                             f"(at least {MIN_BATCHES}); give a smaller batch (--set "
-                             f"batch_size={fit}, batch_size={fit} in Python) or more images")
-
     def take_lr_from_finder(self, data: DeviceData) -> None:
         source = self.settings["lr_from_finder"]
         saved = None if source == FINDER else Path(source)
@@ -276,12 +266,19 @@ class _Session:
             precision=self.settings["precision"])
         self.say(message)
 
-    def compile_warmup(self, data: DeviceData) -> float:
-        t0 = time.perf_counter()
-        train_run(self.recipe, self.config, data, self.device, seed=self.settings["seed"] - 1,
-                  model_transform=torch.compile, precision=self.settings["precision"])
+    def warmup(self, data: DeviceData) -> float:
+        """An untimed run before the timed ones: with --compile a whole one (it compiles
+        every graph they use); on CUDA otherwise WARMUP_STEPS steps and the evaluation, at
+        the real shapes (cuDNN's autotuning, cuSOLVER's set-up, first kernel loads)."""
+        t0, config, compile_ = time.perf_counter(), self.config, self.settings["compile"]
+        if not compile_:
+            per_epoch = len(data.train_images) // config.batch_size
+            config = with_values(config, {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)})
+        train_run(self.recipe, config, data, self.device, seed=self.settings["seed"] - 1,
+                  model_transform=torch.compile if compile_ else None,
+                  precision=self.settings["precision"])
         seconds = time.perf_counter() - t0
-        self.say(f"compile warm-up run: {seconds:.1f} s (not timed)")
+        self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
 
     def table(self) -> Table:
@@ -341,3 +338,8 @@ class _Session:
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.seconds})
         return result
+
+
+def needs_warmup(device: torch.device, compile_: bool) -> bool:
+    """Compiling, or on a GPU: the first steps there pay one-off costs a timed run must not."""
+    return compile_ or device.type == "cuda"
