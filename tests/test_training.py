@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 import fastcifar
@@ -59,3 +60,27 @@ def test_the_warm_up_is_untimed_and_changes_no_timed_run(tmp_path, monkeypatch):
     untimed = [json.loads((tmp_path / f / "summary.json").read_text())["untimed_seconds"]
                for f in ("plain", "warmed")]
     assert untimed[0]["warmup"] == 0 and untimed[1]["warmup"] > 0
+
+
+def test_compile_takes_torch_compiles_modes(tmp_path, monkeypatch):
+    """--compile MODE reaches torch.compile (recorded here instead of compiling: compiling
+    on a CPU takes minutes); a mode torch does not have is refused before any work."""
+    calls = []
+
+    def record(model, **kwargs):
+        calls.append(kwargs)
+        return model
+
+    monkeypatch.setattr(torch, "compile", record)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (96, 32, 32, 3)).astype(np.uint8)
+    data = fastcifar.ImageData(images[:64], np.arange(64) % 2, images[64:], np.arange(32) % 2)
+    options = dict(data=data, epochs=1, batch_size=16, device="cpu", verbose=False)
+    fastcifar.train("airbench94", compile="max-autotune", **options)
+    assert calls == [{"mode": "max-autotune"}] * 2, "the warm-up run and the timed run"
+    calls.clear()
+    fastcifar.train("airbench94", compile=True, **options)
+    assert calls == [{}] * 2
+    with pytest.raises(fastcifar.InputError, match="max-autotune"):
+        fastcifar.train("airbench94", compile="fastest", out=tmp_path / "x", **options)
+    assert not (tmp_path / "x").exists()

@@ -207,6 +207,26 @@ def test_decoupled_sgd_decays_every_group_alike_whatever_its_lr_scale():
     assert torch.allclose(biases, weights)
 
 
+def test_fused_sgd_steps_as_the_per_tensor_one_and_is_the_default_only_on_cuda():
+    """The GPU lever, checked where it can be: torch's fused SGD on a CPU."""
+    from fastcifar.optim.sgd import sgd_with_decay
+    torch.manual_seed(0)
+    start = [torch.randn(4, 3, 3, 3), torch.randn(8), torch.randn(10, 5)]
+    grads = [[torch.randn_like(w) for w in start] for _ in range(4)]
+    fused, plain = ([nn.Parameter(w.clone()) for w in start] for _ in range(2))
+    optimisers = [sgd_with_decay([(ps[:2], 0.1), (ps[2:], 0.4)], 0.01, 0.85, fused=f)
+                  for ps, f in ((fused, True), (plain, False))]
+    for step_grads in grads:
+        for ps, opt in zip((fused, plain), optimisers):
+            for p, g in zip(ps, step_grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(fused, plain):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert optimisers[0].defaults["fused"] and not optimisers[1].defaults["fused"]
+    assert not sgd_with_decay([(plain, 0.1)], 0.01, 0.85).defaults["fused"], "CPU: per tensor"
+
+
 def test_decoupled_lr_is_per_1024_examples_scaled_by_airbench_momentum_factor():
     """A constant per-example gradient g, summed over the batch, moves a weight at the
     steady-state speed lr/1024 * g * B * (1/(1-m)) / (1 + 1/(1-m)): linear in the decoupled

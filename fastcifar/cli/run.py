@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..recipes import get_recipe
+from ..train.inputs import COMPILE_MODES
 from ..train.session import FINDER, SETTINGS, lr_find, resume, train
 from ..tune import OBJECTIVES, PRUNERS
 from .options import add_run_options, positive, session_options
@@ -22,8 +23,10 @@ def add_commands(commands) -> None:
                         help="evaluate on a class-balanced subset of this many test images")
     train_.add_argument("--epochs", type=positive(float),
                         help="override the recipe's epochs (fractions allowed)")
-    train_.add_argument("--compile", action="store_true", default=None,
-                        help="torch.compile the model, after one untimed warm-up run")
+    train_.add_argument("--compile", nargs="?", const=True, choices=COMPILE_MODES,
+                        metavar="MODE", help="torch.compile the model, after one untimed "
+                        "warm-up run; MODE is torch.compile's (max-autotune, as the airbench "
+                        "references compile: slower to compile, faster to run)")
     train_.add_argument("--out", type=Path, help="run folder (default runs/<recipe>-<date>-<time>)")
     train_.add_argument("--lr-from-finder", nargs="?", const=FINDER, metavar="LR_FIND_JSON",
                         help="scale the recipe's lrs by the LR finder's recommendation: from a "

@@ -45,14 +45,18 @@ def decoupled_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: floa
 
 
 def sgd_with_decay(groups: list[tuple[list[torch.nn.Parameter], float]],
-                   decay_per_step: float, momentum: float,
-                   nesterov: bool = True) -> torch.optim.SGD:
+                   decay_per_step: float, momentum: float, nesterov: bool = True,
+                   fused: bool | None = None) -> torch.optim.SGD:
     """SGD over (parameters, torch lr) groups, each removing the fraction decay_per_step of
     its weights per step, whatever its lr (torch multiplies weight_decay by lr, so each
-    group's weight_decay is decay_per_step / lr)."""
+    group's weight_decay is decay_per_step / lr). `fused` (default: on CUDA) does the
+    whole update in a few kernels instead of several per tensor."""
     param_groups = [dict(params=params, lr=lr, weight_decay=decay_per_step / lr)
                     for params, lr in groups]
-    return torch.optim.SGD(param_groups, momentum=momentum, nesterov=nesterov)
+    if fused is None:
+        params = [p for g in param_groups for p in g["params"]]
+        fused = bool(params) and all(p.is_cuda for p in params)
+    return torch.optim.SGD(param_groups, momentum=momentum, nesterov=nesterov, fused=fused)
 
 
 def per_example_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: float,

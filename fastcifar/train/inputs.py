@@ -4,11 +4,16 @@ behind (none) when it stops before recording anything."""
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from ..data import ImageData
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
 from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..errors import InputError, RunFailed
+
+# torch.compile's modes; `compile=True` is its default. The airbench references use
+# max-autotune (slower to compile, faster to run).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
 MIN_BATCHES = 4  # full batches an epoch, at the least
@@ -59,3 +64,17 @@ def check_batches(train_images: int, batch: int) -> None:
                          f"full batch(es) of {batch} an epoch, too few to learn from "
                          f"(at least {MIN_BATCHES}); give a smaller batch (--set "
                          f"batch_size={fit}, batch_size={fit} in Python) or more images")
+
+
+def check_compile(compile_) -> None:
+    if not isinstance(compile_, bool) and compile_ not in COMPILE_MODES:
+        raise InputError(f"compile must be true, false or one of torch.compile's modes "
+                         f"({', '.join(COMPILE_MODES)}), got {compile_!r}")
+
+
+def compiler(compile_):
+    """The model transform a `compile` setting asks for: None, or torch.compile (in a mode)."""
+    import torch
+    if compile_ is False or compile_ is None:
+        return None
+    return torch.compile if compile_ is True else functools.partial(torch.compile, mode=compile_)

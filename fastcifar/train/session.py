@@ -29,8 +29,8 @@ from ..report.records import RunFolder, read_finished_runs, read_run_settings
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
-from .inputs import (IN_MEMORY, check_batches, check_runs, check_size, data_name,
-                     removed_if_unused)
+from .inputs import (IN_MEMORY, check_batches, check_compile, check_runs, check_size,
+                     compiler, data_name, removed_if_unused)
 from .device import choose_precision, configure_backend, device_name, resolve_device
 from .loop import train_run
 from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
@@ -52,7 +52,7 @@ SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
-          size: str | None = None, compile: bool = False, checkpoints: bool | None = None,
+          size: str | None = None, compile: bool | str = False, checkpoints: bool | None = None,
           lr_from_finder: str | Path | None = None, progress: bool | None = None,
           out: str | Path | None = None, verbose: bool = True,
           on_epoch: Callable[[EpochRecord], None] | None = None, **overrides) -> TrainResult:
@@ -74,6 +74,7 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
         config = with_values(config, {"epochs": epochs})
     config.validate()
     check_runs(runs, seed)
+    check_compile(compile)
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
                 "test_subset": test_subset, "runs": runs, "seed": seed,
                 "precision": precision, "compile": compile,
@@ -275,7 +276,7 @@ class _Session:
             per_epoch = len(data.train_images) // config.batch_size
             config = with_values(config, {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)})
         train_run(self.recipe, config, data, self.device, seed=self.settings["seed"] - 1,
-                  model_transform=torch.compile if compile_ else None,
+                  model_transform=compiler(compile_),
                   precision=self.settings["precision"])
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
@@ -331,7 +332,7 @@ class _Session:
                                                      for r in state["records"])])
                 self.say(f"run {i + 1}: continuing from epoch {state['epoch']} "
                          f"({folder.path / 'last.pt'})")
-        model_transform = torch.compile if self.settings["compile"] else None
+        model_transform = compiler(self.settings["compile"])
         result = train_run(self.recipe, self.config, data, self.device, seed, on_epoch=on_epoch,
                            model_transform=model_transform, progress=self.progress,
                            checkpoints=folder, precision=self.settings["precision"])
