@@ -148,3 +148,31 @@ def test_the_step_sums_the_loss_in_float32_when_the_logits_are_float16():
     _, loss = training_step(model, labels, labels, loss_fn, [opt], [],
                             choose_precision("float32", CPU, recipe_mixed=False))
     assert loss.dtype == torch.float32 and loss.item() == pytest.approx(80000, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "hlb"])
+def test_float16_on_a_cpu_rehearses_the_gpu_numerics(name):
+    """What auto is on CUDA, run on the CPU: half weights and data, BatchNorm in float32,
+    channels_last, the loss summed in float32. (Torch's float16 convolution backward on a
+    CPU is about 60x float32's, so the nets are narrowed and the batch small here.)"""
+    torch.manual_seed(0)
+    recipe = get_recipe(name)
+    config = dataclasses.replace(recipe.config, batch_size=32, epochs=1, widths=(8, 16, 16))
+    labels = torch.arange(128) % 4
+    images = torch.randn(128, 3, 32, 32) + labels.view(-1, 1, 1, 1)
+    data = DeviceData(images.half().contiguous(memory_format=torch.channels_last), labels,
+                      images[:32].half().contiguous(memory_format=torch.channels_last),
+                      labels[:32], 4)
+    seen = {}
+
+    def record(model):
+        seen["conv"] = {m.weight.dtype for m in model.modules() if isinstance(m, nn.Conv2d)}
+        seen["norm"] = {m.weight.dtype for m in model.modules()
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        return model
+
+    result = train_run(recipe, config, data, CPU, seed=0, precision="float16",
+                       model_transform=record)
+    assert seen == {"conv": {torch.float16}, "norm": {torch.float32}}
+    assert all(torch.isfinite(torch.tensor(e.train_loss)) for e in result.epochs)
+    assert 0 <= result.accuracy <= 1

@@ -71,7 +71,7 @@ def _precision(device: torch.device, weights: torch.dtype,
                      torch.amp.GradScaler("cuda" if scaled else "cpu", enabled=scaled))
 
 
-PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
 
 
 def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> Precision:
@@ -81,7 +81,9 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
     trainer: float32 weights under autocast, bfloat16 where the GPU has it, else float16
     with loss scaling), float32 on CPUs and Apple GPUs. float32: float32 everywhere.
     bfloat16: float32 weights, forward under bfloat16 autocast, on CUDA or a CPU (on a CPU
-    with AMX a training step takes about half its float32 time, see benchmarks/results/)."""
+    with AMX a training step takes about half its float32 time, see benchmarks/results/).
+    float16: what auto is on CUDA, on CUDA or a CPU (where it rehearses the GPU's numerics,
+    slowly)."""
     if choice == "auto":
         if device.type != "cuda":
             return _precision(device, torch.float32, None)
@@ -98,6 +100,14 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
             raise InputError(f"--precision bfloat16: expected a CUDA or CPU device, "
                              f"not {device.type}; use auto")
         return _precision(device, torch.float32, torch.bfloat16)
+    if choice == "float16":
+        # What auto is on CUDA, on any device: so a CPU can rehearse the GPU's numerics.
+        if device.type not in ("cuda", "cpu"):
+            raise InputError(f"--precision float16: expected a CUDA or CPU device, "
+                             f"not {device.type}; use auto")
+        if recipe_mixed:
+            return _precision(device, torch.float32, torch.float16)
+        return _precision(device, torch.float16, None)
     raise InputError(f"--precision {choice}: expected one of {', '.join(PRECISION_CHOICES)}")
 
 
