@@ -17,6 +17,7 @@ the study holds the requested number of finished ones.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -173,8 +174,9 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
                 raise optuna.TrialPruned(f"epoch {record.epoch}: validation accuracy "
                                          f"{record.val_accuracy:.4f}")
 
-        result = train(recipe_obj.name, out=folder, seed=seed, on_epoch=report, verbose=False,
-                       progress=False, **fixed, **values)
+        with _one_process():
+            result = train(recipe_obj.name, out=folder, seed=seed, on_epoch=report,
+                           verbose=False, progress=False, **fixed, **values)
         run = result.runs[0]
         trial.set_user_attr("seconds", run.seconds)
         value = run.accuracy if objective == "accuracy" else run.accuracy_no_tta
@@ -189,6 +191,18 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
         the_study.optimize(run_trial, n_trials=trials, callbacks=[stop],
                            catch=(), gc_after_trial=True)
     return _report(the_study, recipe_obj.name, dims, fixed, seed, out, verbose)
+
+
+@contextlib.contextmanager
+def _one_process():
+    """Under torchrun each rank is a worker of its own: its trials are single runs, not a
+    battery shared over the ranks (see train/distributed.py)."""
+    world = os.environ.pop("WORLD_SIZE", None)
+    try:
+        yield
+    finally:
+        if world is not None:
+            os.environ["WORLD_SIZE"] = world
 
 
 def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
@@ -214,7 +228,10 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
     options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in fixed.items()
                        if k in ("data", "subset", "test_subset", "epochs", "device", "precision",
                                 "image_size", "size"))
-    sets = " ".join(f"--set {k}={v}" for k, v in best_params.items())
+    fields = {f.name for f in dataclasses.fields(get_recipe(recipe).config)}
+    held = {k: v for k, v in fixed.items() if k in fields and k != "image_size"}
+    sets = " ".join(f"--set {k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                    for k, v in {**held, **best_params}.items())
     command = f"fastcifar train --recipe {recipe} {options} {sets} --seed {seed}".replace("  ", " ")
     save_png(history_figure(rows, study.study_name), out / "history.png")
     save_png(slice_figure(rows, dims), out / "slice.png")

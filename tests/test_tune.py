@@ -78,7 +78,9 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tiny_archive, tmp_p
         summary = json.loads((out / "trials" / f"{int(r['number']):04d}" / "summary.json").read_text())
         assert len(summary["runs"]) == 1 and float(r["value"]) == pytest.approx(summary["runs"][0]["accuracy"])
         assert 2 <= float(r["lr"]) <= 20
-    assert any("fastcifar train --recipe airbench94" in o for o, _ in outputs)
+    lines = [line for o, _ in outputs for line in o.splitlines()
+             if line.startswith("fastcifar train --recipe airbench94")]
+    assert lines and "--set batch_size=30" in lines[0] and "--set lr=" in lines[0]
     for png in ("history.png", "slice.png", "importances.png"):
         assert Image.open(out / png).size[0] > 300
 
