@@ -270,3 +270,37 @@ def test_airbench_net_shapes_and_frozen_whitening():
     convs = 9 * (24 * 64 + 64 * 64 + 64 * 256 + 256 * 256 + 256 * 256 + 256 * 256)
     assert trainable == convs + 2560 + 24 + 2 * (64 + 256 + 256)
     assert math.isclose(trainable / 1e6, 1.97, abs_tol=0.01)
+
+
+def test_progressive_resizing_trains_the_first_epochs_smaller():
+    from fastcifar.data.loader import Augmentation, DeviceLoader
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    images[:32] = 0.25  # flat images stay flat when scaled
+    loader = DeviceLoader(images, torch.arange(64), 16,
+                          Augmentation(flip="random", translate=2, progressive=(24, 28)))
+    sides = []
+    for _ in range(3):
+        batches = list(loader)
+        sides.append({b.size(-1) for b, _ in batches})
+        assert all(b.is_contiguous(memory_format=torch.channels_last) for b, _ in batches)
+        flat = torch.cat([b[labels < 32] for b, labels in batches])
+        assert torch.allclose(flat, torch.full_like(flat, 0.25), atol=1e-5)
+    assert sides == [{24}, {28}, {32}]
+
+
+def test_progressive_sizes_are_checked_and_a_short_run_with_them_learns():
+    import fastcifar
+    from fastcifar.errors import InputError
+    rng = np.random.default_rng(0)
+    labels = np.arange(320) % 4
+    images = rng.integers(0, 60, (320, 32, 32, 3)).astype(np.uint8)
+    images[..., 0] += (labels * 60).astype(np.uint8)[:, None, None]
+    data = fastcifar.ImageData(images[:256], labels[:256], images[256:], labels[256:])
+    result = fastcifar.train("airbench94", data=data, epochs=4, batch_size=32,
+                             progressive_sizes=(16, 24), device="cpu", verbose=False)
+    assert result.accuracy.mean > 0.6  # 4 classes told apart by colour: chance is 0.25
+    with pytest.raises(InputError, match="from 16 to image_size"):
+        fastcifar.train("airbench94", data=data, progressive_sizes=(40,), device="cpu")
+    with pytest.raises(InputError, match="for the speed-run recipes"):
+        fastcifar.train("resnet18_cifar", data=data, progressive_sizes=(24,), device="cpu")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .augment import (alternating_flip_mask, centre_crop, cutout, flip_where, pad_reflect,
                       random_crop, random_flip_mask, random_resized_crop)
@@ -41,11 +42,17 @@ class Augmentation:
     # (0: none). Its flip is "none" or "random"; it does not combine with translate/cutout.
     crop_size: int = 0
     crop_scale: tuple[float, float] = (0.35, 1.0)  # the fraction of the image's area kept
+    # Progressive resizing: the side of the training images in epochs 0, 1, ... (each
+    # epoch's augmented images scaled down to it); the epochs after them at full size.
+    progressive: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.flip not in FLIP_MODES:
             raise ValueError(f"flip must be one of {FLIP_MODES}, got {self.flip!r}")
         if self.crop_size:
+            if self.progressive:
+                raise ValueError("progressive resizing goes with the speed runs' whole-epoch "
+                                 "augmentation, not with random-resized crops")
             if self.flip == "alternating" or self.translate or self.cutout:
                 raise ValueError("a random-resized crop (crop_size) goes with flip none or "
                                  "random, and no translate or cutout")
@@ -123,7 +130,13 @@ class DeviceLoader:
             if self._first_flip is None:
                 self._first_flip = random_flip_mask(len(images), images.device)
             images = flip_where(images, alternating_flip_mask(self._first_flip, epoch))
-        return cutout(images, aug.cutout)
+        images = cutout(images, aug.cutout)
+        if epoch < len(aug.progressive) and aug.progressive[epoch] < images.size(-1):
+            side = aug.progressive[epoch]
+            images = F.interpolate(images.float(), size=(side, side), mode="bilinear",
+                                   antialias=True, align_corners=False).to(images.dtype)
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def state_dict(self) -> dict:
         """The epoch counter and alternating flip's first draw: with the random generator's

@@ -35,6 +35,10 @@ class TrainConfig:
     # scaled (shorter side) and centre-cropped to it as they load. The networks end in a
     # global max, so any size from 16 up works; CIFAR-10's is 32.
     image_size: int = 32
+    # Progressive resizing (fulcrumresearch's speed run trains its first epochs smaller):
+    # the side of the training images in epochs 0, 1, ..., e.g. (24, 28); later epochs,
+    # and every evaluation, at image_size.
+    progressive_sizes: tuple[int, ...] = ()
 
     def steps(self, train_images: int) -> tuple[int, int]:
         """(steps per epoch, steps in the run): full batches only, the last epoch cut short
@@ -46,7 +50,8 @@ class TrainConfig:
         return per_epoch, ceil(per_epoch * self.epochs)
 
     def augmentation(self) -> Augmentation:
-        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout)
+        return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout,
+                            progressive=self.progressive_sizes)
 
     def crop_size(self) -> int:
         """The side of the random-resized crops trained on (0: the images as stored, as
@@ -61,6 +66,9 @@ class TrainConfig:
         if self.image_size < 16:
             raise InputError(f"image_size must be at least 16 pixels (the networks pool "
                              f"three times), got {self.image_size}")
+        if any(not 16 <= side <= self.image_size for side in self.progressive_sizes):
+            raise InputError(f"progressive_sizes must be sides from 16 to image_size "
+                             f"({self.image_size}), got {self.progressive_sizes}")
 
     def validate(self) -> None:
         if not self.epochs > 0:

@@ -69,6 +69,9 @@ class GeneralConfig(TrainConfig):
     def check_image_size(self) -> None:
         if self.image_size < 0:
             raise InputError(f"image_size must be 0 or more, got {self.image_size}")
+        if self.progressive_sizes:
+            raise InputError("progressive_sizes is for the speed-run recipes; the general "
+                             "trainer's random-resized crops already vary the scale")
 
     def validate(self) -> None:
         super().validate()
