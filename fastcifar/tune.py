@@ -33,6 +33,7 @@ from .recipes import get_recipe
 from .recipes.base import parse_assignments, with_values
 from .report.plots import save_png
 from .report.tuning import history_figure, importance_figure, slice_figure
+from .train.distributed import device_name as rank_device, from_environment
 from .train.session import train
 
 OBJECTIVES = ("accuracy", "accuracy_no_tta")  # both maximised
@@ -143,8 +144,8 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
     recipe_obj = get_recipe(recipe)
     dims = parse_space(space, recipe_obj.name)
     fixed = {k: v for k, v in train_options.items() if v is not None}
-    with_values(recipe_obj.config, {k: v for k, v in fixed.items()
-                                    if k in {f.name for f in dataclasses.fields(recipe_obj.config)}})
+    fields = {f.name for f in dataclasses.fields(recipe_obj.config)}
+    with_values(recipe_obj.config, {k: v for k, v in fixed.items() if k in fields})
     if objective not in OBJECTIVES:
         raise InputError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -153,8 +154,8 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
         if pruner not in PRUNERS:
             raise InputError(f"--pruner {pruner!r}: expected one of {', '.join(PRUNERS)}")
         pruner = optuna.pruners.MedianPruner() if pruner == "median" else optuna.pruners.NopPruner()
-    if "device" not in fixed and "LOCAL_RANK" in os.environ:
-        fixed["device"] = f"cuda:{os.environ['LOCAL_RANK']}"  # a torchrun worker: its GPU
+    # A torchrun worker tunes on its own GPU (its trials run as single processes, below).
+    fixed["device"] = rank_device(from_environment(), fixed.get("device", "auto"))
     out = Path(out)
     study_name = study or f"{recipe_obj.name}-tune"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -181,8 +182,9 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
         trial.set_user_attr("seconds", run.seconds)
         value = run.accuracy if objective == "accuracy" else run.accuracy_no_tta
         if verbose:
-            print(f"trial {trial.number}: {objective} {value:.4f} with "
-                  f"{', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in values.items())}")
+            shown = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in values.items())
+            print(f"trial {trial.number}: {objective} {value:.4f} with {', '.join(shown)}")
         return value
 
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -243,7 +245,8 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
         print(f"{len(complete)} complete, {sum(r['state'] == 'pruned' for r in rows)} pruned "
               f"of {len(rows)} trials in study {study.study_name}; wrote {out / 'trials.csv'}")
         if best:
-            print(f"best: trial {best['number']}, {best['value']:.4f} ({best['folder']})\n{command}")
+            print(f"best: trial {best['number']}, {best['value']:.4f} ({best['folder']})")
+            print(command)
     return TuneResult(study.study_name, best_params, best["value"] if best else None, rows,
                       out, command)
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from fastcifar.train.distributed import Ranks, from_environment, gather
+from fastcifar.train.distributed import Ranks, device_name, from_environment, gather
 
 ARGS = ["--runs", "3", "--epochs", "2", "--set", "batch_size=30", "--device", "cpu"]
 
@@ -91,3 +91,15 @@ def test_a_resumed_battery_trains_only_the_missing_runs_on_another_world_size(on
     assert [(r["seed"], r["rank"]) for r in runs] == [(0, 0), (1, 0), (2, 1)]
     assert [r["accuracy"] for r in runs] == [r["accuracy"] for r in runs_of(alone)]
     assert "1 of 3 run(s) finished" in done.stdout
+
+
+def test_each_rank_takes_its_own_gpu_when_the_device_is_auto_or_cuda(monkeypatch):
+    """(What `fastcifar tune` workers under torchrun use too.)"""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rank = Ranks(3, 4, 1, "h")
+    assert [device_name(rank, d) for d in ("auto", "cuda", "cpu", "cuda:0")] == \
+        ["cuda:1", "cuda:1", "cpu", "cuda:0"]
+    assert device_name(Ranks(), "auto") == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_name(rank, "auto") == "auto"

@@ -374,4 +374,4 @@ def test_cifar10_is_resized_only_when_asked_for_another_size(monkeypatch):
     assert load_dataset("cifar10", resize=32, say=pytest.fail) is small
     said = []
     assert load_dataset("cifar10", resize=40, say=said.append).train_images.shape == (4, 40, 40, 3)
-    assert "upscaling" in said[0] and "40x40" in said[0]
+    assert "upscales each 1.2x" in said[0] and "40x40" in said[0]

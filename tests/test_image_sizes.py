@@ -124,7 +124,7 @@ def test_an_in_memory_dataset_is_resized_to_the_recipe_size(tmp_path):
     data = ImageData(images, np.arange(40) % 2, images[:10], np.arange(10) % 2)
     said = []
     resized = data.resized(32, said.append)
-    assert resized.train_images.shape == (40, 32, 32, 3) and "upscaling" in said[0]
+    assert resized.train_images.shape == (40, 32, 32, 3) and "upscales each 1.1x" in said[0]
     assert data.resized(28) is data
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .memory import check_fits, gigabytes
+from .memory import check_fits, storage_note
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,6 @@ class ImageData:
         return ImageData(self.train_images, self.train_labels, self.test_images[index],
                          self.test_labels[index], self.classes, self.name)
 
-
     @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the training images."""
@@ -93,8 +92,8 @@ class ImageData:
         check_fits(n * side * side * 3, f"{n:,} images at {side}x{side}",
                    hint="give a smaller image size (--image-size)")
         h, w = sizes["train"]
-        say(f"note: {self.name}'s images are {w}x{h}; {'upscaling' if min(h, w) < side else 'scaling'} "
-            f"them to {side}x{side} ({gigabytes(n * side * side * 3)} in memory)")
+        say(storage_note(self.name, w, h, side, n, cached=False)
+            or f"note: {self.name}'s images are {w}x{h}; scaling them to {side}x{side}")
         return ImageData(square_resize(self.train_images, side),
                          self.train_labels, square_resize(self.test_images, side),
                          self.test_labels, self.classes, self.name)

@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..files import file_digest
 from .cache import cache_root, load_arrays, save_arrays
 from .dataset import ImageData
-from .memory import check_fits, gigabytes
+from .memory import check_fits, storage_note
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 TEST_SPLIT_NAMES = ("test", "val")
@@ -169,26 +169,19 @@ def _decode_splits(path: Path, files: dict[str, bytes], resize: int | None,
 
 def _say_cost(path: Path, first: tuple[str, bytes, int], n: int, side: int,
               say: Callable[[str], None]) -> None:
-    """Before decoding: what storing n images at side x side will take, said when the first
-    image is smaller (an upscale) or the whole is large; refused if it cannot fit."""
+    """Before decoding: refuse storing n images at side x side if it cannot fit, and say
+    what it costs when the first image is smaller (an upscale) or the whole is large."""
     from PIL import Image
 
-    nbytes = n * side * side * 3
-    check_fits(nbytes, f"storing the {n:,} images of {path.name} at {side}x{side}",
+    check_fits(n * side * side * 3, f"storing the {n:,} images of {path.name} at {side}x{side}",
                hint="give a smaller image size (--image-size)")
     try:
         with Image.open(io.BytesIO(first[1])) as im:
             width, height = im.size
     except Exception:  # noqa: BLE001 (the decode proper names a damaged image)
         return
-    if min(width, height) < side:
-        say(f"note: {path.name}'s images are {width}x{height} (the first, {first[0]}); storing "
-            f"them at {side}x{side} upscales each {side / min(width, height):.1f}x and takes "
-            f"{gigabytes(nbytes)} in memory and in the cache; a smaller image size "
-            f"(--image-size {min(width, height)}) keeps them as they are")
-    elif nbytes > 2e9:
-        say(f"note: storing the {n:,} images of {path.name} at {side}x{side} takes "
-            f"{gigabytes(nbytes)} in memory and in the cache")
+    if (note := storage_note(path.name, width, height, side, n, cached=True)) is not None:
+        say(note)
 
 
 def _decode_all(path: Path, items: list[tuple[str, bytes]],

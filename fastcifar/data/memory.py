@@ -41,3 +41,19 @@ def check_fits(nbytes: int, what: str, device: torch.device | str = "cpu",
     if free is not None and nbytes > free:
         raise InputError(f"{what} needs {gigabytes(nbytes)} but {torch.device(device)} has "
                          f"{gigabytes(free)} free{'; ' + hint if hint else ''}")
+
+
+def storage_note(name: str, width: int, height: int, side: int, n: int,
+                 cached: bool) -> str | None:
+    """What storing n images of width x height at side x side costs, as a note: said for
+    an upscale (with how to avoid it) or a large whole; None otherwise."""
+    nbytes, where = n * side * side * 3, "in memory and in the cache" if cached else "in memory"
+    if min(width, height) < side:
+        return (f"note: {name}'s images are {width}x{height}; storing them at {side}x{side} "
+                f"upscales each {side / min(width, height):.1f}x and takes {gigabytes(nbytes)} "
+                f"{where}; a smaller image size (--image-size {min(width, height)}) keeps them "
+                f"as they are")
+    if nbytes > 2e9:
+        return f"note: storing the {n:,} images of {name} at {side}x{side} takes " \
+               f"{gigabytes(nbytes)} {where}"
+    return None

@@ -83,8 +83,9 @@ class Muon(torch.optim.Optimizer):
             torch._foreach_add_(buffers, grads)
             directions = (torch._foreach_add(grads, buffers, alpha=momentum)
                           if group["nesterov"] else buffers)
-            norms = torch._foreach_norm(params)
-            torch._foreach_mul_(params, [len(p) ** 0.5 / n for p, n in zip(params, norms)])
+            scales = torch._foreach_reciprocal(torch._foreach_norm(params))
+            torch._foreach_mul_(scales, [len(p) ** 0.5 for p in params])
+            torch._foreach_mul_(params, scales)
             dtype = group["ns_dtype"] or (torch.bfloat16 if params[0].is_cuda else torch.float32)
             updates = orthogonalised([d.flatten(1) for d in directions], group["ns_steps"], dtype)
             torch._foreach_add_(params, [u.view_as(p).to(p.dtype) for u, p in zip(updates, params)],

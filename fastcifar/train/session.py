@@ -89,10 +89,8 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     # Rank 0 alone writes the run folder (and refuses one in use).
     folder = RunFolder.new(out) if out is not None and ranks.leader else None
     with removed_if_unused(folder):
-        session = _Session(recipe_obj, config, settings, device, data, folder, progress,
-                           verbose and ranks.leader, ranks)
-        session.on_epoch = on_epoch
-        return session.run()
+        return _Session(recipe_obj, config, settings, device, data, folder, progress,
+                        verbose and ranks.leader, ranks, on_epoch).run()
 
 
 def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
@@ -118,9 +116,7 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     if len(finished) >= runs:
         session.say(f"{out.path} is already finished: {len(finished)} of {runs} run(s); "
                     f"nothing to train (its results are in {out.path / 'summary.json'})")
-        return TrainResult(recipe.name, config, finished, out.path,
-                           summarize([r.accuracy for r in finished]),
-                           summarize([r.seconds for r in finished]))
+        return _result(recipe.name, config, finished, out.path)
     if settings["checkpoints"]:
         then = "the interrupted run continues from its last checkpoint, if it saved one"
     else:
@@ -169,7 +165,7 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
 class _Session:
     def __init__(self, recipe, config, settings: dict, device: torch.device, data,
                  out: RunFolder | None, progress: bool | None, verbose: bool,
-                 ranks: Ranks = Ranks()):
+                 ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None):
         self.recipe, self.config, self.settings = recipe, config, settings
         self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
         self.precision = choose_precision(settings["precision"], device,
@@ -177,8 +173,7 @@ class _Session:
         if progress is None:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
-        self.on_epoch: Callable[[EpochRecord], None] | None = None
-        self.ranks = ranks
+        self.ranks, self.on_epoch = ranks, on_epoch
 
     def say(self, line: str) -> None:
         """Print a line; under progress bars through tqdm, so that it lands above them."""
@@ -205,7 +200,8 @@ class _Session:
         if finished is None and self.out is not None:
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
                                   dataset.classes, dataset.image_size[0])
-        warmup_seconds = self.warmup(data) if needs_warmup(self.device, self.settings["compile"]) else 0.0
+        warmup_seconds = (self.warmup(data) if needs_warmup(self.device, self.settings["compile"])
+                          else 0.0)
 
         results, table = list(finished or []), self.table()
         while len(results) < self.settings["runs"]:
@@ -215,12 +211,11 @@ class _Session:
             if self.out is not None:
                 self.out.record_summary(self.recipe, self.settings, dataset, self.device,
                                         results, load_seconds, warmup_seconds)
-                if (model := next((r.model for r in results if r.model is not None), None)) is not None:
+                model = next((r.model for r in results if r.model is not None), None)
+                if model is not None:
                     self.out.save_model(model)
-        result = TrainResult(self.recipe.name, self.config, results,
-                             self.out.path if self.out else None,
-                             summarize([r.accuracy for r in results]),
-                             summarize([r.seconds for r in results]))
+        result = _result(self.recipe.name, self.config, results,
+                         self.out.path if self.out else None)
         self.say(f"\n{self.recipe.name}: accuracy {result.accuracy.percent()} over "
                  f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
         if self.out is not None:
@@ -344,3 +339,8 @@ class _Session:
 def needs_warmup(device: torch.device, compile_: bool) -> bool:
     """Compiling, or on a GPU: the first steps there pay one-off costs a timed run must not."""
     return compile_ or device.type == "cuda"
+
+
+def _result(recipe: str, config, runs: list[RunResult], out: Path | None) -> TrainResult:
+    return TrainResult(recipe, config, runs, out, summarize([r.accuracy for r in runs]),
+                       summarize([r.seconds for r in runs]))
