@@ -1,6 +1,7 @@
 """The Python API's entry points beyond training (see train/session.py for `train`):
-evaluating a network on images as they come; and, for a run folder, its trained network,
-its full evaluation, predictions for image files, and an export for other programs."""
+the LR range test; evaluating a network on images as they come; and, for a run folder,
+its trained network, its full evaluation, predictions for image files, and an export for
+other programs."""
 
 from __future__ import annotations
 
@@ -10,19 +11,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import load_dataset
+from .data import ImageData, load_dataset
 from .data.dataset import uint8_channels_last
 from .data.imagefolder import IMAGE_SUFFIXES, decode_image
 from .data.loader import evaluation_tensor, normalisation, to_device_tensor
 from .errors import InputError
 from .recipes import get_recipe
-from .recipes.base import config_from_dict
+from .recipes.base import config_from_dict, with_values
 from .report.evaluation import Evaluation
 from .report.export import check_format, export_model, largest_difference, load_exported
-from .report.records import MODEL, read_run_settings
+from .report.lr_finder import summary_lines, write_result
+from .report.records import MODEL, RunFolder, read_run_settings
 from .train.checkpoint import LAST, load_checkpoint
-from .train.device import place_model, resolve_device
+from .train.device import configure_backend, device_name, place_model, resolve_device
 from .train.evaluate import evaluate as evaluate_tensors, predict as logits_of
+from .train.inputs import check_size, data_name, removed_if_unused
+from .train.lr_finder import DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr
+from .train.lr_rules import LRFinderResult
+from .train.session import SETTINGS, Session
 
 
 def evaluate(model: nn.Module, images, labels, tta_level: int = 0) -> float:
@@ -180,3 +186,39 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None,
     exported = load_exported(path, fmt, lambda: recipe.build_model(config, len(saved["classes"])))
     inputs = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
     return path, largest_difference(model, exported, inputs)
+
+
+def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
+            seed: int = 0, device: str = "auto", precision: str = "auto",
+            subset: int | None = None, size: str | None = None, start: float = DEFAULT_START,
+            end: float = DEFAULT_END, steps: int = DEFAULT_STEPS, out: str | Path | None = None,
+            verbose: bool = True, **overrides) -> LRFinderResult:
+    """The LR range test of `recipe` on `data` (see train/lr_finder.py): its result, with
+    lr_find.json and lr_find.png written to `out` if given."""
+    recipe_obj = get_recipe(recipe)
+    check_size(size, data or recipe_obj.default_data)
+    config = with_values(recipe_obj.config, overrides)
+    config.validate()
+    check_sweep(start, end, steps)
+    folder = RunFolder.new(out) if out is not None else None
+    settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
+                "seed": seed, "precision": precision,
+                "data": data_name(data) or recipe_obj.default_data}
+    session = Session(recipe_obj, config, settings, resolve_device(device), data, folder,
+                       None, verbose)
+    configure_backend(session.device)
+    with removed_if_unused(folder):
+        _, device_data, _ = session.load_data()
+    session.say(f"recipe: {recipe_obj.name} on {device_name(session.device)}, torch "
+                f"{torch.__version__}\nsweeping {steps} steps of {config.batch_size} images, "
+                f"multipliers {start:g} to {end:g} of the recipe's lrs")
+    result = find_lr(recipe_obj, config, device_data, session.device, seed, start, end, steps,
+                     progress=session.progress, precision=precision)
+    result.settings.update(data=settings["data"] or "cifar10", subset=subset)
+    session.say(f"sweep: {result.stopped}")
+    for line in summary_lines(result):
+        session.say(line)
+    if folder is not None:
+        written = write_result(result, folder.path)
+        session.say(f"wrote {', '.join(str(p) for p in written)}")
+    return result

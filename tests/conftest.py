@@ -6,6 +6,8 @@ downloadable; else they skip, saying why."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -72,6 +74,17 @@ def make_tiny_archive(tmp_path: Path) -> Path:
     with tarfile.open(archive, "w:gz") as t:
         t.add(root, arcname="tiny")
     return archive
+
+
+def torchrun(nproc: int, *args) -> subprocess.CompletedProcess:
+    """`fastcifar train ARGS` under torchrun on `nproc` CPU processes (Gloo), one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", str(nproc), "-m", "fastcifar", "train",
+                           *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.fixture

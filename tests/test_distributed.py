@@ -11,20 +11,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import torchrun
 
 from fastcifar.train.distributed import Ranks, device_name, from_environment, gather
 
 ARGS = ["--runs", "3", "--epochs", "2", "--set", "batch_size=30", "--device", "cpu"]
-
-
-def torchrun(nproc: int, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", str(nproc), "-m", "fastcifar", "train",
-                           *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=600)
 
 
 def runs_of(folder) -> list[dict]:
@@ -103,3 +94,74 @@ def test_each_rank_takes_its_own_gpu_when_the_device_is_auto_or_cuda(monkeypatch
     assert device_name(Ranks(), "auto") == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name(rank, "auto") == "auto"
+
+
+def test_gpus_starts_the_command_under_torchrun(one_process, tmp_path):
+    archive, alone = one_process
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    done = subprocess.run([sys.executable, "-m", "fastcifar", "train", "--gpus", "2",
+                           "--data", str(archive), *ARGS, "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**env, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "starting 2 processes: torchrun --standalone --nproc-per-node 2" in done.stdout
+    runs = runs_of(tmp_path / "two")
+    assert [(r["seed"], r["rank"]) for r in runs] == [(0, 0), (1, 1), (2, 0)]
+    assert [r["accuracy"] for r in runs] == [r["accuracy"] for r in runs_of(alone)]
+
+
+def test_gpus_beyond_the_machines_is_refused_before_starting_anything(tmp_path, capsys,
+                                                                      monkeypatch):
+    import torch
+    from fastcifar.cli import main
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "--gpus", "2", "--out", str(tmp_path / "run")]) == 2
+    assert "--gpus 2: this machine has 0 CUDA GPU(s); give --device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def rank_process(launcher: int, rank: int) -> int | None:
+    """The pid of torchrun `launcher`'s worker of this rank (Linux /proc), if it runs."""
+    from pathlib import Path
+    for proc in Path("/proc").iterdir():
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == launcher and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the rank in /proc")
+def test_a_dead_rank_stops_the_battery_which_keeps_its_finished_runs(tiny_archive, tmp_path):
+    import signal
+    import time
+    folder = tmp_path / "battery"
+    args = ["--data", tiny_archive, "--runs", "4", "--epochs", "30", "--set", "batch_size=30",
+            "--set", "widths=8,16,16", "--device", "cpu", "--no-progress", "--out", folder]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                 "--nproc-per-node", "2", "-m", "fastcifar", "train",
+                                 *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**env, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not ((folder / "summary.json").exists() and len(runs_of(folder)) == 2):
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
+        time.sleep(0.2)
+    victim = rank_process(launcher.pid, 1)  # in the second round now
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0
+    # torchrun stops rank 0 and names the first failure: rank 1, killed.
+    cause = stderr.partition("Root Cause")[2]
+    assert "rank      : 1" in cause and "SIGKILL" in cause, stderr[-2000:]
+    assert [r["seed"] for r in runs_of(folder)] == [0, 1]  # the first round, kept
+    done = torchrun(1, "--resume", folder, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert "2 of 4 run(s) finished" in done.stdout
+    assert [r["seed"] for r in runs_of(folder)] == [0, 1, 2, 3]

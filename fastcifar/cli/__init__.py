@@ -16,7 +16,9 @@ from . import models, run, tools
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # for `train --gpus`, which starts the command again under torchrun
     # Under torchrun every rank speaks: say which one.
     who = f"fastcifar (rank {os.environ['RANK']})" if "RANK" in os.environ else "fastcifar"
     try:

@@ -59,7 +59,7 @@ def session_options(args, recipe) -> dict:
     if args.image_size is not None:
         options["image_size"] = args.image_size
     for name in ("data", "size", "subset", "test_subset", "seed", "precision", "runs", "epochs",
-                 "compile", "checkpoints", "lr_from_finder"):
+                 "compile", "checkpoints", "lr_from_finder", "ddp"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     return {"device": args.device, **options}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..recipes import get_recipe
 from ..train.inputs import COMPILE_MODES
-from ..train.session import FINDER, SETTINGS, lr_find, resume, train
+from ..api import lr_find
+from ..train.session import FINDER, SETTINGS, resume, train
 from ..tune import OBJECTIVES, PRUNERS
 from .options import add_run_options, positive, session_options
 
@@ -36,6 +39,16 @@ def add_commands(commands) -> None:
                         help="save last.pt after every epoch and best.pt on the best "
                              "validation accuracy, so --resume can continue the run (default: "
                              "on for the general trainer's recipes, off for the speed runs)")
+    train_.add_argument("--gpus", type=positive(int), metavar="N",
+                        help="start this command on N processes of this machine through "
+                             "torch.distributed.run (torchrun), one per GPU: a battery shared "
+                             "out, or with --ddp each run data-parallel (with --device cpu: N "
+                             "CPU processes)")
+    train_.add_argument("--ddp", action="store_true", default=None,
+                        help="under torchrun: train each run data-parallel over the ranks "
+                             "(DistributedDataParallel; each rank a share of every batch; "
+                             "--set sync_bn=true for BatchNorm over the global batch) instead "
+                             "of giving each rank its own runs")
     train_.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the interrupted run in this run folder from its last "
                              "checkpoint, with the settings it was started with")
@@ -82,6 +95,8 @@ def add_commands(commands) -> None:
 
 
 def cmd_train(args) -> int:
+    if args.gpus is not None and "WORLD_SIZE" not in os.environ:
+        return launch(args.gpus, args.device, args.argv)
     if args.resume is not None:
         given = [k for k in (*SETTINGS, "image_size", "epochs", "overrides", "out")
                  if getattr(args, k, None) not in (None, [])]
@@ -102,6 +117,23 @@ def cmd_train(args) -> int:
             return 130
         raise
     return 0
+
+
+def launch(processes: int, device: str, argv: list[str]) -> int:
+    """`fastcifar ARGV` again on `processes` processes under torch.distributed.run (which
+    sets WORLD_SIZE, so there --gpus is not acted on again); its exit status."""
+    import torch
+    if device != "cpu":
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have < processes:
+            fits = f"give at most {have}, or" if have else "give"
+            raise InputError(f"--gpus {processes}: this machine has {have} CUDA GPU(s); "
+                             f"{fits} --device cpu for {processes} CPU processes")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", str(processes), "-m", "fastcifar", *argv]
+    print(f"fastcifar: starting {processes} processes: torchrun --standalone "
+          f"--nproc-per-node {processes} -m fastcifar {' '.join(argv)}", flush=True)
+    return subprocess.call(command)
 
 
 def cmd_lr_find(args) -> int:

@@ -107,12 +107,16 @@ def evaluation_tensor(images: np.ndarray, device, dtype=torch.float32,
 
 class DeviceLoader:
     """Training batches of (images, labels) from tensors already on the device: shuffled
-    afresh every epoch, the last partial batch dropped, the augmentation applied."""
+    afresh every epoch, the last partial batch dropped, the augmentation applied.
+
+    `share` (rank, world size), in a data-parallel run: every rank draws the same epoch
+    and yields its consecutive share of each batch (batch_size / world images)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 augmentation: Augmentation = Augmentation()):
+                 augmentation: Augmentation = Augmentation(), share: tuple[int, int] = (0, 1)):
         self.images, self.labels = images, labels
         self.batch_size, self.augmentation = batch_size, augmentation
+        self.share = share
         self.epoch = 0
         self._padded = pad_reflect(images, self.augmentation.translate)
         self._first_flip = None
@@ -154,10 +158,13 @@ class DeviceLoader:
         images = self.images if per_batch else self.epoch_images(self.epoch)
         order = torch.randperm(len(images), device=images.device)
         self.epoch += 1
+        rank, world = self.share
+        mine = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            batch = images[index]
-            if per_batch:
-                batch = random_resized_crop(batch, aug.crop_size, aug.crop_scale,
-                                            flip=aug.flip == "random")
-            yield batch, self.labels[index]
+            if per_batch:  # the whole batch's random crops drawn, as on one device
+                batch = random_resized_crop(images[index], aug.crop_size, aug.crop_scale,
+                                            flip=aug.flip == "random")[mine]
+            else:
+                batch = images[index[mine]]
+            yield batch, self.labels[index[mine]]

@@ -39,6 +39,9 @@ class TrainConfig:
     # the side of the training images in epochs 0, 1, ..., e.g. (24, 28); later epochs,
     # and every evaluation, at image_size.
     progressive_sizes: tuple[int, ...] = ()
+    # Data-parallel runs (--ddp): BatchNorm statistics over the global batch, not over each
+    # rank's share of it.
+    sync_bn: bool = False
 
     def steps(self, train_images: int) -> tuple[int, int]:
         """(steps per epoch, steps in the run): full batches only, the last epoch cut short

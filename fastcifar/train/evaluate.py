@@ -63,19 +63,46 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def top_k_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """The fraction of images whose label is among the k largest logits (1.0 when there
     are no more than k classes)."""
+    return _top_k_correct(logits, labels, k).item() / len(labels)
+
+
+def _top_k_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     top = logits.topk(min(k, logits.size(1)), dim=1).indices
-    return (top == labels[:, None]).any(1).float().mean().item()
+    return (top == labels[:, None]).any(1).sum()
 
 
 def evaluation_metrics(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                       precision=None) -> dict[str, float]:
-    """Loss (plain cross-entropy, mean per image), top-1 and top-5 accuracy, no TTA."""
-    logits = predict(model, images, precision=precision)
-    return {"loss": F.cross_entropy(logits, labels).item(),
-            "top1": accuracy(logits, labels), "top5": top_k_accuracy(logits, labels, 5)}
+                       precision=None, group=None) -> dict[str, float]:
+    """Loss (plain cross-entropy, mean per image), top-1 and top-5 accuracy, no TTA.
+
+    With `group` (a data-parallel run's, see train/data_parallel.py), each rank evaluates
+    its shard of the images and the sums are added over the ranks."""
+    logits, labels = _sharded_logits(model, images, labels, 0, precision, False, group)
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    loss, top1, top5, n = _summed(group, loss, _top_k_correct(logits, labels, 1),
+                                  _top_k_correct(logits, labels, 5), len(labels))
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n}
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             tta_level: int = 0, precision=None, progress: bool = False) -> float:
-    return accuracy(predict(model, images, tta_level, precision=precision, progress=progress),
-                    labels)
+             tta_level: int = 0, precision=None, progress: bool = False, group=None) -> float:
+    """Top-1 accuracy at `tta_level` (over the ranks' shards with `group`)."""
+    logits, labels = _sharded_logits(model, images, labels, tta_level, precision, progress,
+                                     group)
+    correct, n = _summed(group, _top_k_correct(logits, labels, 1), len(labels))
+    return correct / n
+
+
+def _sharded_logits(model, images, labels, tta_level, precision, progress, group):
+    if group is not None:
+        images, labels = group.shard(images), group.shard(labels)
+    return predict(model, images, tta_level, precision=precision, progress=progress), labels
+
+
+def _summed(group, *values) -> list[float]:
+    """The values (tensors or numbers) as floats, summed over the ranks with `group`."""
+    sums = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in
+                        (v.detach().cpu() if torch.is_tensor(v) else v for v in values)])
+    if group is not None:
+        sums = group.sum(sums.to(group.device)).cpu()
+    return sums.tolist()

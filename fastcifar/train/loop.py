@@ -16,6 +16,7 @@ import torch
 from ..data.loader import DeviceData, DeviceLoader
 from ..errors import RunFailed
 from .checkpoint import CheckpointFolder, RunState
+from .data_parallel import DataParallel, synced_batch_norms
 from .device import Precision
 from .evaluate import evaluate, evaluation_metrics
 from .results import EpochRecord, RunResult
@@ -27,22 +28,31 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
               on_epoch: Callable[[EpochRecord], None] | None = None,
               model_transform: Callable | None = None, progress: bool = False,
               checkpoints: CheckpointFolder | None = None,
-              precision: str = "auto") -> RunResult:
+              precision: str = "auto", group: DataParallel | None = None) -> RunResult:
     """Train and evaluate one run of `recipe` with `config`, seeded by `seed`, in
     `precision` (see device.choose_precision; the data must be in its weights' dtype).
 
     With `checkpoints`, the state after every epoch is saved there, and a run that finds a
     last.pt there continues from it: on CPU it ends with the same weights as a run never
     interrupted (the timed seconds carry on from the checkpoint's).
+
+    With `group`, the run is one rank's part of a data-parallel run (see data_parallel.py):
+    its share of every batch, the evaluation sharded, the checkpoint (if this rank has
+    the folder: rank 0) handed to every rank on resume.
     """
     torch.manual_seed(seed)
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
-                          config.augmentation())
+                          config.augmentation(), group.share() if group else (0, 1))
     watch = Stopwatch(device)
     parts = set_up_run(recipe, config, data.train_images, device, precision, data.num_classes,
                        model_transform=model_transform, init_timer=watch.time("init"))
+    if group is not None and config.sync_bn:
+        synced_batch_norms(parts.model)
     run = RunState(recipe.name, config, seed, device, parts, loader, watch)
-    if checkpoints is not None and (saved := checkpoints.resume_state()) is not None:
+    saved = checkpoints.resume_state() if checkpoints is not None else None
+    if group is not None:
+        saved = group.from_leader(saved)
+    if saved is not None:
         run.load_state_dict(saved)
 
     model, training = parts.model, parts.training
@@ -50,13 +60,18 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                           desc=recipe.name, total=ceil(config.epochs), initial=len(run.records))
     for epoch in epochs:
         with watch.time("train"):
-            loss_sum, correct, seen = train_epoch(run, epoch, progress)
+            loss_sum, correct, seen = train_epoch(run, epoch, progress, group)
+        if group is not None:  # the global batches' loss and accuracy, not this rank's
+            sums = group.sum(torch.stack([loss_sum.double(), correct.double(),
+                                          torch.tensor(seen, dtype=torch.float64,
+                                                       device=run.device)]))
+            loss_sum, correct, seen = sums[0], sums[1], int(sums[2])
         # Once per epoch (outside the timed region): a NaN loss never recovers, so stop.
         if not torch.isfinite(loss_sum):
             raise RunFailed(f"the loss became {loss_sum.item()} in epoch {epoch + 1} (by step "
                             f"{run.step}); the run diverged: try a lower lr")
         val = evaluation_metrics(_evaluation_model(run), data.test_images, data.test_labels,
-                                 parts.precision)
+                                 parts.precision, group)
         record = EpochRecord(
             epoch=epoch + 1, train_loss=loss_sum.item() / (seen * training.loss_scale),
             train_accuracy=correct.item() / seen, val_loss=val["loss"],
@@ -73,7 +88,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
 
     with watch.time("tta_eval"):
         tta_accuracy = evaluate(model, data.test_images, data.test_labels, config.tta_level,
-                                parts.precision, progress)
+                                parts.precision, progress, group)
     return RunResult(seed=seed, accuracy=tta_accuracy,
                      accuracy_no_tta=run.records[-1].val_accuracy, seconds=watch.total,
                      seconds_by_part=dict(watch.seconds), epochs=run.records, model=model)
@@ -98,12 +113,16 @@ def training_step(model, inputs, targets, loss_fn, optimizers, schedulers,
     return outputs, loss
 
 
-def train_epoch(run: RunState, epoch: int, progress: bool = False):
+def train_epoch(run: RunState, epoch: int, progress: bool = False,
+                group: DataParallel | None = None):
     """One epoch of training steps (fewer if the run's last step comes first): (the summed
-    loss, the correct predictions, the images seen), the first two still on the device."""
+    loss, the correct predictions, the images seen), the first two still on the device
+    and, in a data-parallel run, this rank's."""
     parts, training, model = run.parts, run.parts.training, run.parts.model
     if training.before_epoch is not None:
         training.before_epoch(epoch)
+    # Under DDP (wrapped after before_epoch, which may stop a parameter training).
+    stepped = group.wrap(model) if group is not None else model
     # Running sums stay on the device: no host sync in the step.
     loss_sum = torch.zeros((), device=run.device)
     correct = torch.zeros((), device=run.device, dtype=torch.long)
@@ -115,7 +134,7 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False):
         targets = labels
         if training.batch_transform is not None:
             inputs, targets = training.batch_transform(inputs, labels, epoch)
-        outputs, loss = training_step(model, inputs, targets, training.loss,
+        outputs, loss = training_step(stepped, inputs, targets, training.loss,
                                       training.optimizers, parts.schedulers, parts.precision)
         loss_sum += loss.detach().float()
         correct += (outputs.detach().argmax(1) == labels).sum()

@@ -24,18 +24,17 @@ from ..data.loader import DeviceData
 from ..errors import InputError
 from ..recipes import get_recipe
 from ..recipes.base import config_from_dict, with_values
-from ..report.lr_finder import summary_lines, write_result
+from ..report.lr_finder import write_result
 from ..report.records import RunFolder, read_finished_runs, read_run_settings
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
+from .data_parallel import DataParallel, check_data_parallel
 from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
 from .inputs import (IN_MEMORY, check_batches, check_compile, check_runs, check_size,
                      compiler, data_name, removed_if_unused)
 from .device import choose_precision, configure_backend, device_name, resolve_device
 from .loop import train_run
-from .lr_finder import (DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr,
-                        lr_from_finder)
-from .lr_rules import LRFinderResult
+from .lr_finder import lr_from_finder
 from .results import EpochRecord, RunResult, TrainResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
@@ -46,15 +45,15 @@ WARMUP_STEPS = 10  # training steps of the untimed warm-up on CUDA (without --co
 SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
             "test_subset": None, "runs": 1,
             "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
-            "lr_from_finder": None}
+            "lr_from_finder": None, "ddp": False}
 
 
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
           size: str | None = None, compile: bool | str = False, checkpoints: bool | None = None,
-          lr_from_finder: str | Path | None = None, progress: bool | None = None,
-          out: str | Path | None = None, verbose: bool = True,
+          lr_from_finder: str | Path | None = None, ddp: bool = False,
+          progress: bool | None = None, out: str | Path | None = None, verbose: bool = True,
           on_epoch: Callable[[EpochRecord], None] | None = None, **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
 
@@ -66,7 +65,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     `checkpoints` (there) make it resumable. Only the last run keeps its trained network
     (`.model`): a battery of many runs would otherwise hold every one in memory.
     `lr_from_finder`: a saved LR-finder result, or FINDER to run it. `on_epoch`: called
-    with each epoch's EpochRecord (what `fastcifar tune` prunes by)."""
+    with each epoch's EpochRecord (what `fastcifar tune` prunes by). `ddp`, under torchrun:
+    the ranks train each run together, data-parallel (see train/data_parallel.py), instead
+    of a share of the runs each."""
     recipe_obj = get_recipe(recipe)
     check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
@@ -79,17 +80,19 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
                 "test_subset": test_subset, "runs": runs, "seed": seed,
                 "precision": precision, "compile": compile,
                 "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
-                "data": data_name(data) or recipe_obj.default_data}
+                "data": data_name(data) or recipe_obj.default_data, "ddp": ddp}
     if checkpoints and out is None:
         raise InputError("checkpoints are kept in a run folder: give out= (--out)")
     settings["checkpoints"] = (checkpoints if checkpoints is not None
                                else recipe_obj.checkpoints and out is not None)
     ranks = from_environment()  # under torchrun: this process's share of the runs
+    if ddp and ranks.world > 1:
+        check_data_parallel(recipe_obj, config, ranks.world)
     device = resolve_device(rank_device(ranks, device))
     # Rank 0 alone writes the run folder (and refuses one in use).
     folder = RunFolder.new(out) if out is not None and ranks.leader else None
     with removed_if_unused(folder):
-        return _Session(recipe_obj, config, settings, device, data, folder, progress,
+        return Session(recipe_obj, config, settings, device, data, folder, progress,
                         verbose and ranks.leader, ranks, on_epoch).run()
 
 
@@ -109,7 +112,7 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     finished = [RunResult.from_dict(r) for r in read_finished_runs(out.path)]
     out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(finished)]
     device = saved["device"] if device == "auto" and ranks.world == 1 else device
-    session = _Session(recipe, config, settings, resolve_device(rank_device(ranks, device)),
+    session = Session(recipe, config, settings, resolve_device(rank_device(ranks, device)),
                        data if data is not None else settings["data"],
                        out if ranks.leader else None, progress, verbose and ranks.leader, ranks)
     runs = settings["runs"]
@@ -126,43 +129,7 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     return session.run(finished)
 
 
-def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
-            seed: int = 0, device: str = "auto", precision: str = "auto",
-            subset: int | None = None, size: str | None = None, start: float = DEFAULT_START,
-            end: float = DEFAULT_END, steps: int = DEFAULT_STEPS, out: str | Path | None = None,
-            verbose: bool = True, **overrides) -> LRFinderResult:
-    """The LR range test of `recipe` on `data` (see train/lr_finder.py): its result, with
-    lr_find.json and lr_find.png written to `out` if given."""
-    recipe_obj = get_recipe(recipe)
-    check_size(size, data or recipe_obj.default_data)
-    config = with_values(recipe_obj.config, overrides)
-    config.validate()
-    check_sweep(start, end, steps)
-    folder = RunFolder.new(out) if out is not None else None
-    settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "seed": seed, "precision": precision,
-                "data": data_name(data) or recipe_obj.default_data}
-    session = _Session(recipe_obj, config, settings, resolve_device(device), data, folder,
-                       None, verbose)
-    configure_backend(session.device)
-    with removed_if_unused(folder):
-        _, device_data, _ = session.load_data()
-    session.say(f"recipe: {recipe_obj.name} on {device_name(session.device)}, torch "
-                f"{torch.__version__}\nsweeping {steps} steps of {config.batch_size} images, "
-                f"multipliers {start:g} to {end:g} of the recipe's lrs")
-    result = find_lr(recipe_obj, config, device_data, session.device, seed, start, end, steps,
-                     progress=session.progress, precision=precision)
-    result.settings.update(data=settings["data"] or "cifar10", subset=subset)
-    session.say(f"sweep: {result.stopped}")
-    for line in summary_lines(result):
-        session.say(line)
-    if folder is not None:
-        written = write_result(result, folder.path)
-        session.say(f"wrote {', '.join(str(p) for p in written)}")
-    return result
-
-
-class _Session:
+class Session:
     def __init__(self, recipe, config, settings: dict, device: torch.device, data,
                  out: RunFolder | None, progress: bool | None, verbose: bool,
                  ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None):
@@ -174,6 +141,8 @@ class _Session:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
         self.ranks, self.on_epoch = ranks, on_epoch
+        self.group = (DataParallel(ranks, device)
+                      if settings.get("ddp") and ranks.world > 1 else None)
 
     def say(self, line: str) -> None:
         """Print a line; under progress bars through tqdm, so that it lands above them."""
@@ -271,8 +240,8 @@ class _Session:
             per_epoch = len(data.train_images) // config.batch_size
             config = with_values(config, {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)})
         train_run(self.recipe, config, data, self.device, seed=self.settings["seed"] - 1,
-                  model_transform=compiler(compile_),
-                  precision=self.settings["precision"])
+                  model_transform=compiler(compile_), precision=self.settings["precision"],
+                  group=self.group)
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
@@ -288,7 +257,10 @@ class _Session:
     def one_round(self, first: int, data: DeviceData, table: Table) -> list[RunResult]:
         """Runs first, first+1, ... one per rank (one run without torchrun), gathered on
         every rank; rank 0 records the others' epochs. Only this rank's newest network is
-        kept (a battery of 200 would otherwise hold 200)."""
+        kept (a battery of 200 would otherwise hold 200). Data-parallel: run `first`, by
+        every rank together."""
+        if self.group is not None:
+            return [self.one_run(first, data, table)]
         index, ranks = first + self.ranks.rank, self.ranks
         mine = self.one_run(index, data, table) if index < self.settings["runs"] else None
         model = mine.model if mine is not None else None
@@ -330,7 +302,8 @@ class _Session:
         model_transform = compiler(self.settings["compile"])
         result = train_run(self.recipe, self.config, data, self.device, seed, on_epoch=on_epoch,
                            model_transform=model_transform, progress=self.progress,
-                           checkpoints=folder, precision=self.settings["precision"])
+                           checkpoints=folder, precision=self.settings["precision"],
+                           group=self.group)
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.seconds})
         return result
