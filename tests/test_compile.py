@@ -50,3 +50,17 @@ def test_the_warm_up_run_compiles_every_graph_the_timed_run_uses(name):
     assert counters["stats"]["unique_graphs"] == graphs, "the timed run recompiled"
     assert not counters["graph_break"]
     assert all(torch.isfinite(torch.tensor(e.train_loss)) for e in timed.epochs)
+
+
+def test_inductor_compiles_airbench94_and_trains_as_eager_does():
+    """The one test that generates code (about a minute on a CPU): the compiled run's
+    losses and accuracy are the eager run's, to float32 rounding."""
+    recipe = get_recipe("airbench94")
+    config = dataclasses.replace(recipe.config, batch_size=32, epochs=2, widths=(8, 16, 16))
+    data = tiny_data()
+    torch._dynamo.reset()
+    compiled = train_run(recipe, config, data, CPU, seed=0, model_transform=torch.compile)
+    eager = train_run(recipe, config, data, CPU, seed=0)
+    for a, b in zip(compiled.epochs, eager.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
+    assert compiled.accuracy == pytest.approx(eager.accuracy, abs=2 / 64)

@@ -11,7 +11,7 @@ from torch import nn
 
 from fastcifar.cli import main
 from fastcifar.errors import InputError
-from fastcifar.recipes import get_recipe
+from fastcifar.recipes import RECIPES, get_recipe
 from fastcifar.train import loop
 from fastcifar.train.device import choose_precision
 from fastcifar.data.loader import DeviceData
@@ -150,19 +150,24 @@ def test_the_step_sums_the_loss_in_float32_when_the_logits_are_float16():
     assert loss.dtype == torch.float32 and loss.item() == pytest.approx(80000, rel=1e-3)
 
 
-@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "hlb"])
+SPEED_RUNS = [n for n in RECIPES if not n.startswith("resnet18")]
+
+
+@pytest.mark.parametrize("name", SPEED_RUNS)
 def test_float16_on_a_cpu_rehearses_the_gpu_numerics(name):
-    """What auto is on CUDA, run on the CPU: half weights and data, BatchNorm in float32,
-    channels_last, the loss summed in float32. (Torch's float16 convolution backward on a
-    CPU is about 60x float32's, so the nets are narrowed and the batch small here.)"""
+    """What auto is on CUDA, run on the CPU for every speed run: half weights and data,
+    BatchNorm in float32, channels_last, the loss summed in float32; the loss stays finite
+    and falls. (Torch's float16 convolution backward on a CPU is 20 to 60 times float32's:
+    a step of a narrowed airbench94 at its batch of 1024 takes 19 s here, so the nets are
+    narrowed and the batch small.)"""
     torch.manual_seed(0)
     recipe = get_recipe(name)
-    config = dataclasses.replace(recipe.config, batch_size=32, epochs=1, widths=(8, 16, 16))
-    labels = torch.arange(128) % 4
-    images = torch.randn(128, 3, 32, 32) + labels.view(-1, 1, 1, 1)
-    data = DeviceData(images.half().contiguous(memory_format=torch.channels_last), labels,
-                      images[:32].half().contiguous(memory_format=torch.channels_last),
-                      labels[:32], 4)
+    widths = tuple(8 if i == 0 else 16 for i in range(len(recipe.config.widths)))
+    config = dataclasses.replace(recipe.config, batch_size=32, epochs=3, widths=widths)
+    labels = torch.arange(256) % 4
+    images = torch.randn(256, 3, 32, 32) + labels.view(-1, 1, 1, 1)
+    half = images.half().contiguous(memory_format=torch.channels_last)
+    data = DeviceData(half, labels, half[:64], labels[:64], 4)
     seen = {}
 
     def record(model):
@@ -173,6 +178,6 @@ def test_float16_on_a_cpu_rehearses_the_gpu_numerics(name):
 
     result = train_run(recipe, config, data, CPU, seed=0, precision="float16",
                        model_transform=record)
-    assert seen == {"conv": {torch.float16}, "norm": {torch.float32}}
-    assert all(torch.isfinite(torch.tensor(e.train_loss)) for e in result.epochs)
-    assert 0 <= result.accuracy <= 1
+    assert seen["conv"] == {torch.float16} and seen["norm"] <= {torch.float32}
+    losses = [e.train_loss for e in result.epochs]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
