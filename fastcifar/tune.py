@@ -27,7 +27,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, RunFailed
 from .files import atomic_path
 from .recipes import get_recipe
 from .recipes.base import parse_assignments, with_values
@@ -158,7 +158,8 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
     fixed["device"] = rank_device(from_environment(), fixed.get("device", "auto"))
     out = Path(out)
     study_name = study or f"{recipe_obj.name}-tune"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's own lines (a failed trial's traceback among them) give way to ours.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     the_study = optuna.create_study(
         storage=open_storage(storage, out), study_name=study_name, load_if_exists=True,
         direction="maximize", pruner=pruner, sampler=sampler or optuna.samplers.TPESampler())
@@ -175,9 +176,19 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
                 raise optuna.TrialPruned(f"epoch {record.epoch}: validation accuracy "
                                          f"{record.val_accuracy:.4f}")
 
-        with _one_process():
-            result = train(recipe_obj.name, out=folder, seed=seed, on_epoch=report,
-                           verbose=False, progress=False, **fixed, **values)
+        try:
+            with _one_process():
+                result = train(recipe_obj.name, out=folder, seed=seed, on_epoch=report,
+                               verbose=False, progress=False, **fixed, **values)
+        except RunFailed as e:  # e.g. a diverging lr: a result of the search, not its end
+            trial.set_user_attr("error", str(e))
+            if verbose:
+                print(f"trial {trial.number}: failed: {e}")
+            return float("nan")  # Optuna's mark of a failed trial
+        except InputError as e:  # the settings themselves: every trial would fail so
+            refused.append(InputError(f"trial {trial.number} ({folder}): {e}"))
+            the_study.stop()
+            return float("nan")
         run = result.runs[0]
         trial.set_user_attr("seconds", run.seconds)
         value = run.accuracy if objective == "accuracy" else run.accuracy_no_tta
@@ -189,9 +200,12 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
 
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     stop = optuna.study.MaxTrialsCallback(trials, states=done)
+    refused: list[InputError] = []
     if len(the_study.get_trials(deepcopy=False, states=done)) < trials:
         the_study.optimize(run_trial, n_trials=trials, callbacks=[stop],
                            catch=(), gc_after_trial=True)
+    if refused:
+        raise refused[0]
     return _report(the_study, recipe_obj.name, dims, fixed, seed, out, verbose)
 
 
@@ -214,12 +228,12 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
     rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
              "epochs": len(t.intermediate_values), **t.params,
              "seconds": t.user_attrs.get("seconds"), "folder": t.user_attrs.get("folder"),
-             "worker": t.user_attrs.get("worker")}
+             "worker": t.user_attrs.get("worker"), "error": t.user_attrs.get("error")}
             for t in study.get_trials(deepcopy=False)]
     names = [d.name for d in dims]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, ["number", "state", "value", "epochs", *names, "seconds",
-                                     "folder", "worker"], extrasaction="ignore")
+                                     "folder", "worker", "error"], extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_path(out / "trials.csv") as tmp:
@@ -242,8 +256,9 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
         importances = optuna.importance.get_param_importances(study)
         save_png(importance_figure(importances, study.study_name), out / "importances.png")
     if verbose:
-        print(f"{len(complete)} complete, {sum(r['state'] == 'pruned' for r in rows)} pruned "
-              f"of {len(rows)} trials in study {study.study_name}; wrote {out / 'trials.csv'}")
+        print(f"{len(complete)} complete, {sum(r['state'] == 'pruned' for r in rows)} pruned, "
+              f"{sum(r['state'] == 'fail' for r in rows)} failed of {len(rows)} trials in "
+              f"study {study.study_name}; wrote {out / 'trials.csv'}")
         if best:
             print(f"best: trial {best['number']}, {best['value']:.4f} ({best['folder']})")
             print(command)

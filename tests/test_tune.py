@@ -89,3 +89,27 @@ def test_tune_refuses_a_storage_it_cannot_open(tmp_path):
     with pytest.raises(InputError, match="--storage"):
         tune("airbench94", "lr=2:20", 1, storage="nosuchdb://x", out=tmp_path / "t",
              device="cpu")
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_search_goes_on(tiny_archive, tmp_path,
+                                                                        capsys):
+    """lr=1e30 diverges (the run stops with RunFailed): that trial fails, the others run."""
+    every_value = optuna.samplers.BruteForceSampler()
+    result = tune("airbench94", "lr=1e-3|1e30", 4, out=tmp_path / "t", data=str(tiny_archive),
+                  epochs=1, batch_size=30, device="cpu", sampler=every_value)
+    states = {r["lr"]: r["state"] for r in result.trials}
+    assert states[1e30] == "fail" and states[1e-3] == "complete"
+    failed = next(r for r in result.trials if r["state"] == "fail")
+    assert "the loss became" in failed["error"]
+    out = capsys.readouterr().out
+    assert f"trial {failed['number']}: failed: the loss became" in out
+    assert "Traceback" not in out
+
+
+def test_settings_no_trial_can_run_with_stop_the_search_with_one_message(tiny_archive, tmp_path,
+                                                                         capsys):
+    code = main(["tune", "--space", "lr=4:20", "--data", str(tiny_archive), "--device", "cpu",
+                 "--epochs", "1", "--trials", "3", "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and "trial 0" in err and "batch_size=" in err, err
+    assert "Traceback" not in err and err.count("error") == 1
