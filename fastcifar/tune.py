@@ -225,7 +225,10 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
             verbose: bool) -> TuneResult:
     """trials.csv, the plots, and the best configuration as a command line."""
     import optuna
-    rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
+    # A pruned trial's value in Optuna is its last validation accuracy mid-run: not the
+    # objective, so left empty here (its "epochs" say where it stopped).
+    rows = [{"number": t.number, "state": t.state.name.lower(),
+             "value": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
              "epochs": len(t.intermediate_values), **t.params,
              "seconds": t.user_attrs.get("seconds"), "folder": t.user_attrs.get("folder"),
              "worker": t.user_attrs.get("worker"), "error": t.user_attrs.get("error")}
@@ -241,11 +244,12 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
     complete = [r for r in rows if r["state"] == "complete"]
     best = max(complete, key=lambda r: r["value"]) if complete else None
     best_params = {k: best[k] for k in names} if best else {}
-    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in fixed.items()
-                       if k in ("data", "subset", "test_subset", "epochs", "device", "precision",
-                                "image_size", "size"))
+    flags = ("data", "subset", "test_subset", "epochs", "device", "precision", "image_size",
+             "size")
+    options = " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else
+                       f"--{k.replace('_', '-')} {v}" for k, v in fixed.items() if k in flags)
     fields = {f.name for f in dataclasses.fields(get_recipe(recipe).config)}
-    held = {k: v for k, v in fixed.items() if k in fields and k != "image_size"}
+    held = {k: v for k, v in fixed.items() if k in fields and k not in flags}
     sets = " ".join(f"--set {k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
                     for k, v in {**held, **best_params}.items())
     command = f"fastcifar train --recipe {recipe} {options} {sets} --seed {seed}".replace("  ", " ")

@@ -49,6 +49,8 @@ def test_pruned_trials_stop_after_the_epoch_that_pruned_them(tiny_archive, tmp_p
     result = tune("airbench94", "lr=2:20:log", 2, out=tmp_path / "t", pruner=never_good_enough,
                   data=str(tiny_archive), epochs=3, batch_size=30, device="cpu", verbose=False)
     assert [r["state"] for r in result.trials] == ["pruned", "pruned"]
+    # A pruned trial's mid-run accuracy is not the objective: no value, and no dot in the plots.
+    assert [r["value"] for r in result.trials] == [None, None]
     for row in result.trials:
         assert row["epochs"] == 1
         metrics = json.loads((tmp_path / "t" / "trials" / f"{row['number']:04d}" /
@@ -75,12 +77,15 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tiny_archive, tmp_p
     folders = sorted(p.name for p in (out / "trials").iterdir())
     assert folders == [f"{n:04d}" for n in sorted(numbers)], "one folder per trial"
     for r in complete:
-        summary = json.loads((out / "trials" / f"{int(r['number']):04d}" / "summary.json").read_text())
-        assert len(summary["runs"]) == 1 and float(r["value"]) == pytest.approx(summary["runs"][0]["accuracy"])
+        folder = out / "trials" / f"{int(r['number']):04d}"
+        summary = json.loads((folder / "summary.json").read_text())
+        assert len(summary["runs"]) == 1
+        assert float(r["value"]) == pytest.approx(summary["runs"][0]["accuracy"])
         assert 2 <= float(r["lr"]) <= 20
     lines = [line for o, _ in outputs for line in o.splitlines()
              if line.startswith("fastcifar train --recipe airbench94")]
     assert lines and "--set batch_size=30" in lines[0] and "--set lr=" in lines[0]
+    assert "--epochs 1 " in lines[0] and "--set epochs" not in lines[0]  # once, as given
     for png in ("history.png", "slice.png", "importances.png"):
         assert Image.open(out / png).size[0] > 300
 

@@ -8,13 +8,10 @@ import numpy as np
 
 from .plots import new_figure
 
-STATE_COLOURS = {"complete": "C0", "pruned": "C7"}
-
-
 def history_figure(rows: list[dict], title: str):
     figure = new_figure(figsize=(6.5, 4))
     ax = figure.add_subplot()
-    done = [r for r in rows if r["value"] is not None]
+    done = [r for r in rows if r["state"] == "complete"]
     ax.scatter([r["number"] for r in done], [100 * r["value"] for r in done], s=18,
                color="C0", label="complete trial")
     pruned = [r for r in rows if r["state"] == "pruned"]
@@ -39,7 +36,7 @@ def slice_figure(rows: list[dict], dims):
     """The objective of every complete trial against each parameter (log axes where the
     search was log-spaced)."""
     figure = new_figure(figsize=(3.2 * len(dims) + 0.5, 3.4))
-    done = [r for r in rows if r["value"] is not None]
+    done = [r for r in rows if r["state"] == "complete"]
     for i, d in enumerate(dims):
         ax = figure.add_subplot(1, len(dims), i + 1)
         x = [r[d.name] for r in done]
