@@ -48,12 +48,25 @@ def one_process(archive, folder, args) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    from conftest import make_tiny_archive
+    return make_tiny_archive(tmp_path_factory.mktemp("data-parallel"))
+
+
+@pytest.fixture(scope="module")
+def airbench_alone(archive, tmp_path_factory):
+    """AIRBENCH trained by one process (the run the tests hold two ranks against)."""
+    folder = tmp_path_factory.mktemp("alone") / "one"
+    one_process(archive, folder, AIRBENCH)
+    return folder
+
+
 @pytest.mark.parametrize("args, tolerance", [(AIRBENCH, 1e-3), (GENERAL, 2e-2)],
                          ids=["airbench94", "general"])
-def test_two_ranks_train_the_weights_one_process_trains(tiny_archive, tmp_path, args,
-                                                        tolerance):
-    one_process(tiny_archive, tmp_path / "one", args)
-    done = torchrun(2, "--data", tiny_archive, *args, "--ddp", "--out", tmp_path / "two")
+def test_two_ranks_train_the_weights_one_process_trains(archive, tmp_path, args, tolerance):
+    one_process(archive, tmp_path / "one", args)
+    done = torchrun(2, "--data", archive, *args, "--ddp", "--out", tmp_path / "two")
     assert done.returncode == 0, done.stderr
     # Float sums in another order: equal to rounding, grown a little over the steps
     # (a shared batch's gradients summed in another order; SGD at these lrs amplifies).
@@ -66,18 +79,16 @@ def test_two_ranks_train_the_weights_one_process_trains(tiny_archive, tmp_path, 
         assert a[4] == b[4]
 
 
-def test_without_synced_batch_norm_the_shares_normalise_apart(tiny_archive, tmp_path):
+def test_without_synced_batch_norm_the_shares_normalise_apart(archive, airbench_alone,
+                                                              tmp_path):
     """The control: BatchNorm over each rank's half batch is not one process's."""
-    one_process(tiny_archive, tmp_path / "one", AIRBENCH)
-    done = torchrun(2, "--data", tiny_archive, *PLAIN, "--ddp", "--out", tmp_path / "two")
+    done = torchrun(2, "--data", archive, *PLAIN, "--ddp", "--out", tmp_path / "two")
     assert done.returncode == 0, done.stderr
-    assert largest_relative_difference(weights(tmp_path / "one"),
+    assert largest_relative_difference(weights(airbench_alone),
                                        weights(tmp_path / "two")) > 1e-2
 
 
-def test_a_checkpoint_resumes_on_another_number_of_ranks(tiny_archive, tmp_path):
-    one_process(tiny_archive, tmp_path / "whole", AIRBENCH)
-
+def test_a_checkpoint_resumes_on_another_number_of_ranks(archive, airbench_alone, tmp_path):
     def stop_after_the_first_epoch(record):
         raise KeyboardInterrupt
 
@@ -85,7 +96,7 @@ def test_a_checkpoint_resumes_on_another_number_of_ranks(tiny_archive, tmp_path)
     torch.set_num_threads(1)  # as torchrun's processes: the same float sums
     try:
         with pytest.raises(KeyboardInterrupt):
-            fastcifar.train("airbench94", tiny_archive, epochs=3, device="cpu", ddp=True,
+            fastcifar.train("airbench94", archive, epochs=3, device="cpu", ddp=True,
                             checkpoints=True, out=tmp_path / "cut", verbose=False,
                             on_epoch=stop_after_the_first_epoch, batch_size=30,
                             widths=(8, 16, 16), whiten_bias_epochs=1, sync_bn=True)  # AIRBENCH
@@ -94,7 +105,7 @@ def test_a_checkpoint_resumes_on_another_number_of_ranks(tiny_archive, tmp_path)
     done = torchrun(2, "--resume", tmp_path / "cut", "--device", "cpu")
     assert done.returncode == 0, done.stderr
     assert "continuing from epoch 1" in done.stdout
-    assert largest_relative_difference(weights(tmp_path / "whole"),
+    assert largest_relative_difference(weights(airbench_alone),
                                        weights(tmp_path / "cut")) < 1e-3
     assert len(metrics(tmp_path / "cut")) == 4  # the header and three epochs, once each
 
