@@ -68,6 +68,8 @@ def test_two_ranks_train_the_weights_one_process_trains(archive, tmp_path, args,
     one_process(archive, tmp_path / "one", args)
     done = torchrun(2, "--data", archive, *args, "--ddp", "--out", tmp_path / "two")
     assert done.returncode == 0, done.stderr
+    assert "data-parallel over 2 ranks: 15 of each batch of 30 per rank, BatchNorm over the " \
+           "whole batch" in done.stdout
     # Float sums in another order: equal to rounding, grown a little over the steps
     # (a shared batch's gradients summed in another order; SGD at these lrs amplifies).
     assert largest_relative_difference(weights(tmp_path / "one"),

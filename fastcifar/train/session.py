@@ -164,6 +164,11 @@ class Session:
         dataset, data, load_seconds = self.load_data()
         self.say(f"recipe: {self.recipe.name} on {device_name(self.device)}, "
                  f"torch {torch.__version__}")
+        if self.group is not None:
+            world, batch = self.group.world, self.config.batch_size
+            self.say(f"data-parallel over {world} ranks: {batch // world} of each batch of "
+                     f"{batch} per rank, BatchNorm "
+                     f"{'over the whole batch' if self.config.sync_bn else 'per rank'}")
         if finished is None and self.settings["lr_from_finder"] is not None:
             self.take_lr_from_finder(data)
         if finished is None and self.out is not None:
