@@ -11,8 +11,8 @@ mean what they mean on one device.
 - Data-dependent initialisation (whitening) runs on every rank on the same images; DDP's
   construction broadcasts rank 0's weights anyway, so the replicas start as one.
 - BatchNorm normalises each rank's share unless `sync_bn` is set; then SyncedBatchNorm
-  takes the statistics over the global batch (on any device: torch's SyncBatchNorm runs
-  on GPUs only, and these tests run on CPUs).
+  takes the statistics over the global batch. It runs on any device (torch's
+  SyncBatchNorm refuses CPU tensors), so the tests check it on a CPU.
 - Evaluation is sharded: each rank predicts a slice of the test images and the counts are
   summed, so every image is counted once.
 - Rank 0 writes the checkpoints and reads them on resume, and hands their state to the
@@ -60,11 +60,11 @@ class DataParallel:
         """`model` under DDP, reducing the parameters that train now (made afresh each epoch,
         after a recipe's per-epoch changes: airbench stops training its whitening bias)."""
         ddp = DistributedDataParallel(model, device_ids=_device_ids(model))
-        ddp.register_comm_hook(None, _summed)
+        ddp.register_comm_hook(None, _sum_gradients)
         return ddp
 
 
-def _summed(state, bucket):
+def _sum_gradients(state, bucket):
     """A DDP communication hook: the bucket's gradients summed over the ranks."""
     future = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
     return future.then(lambda done: done.value()[0])
