@@ -153,3 +153,9 @@ def test_synced_batch_norm_is_batch_norm_in_one_process_and_shares_its_tensors()
     assert isinstance(net[1], SyncedBatchNorm)
     assert net[1].weight is norm.weight and net[1].running_mean is norm.running_mean
     torch.testing.assert_close(net(x), expected)
+
+
+def test_ddp_in_a_single_process_says_it_trains_alone(archive, tmp_path, capsys):
+    fastcifar.train("airbench94", archive, epochs=1, device="cpu", ddp=True, batch_size=30,
+                    widths=(8, 16, 16), out=tmp_path / "alone")
+    assert "this run trains in this process alone" in capsys.readouterr().out

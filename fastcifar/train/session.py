@@ -169,6 +169,9 @@ class Session:
             self.say(f"data-parallel over {world} ranks: {batch // world} of each batch of "
                      f"{batch} per rank, BatchNorm "
                      f"{'over the whole batch' if self.config.sync_bn else 'per rank'}")
+        elif self.settings.get("ddp") or self.config.sync_bn:
+            self.say("note: --ddp and sync_bn act only under torchrun with more than one "
+                     "process (or --gpus N); this run trains in this process alone")
         if finished is None and self.settings["lr_from_finder"] is not None:
             self.take_lr_from_finder(data)
         if finished is None and self.out is not None:
