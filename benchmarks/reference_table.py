@@ -3,7 +3,8 @@
     python benchmarks/reference_table.py            # markdown rows for the README
 
 Each `benchmarks/results/<recipe>-cpu-standin-<precision>/` holds our run folder's
-summary.json (and metrics.csv, config.json) and, where the reference was run beside it,
+summary.json (and metrics.csv, config.json), further seeds' in `seed<N>/` under it (a row
+gives the mean over all of them) and, where the reference was run beside it,
 reference.json: the JSON the CPU port of the original script wrote (accuracy with and
 without TTA, timed seconds, per-epoch validation accuracy, repository, commit, path and
 the list of changes made to run it). Accuracy is on the JPEG stand-in, never the official
@@ -29,8 +30,10 @@ def rows() -> list[str]:
         if not summary_file.exists():
             continue
         summary = json.loads(summary_file.read_text())
-        ours = [r["accuracy"] for r in summary["runs"]]
-        our_seconds = statistics.mean(r["train_seconds"] for r in summary["runs"])
+        our_runs = [run for file in [summary_file, *sorted(folder.glob("seed*/summary.json"))]
+                    for run in json.loads(file.read_text())["runs"]]
+        ours = [r["accuracy"] for r in our_runs]
+        our_seconds = statistics.mean(r["train_seconds"] for r in our_runs)
         if reference_file.exists():
             reference = json.loads(reference_file.read_text())
             theirs = [r["accuracy_tta"] for r in reference.get("all_runs", [reference])]
