@@ -155,29 +155,34 @@ SPEED_RUNS = [n for n in RECIPES if not n.startswith("resnet18")]
 
 @pytest.mark.parametrize("name", SPEED_RUNS)
 def test_float16_on_a_cpu_rehearses_the_gpu_numerics(name):
-    """What auto is on CUDA, run on the CPU for every speed run: half weights and data,
-    BatchNorm in float32, channels_last, the loss summed in float32; the loss stays finite
-    and falls. (Torch's float16 convolution backward on a CPU is 20 to 60 times float32's:
-    a step of a narrowed airbench94 at its batch of 1024 takes 19 s here, so the nets are
-    narrowed and the batch small.)"""
+    """What auto is on CUDA, run on the CPU for every speed run at its own batch size: half
+    weights and data, BatchNorm in float32, channels_last, the loss summed in float32; the
+    loss stays finite and falls. Torch's float16 convolution backward on a CPU is 20 to 60
+    times float32's (a step of airbench94 narrowed to widths 8-16 at 32 px and batch 1024
+    takes 19 s here), so the nets are narrowed further and the images are 16 px, the
+    smallest the three pools take; the batch, the loss sum's size, is the recipe's."""
     torch.manual_seed(0)
     recipe = get_recipe(name)
-    widths = tuple(8 if i == 0 else 16 for i in range(len(recipe.config.widths)))
-    config = dataclasses.replace(recipe.config, batch_size=32, epochs=3, widths=widths)
-    labels = torch.arange(160) % 4
-    images = torch.randn(160, 3, 32, 32) + labels.view(-1, 1, 1, 1)
+    batch = recipe.config.batch_size
+    widths = tuple(4 if i == 0 else 8 for i in range(len(recipe.config.widths)))
+    config = dataclasses.replace(recipe.config, epochs=3, widths=widths, image_size=16)
+    labels = torch.arange(2 * batch) % 4
+    images = torch.randn(2 * batch, 3, 16, 16) + labels.view(-1, 1, 1, 1)
     half = images.half().contiguous(memory_format=torch.channels_last)
-    data = DeviceData(half, labels, half[:64], labels[:64], 4)
-    seen = {}
+    data = DeviceData(half, labels, half[:256], labels[:256], 4)
+    seen = {"batches": set()}
 
     def record(model):
         seen["conv"] = {m.weight.dtype for m in model.modules() if isinstance(m, nn.Conv2d)}
         seen["norm"] = {m.weight.dtype for m in model.modules()
                         if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        model.register_forward_pre_hook(
+            lambda module, args: seen["batches"].add(len(args[0])) if module.training else None)
         return model
 
     result = train_run(recipe, config, data, CPU, seed=0, precision="float16",
                        model_transform=record)
     assert seen["conv"] == {torch.float16} and seen["norm"] <= {torch.float32}
+    assert seen["batches"] == {batch}
     losses = [e.train_loss for e in result.epochs]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
