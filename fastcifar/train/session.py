@@ -155,10 +155,14 @@ class Session:
         configure_backend(self.device)
         joined = join(self.ranks, self.device)
         try:
-            return self.run_all(finished)
-        finally:
+            result = self.run_all(finished)
+        except BaseException:
             if joined:
-                leave()
+                leave(together=False)
+            raise
+        if joined:
+            leave()
+        return result
 
     def run_all(self, finished: list[RunResult] | None) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
