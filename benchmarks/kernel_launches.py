@@ -1,7 +1,11 @@
 """Count the kernels a training step launches: the leaf operators (aten ops that call no
 other) that torch's profiler records per step, on any device. On a GPU each is a kernel
 launch, whose fixed cost (a few microseconds) dominates a speed run's small layers; on a
-CPU the count is the same dispatch, so it can be measured anywhere.
+CPU the count is the same dispatch, so it can be measured anywhere. One exception: a CPU
+runs a fused `_foreach_` operator as one operator per tensor, where a GPU launches one
+kernel for the whole list (a few, for very long lists); so each count is given twice,
+per operator as the CPU runs it and with each `_foreach_` call counted once, as a GPU
+launches it.
 
     python benchmarks/kernel_launches.py --recipe airbench94_muon --batch-size 64
     python benchmarks/kernel_launches.py --recipe airbench94 --json out.json
@@ -51,8 +55,29 @@ def launches_kernel_itself(event) -> bool:
 
 
 def leaf_ops(prof) -> int:
-    """The operators that would each be a kernel launch on a GPU."""
+    """The operators that would each be a kernel launch on a GPU, _foreach_ ones apart."""
     return sum(1 for e in prof.events() if is_kernel(e) and launches_kernel_itself(e))
+
+
+def is_foreach(event) -> bool:
+    return event.name.startswith("aten::_foreach_")
+
+
+def inside_foreach(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if is_foreach(parent):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def gpu_launches(prof) -> int:
+    """As leaf_ops, but each outermost _foreach_ call is one launch (its per-tensor
+    operators on a CPU are none)."""
+    events = [e for e in prof.events() if not inside_foreach(e)]
+    return sum(1 for e in events if is_foreach(e) or
+               (is_kernel(e) and launches_kernel_itself(e)))
 
 
 def count(recipe_name: str, device: torch.device, batch_size: int, steps: int) -> dict:
@@ -72,12 +97,14 @@ def count(recipe_name: str, device: torch.device, batch_size: int, steps: int) -
         for _ in range(steps):
             step()
     result = {"recipe": recipe_name, "batch_size": batch_size, "steps": steps,
-              "torch": torch.__version__, "step_ops": leaf_ops(prof) / steps}
+              "torch": torch.__version__, "step_ops": leaf_ops(prof) / steps,
+              "step_gpu_launches": gpu_launches(prof) / steps}
     if t.average is not None:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 t.average.update(run.model, 0.5)
         result["average_update_ops"] = leaf_ops(prof) / steps
+        result["average_update_gpu_launches"] = gpu_launches(prof) / steps
     return result
 
 
@@ -94,9 +121,10 @@ def main(argv=None) -> int:
     results = [count(r, device, args.batch_size, args.steps)
                for r in args.recipe or ["airbench94", "airbench94_muon"]]
     for r in results:
-        extra = (f", averaging update {r['average_update_ops']:.0f}"
-                 if "average_update_ops" in r else "")
-        print(f"{r['recipe']}: {r['step_ops']:.0f} operators per training step{extra}")
+        extra = (f", averaging update {r['average_update_ops']:.0f} "
+                 f"({r['average_update_gpu_launches']:.0f})" if "average_update_ops" in r else "")
+        print(f"{r['recipe']}: {r['step_ops']:.0f} operators per training step "
+              f"({r['step_gpu_launches']:.0f} GPU launches, a _foreach_ call one){extra}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
