@@ -36,11 +36,13 @@ def rows() -> list[str]:
         our_seconds = statistics.mean(r["train_seconds"] for r in our_runs)
         if reference_file.exists():
             reference = json.loads(reference_file.read_text())
-            theirs = [r["accuracy_tta"] for r in reference.get("all_runs", [reference])]
+            their_runs = reference.get("all_runs", [reference])
+            theirs = [r["accuracy_tta"] for r in their_runs]
+            their_seconds = statistics.mean(r["seconds"] for r in their_runs)
             ref_text = f"{100 * statistics.mean(theirs):.2f}%"
             diff = f"{100 * (statistics.mean(ours) - statistics.mean(theirs)):+.2f}"
             runs = f"{len(ours)} / {len(theirs)}"
-            seconds = f"{our_seconds:,.0f} / {reference['seconds']:,.0f}"
+            seconds = f"{our_seconds:,.0f} / {their_seconds:,.0f}"
         else:
             ref_text, diff, runs, seconds = "not run", "", f"{len(ours)} / 0", f"{our_seconds:,.0f}"
         lines.append(f"| {summary['recipe']} | {100 * statistics.mean(ours):.2f}% | {ref_text} | "
