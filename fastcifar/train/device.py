@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import platform
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +83,9 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
     trainer: float32 weights under autocast, bfloat16 where the GPU has it, else float16
     with loss scaling), float32 on CPUs and Apple GPUs. float32: float32 everywhere.
     bfloat16: float32 weights, forward under bfloat16 autocast, on CUDA or a CPU (on a CPU
-    with AMX a training step takes about half its float32 time, see benchmarks/results/).
+    with AMX a training step takes about half its float32 time; on one without AMX or
+    AVX512-BF16 bfloat16 is emulated, 16x slower, and a warning says so; see
+    benchmarks/results/).
     float16: what auto is on CUDA, on CUDA or a CPU (where it rehearses the GPU's numerics,
     slowly)."""
     if choice == "auto":
@@ -99,6 +103,11 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
         if device.type not in ("cuda", "cpu"):
             raise InputError(f"--precision bfloat16: expected a CUDA or CPU device, "
                              f"not {device.type}; use auto")
+        if device.type == "cpu" and cpu_has_native_bf16() is False:
+            warnings.warn("--precision bfloat16: this CPU has no AMX or AVX512-BF16, so bfloat16 "
+                          "is emulated and a step takes many times its float32 time (16x for "
+                          "airbench96 on an AVX2 CPU); float32 (auto) is faster here",
+                          stacklevel=2)
         return _precision(device, torch.float32, torch.bfloat16)
     if choice == "float16":
         # What auto is on CUDA, on any device: so a CPU can rehearse the GPU's numerics.
@@ -114,6 +123,18 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
 def _native_bf16() -> bool:
     """bfloat16 in hardware (Ampere and later), not emulated (V100, T4: slower than float16)."""
     return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this x86 CPU computes in bfloat16 (AMX or AVX512-BF16); None where torch
+    cannot tell (other architectures, or a torch without these checks)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if None in checks:
+        return None
+    return any(check() for check in checks)
 
 
 def configure_backend(device: torch.device) -> None:
