@@ -8,7 +8,8 @@ gives the mean over all of them) and, where the reference was run beside it,
 reference.json: the JSON the CPU port of the original script wrote (accuracy with and
 without TTA, timed seconds, per-epoch validation accuracy, repository, commit, path and
 the list of changes made to run it). Accuracy is on the JPEG stand-in, never the official
-CIFAR-10; a row says how many runs each side has.
+CIFAR-10; a row says how many runs each side has. A folder without our summary.json is
+a recipe not yet run to the end (its README section says what was checked instead).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ def rows() -> list[str]:
     lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
              "seconds (ours / ref) | precision | machine |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for folder in sorted(RESULTS.glob("*-cpu-standin-*")):
+    for folder in sorted(f for f in RESULTS.glob("*-cpu-standin-*") if f.is_dir()):
         summary_file, reference_file = folder / "summary.json", folder / "reference.json"
-        if not summary_file.exists():
+        if not summary_file.exists():  # checked another way, not run to the end: say so
+            recipe, precision = folder.name.split("-cpu-standin-")
+            lines.append(f"| {recipe} | not run to the end | not run to the end | | 0 / 0 | | "
+                         f"{precision} | see {folder.name}/ |")
             continue
         summary = json.loads(summary_file.read_text())
         our_runs = [run for file in [summary_file, *sorted(folder.glob("seed*/summary.json"))]
