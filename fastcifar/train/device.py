@@ -84,7 +84,7 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
     with loss scaling), float32 on CPUs and Apple GPUs. float32: float32 everywhere.
     bfloat16: float32 weights, forward under bfloat16 autocast, on CUDA or a CPU (on a CPU
     with AMX a training step takes about half its float32 time; on one without AMX or
-    AVX512-BF16 bfloat16 is emulated, 16x slower, and a warning says so; see
+    AVX512-BF16 bfloat16 is emulated, 8 to 16 times slower, and a warning says so; see
     benchmarks/results/).
     float16: what auto is on CUDA, on CUDA or a CPU (where it rehearses the GPU's numerics,
     slowly)."""
