@@ -1,4 +1,5 @@
-"""The two ways a command can fail, and the exit code each one gives."""
+"""The two ways a command can fail, the exit code each one gives, and the warning for what
+works but is unwise."""
 
 
 class InputError(Exception):
@@ -11,3 +12,8 @@ class RunFailed(Exception):
     """The input was fine but the run went wrong (a NaN loss, say). Exit code 1."""
 
     exit_code = 1
+
+
+class SlowChoice(UserWarning):
+    """A setting that works but is unwise here (bfloat16 emulated on a CPU, say). The command
+    prints it as one line, `fastcifar: warning: ...`."""

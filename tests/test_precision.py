@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fastcifar.cli import main
-from fastcifar.errors import InputError
+from fastcifar.errors import InputError, SlowChoice
 from fastcifar.recipes import RECIPES, get_recipe
 from fastcifar.train import device, loop
 from fastcifar.train.device import choose_precision
@@ -62,13 +62,16 @@ def test_bfloat16_on_a_cpu_warns_only_where_it_is_known_to_be_emulated(monkeypat
     """Without AMX or AVX512-BF16 a bfloat16 step is many times slower than float32: say so,
     once, and still do what was asked. Where the CPU cannot be told (ARM, Macs), stay quiet."""
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    device._warn_emulated_bf16.cache_clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         precision = choose_precision("bfloat16", CPU, recipe_mixed=False)
+        choose_precision("bfloat16", CPU, recipe_mixed=True)  # a run asks more than once
     assert precision.autocast_dtype == torch.bfloat16
     messages = [str(w.message) for w in caught]
     if warns:
         assert len(messages) == 1 and "no AMX or AVX512-BF16" in messages[0]
+        assert caught[0].category is SlowChoice
     else:
         assert messages == []
 
@@ -122,6 +125,21 @@ def test_a_bfloat16_run_computes_in_bfloat16_keeps_float32_weights_and_learns_as
 
 TINY = ["--device", "cpu", "--epochs", "2", "--set", "batch_size=30", "--set", "tta_level=0",
         "--set", "widths=8,16,16", "--no-progress", "--checkpoints"]
+
+
+def test_the_command_prints_the_emulation_warning_as_one_line(tiny_archive, tmp_path,
+                                                             monkeypatch, capsys):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    device._warn_emulated_bf16.cache_clear()
+    args = ["train", "--data", str(tiny_archive), *TINY, "--epochs", "1",
+            "--precision", "bfloat16", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if "AVX512-BF16" in line] == [
+        line for line in err if line.startswith("fastcifar: warning: --precision bfloat16: "
+                                                "this CPU has no AMX or AVX512-BF16")]
+    assert len([line for line in err if "AVX512-BF16" in line]) == 1
+    assert "UserWarning" not in "\n".join(err)
 
 
 def test_cli_records_the_precision_and_resume_keeps_it(tiny_archive, tmp_path, monkeypatch,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
-from ..errors import InputError, RunFailed
+from ..errors import InputError, RunFailed, SlowChoice
 from ..version import __version__
 from . import models, run, tools
 
@@ -22,13 +23,25 @@ def main(argv: list[str] | None = None) -> int:
     # Under torchrun every rank speaks: say which one.
     who = f"fastcifar (rank {os.environ['RANK']})" if "RANK" in os.environ else "fastcifar"
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = _one_line_warnings(who, warnings.showwarning)
+            return args.handler(args)
     except (InputError, RunFailed) as e:
         print(f"{who}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings(who: str, default):
+    """fastcifar's own warnings as `fastcifar: warning: ...`; others as Python prints them."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SlowChoice):
+            print(f"{who}: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
 import warnings
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, SlowChoice
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
@@ -104,10 +105,7 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
             raise InputError(f"--precision bfloat16: expected a CUDA or CPU device, "
                              f"not {device.type}; use auto")
         if device.type == "cpu" and cpu_has_native_bf16() is False:
-            warnings.warn("--precision bfloat16: this CPU has no AMX or AVX512-BF16, so bfloat16 "
-                          "is emulated and a step takes many times its float32 time (16x for "
-                          "airbench96 on an AVX2 CPU); float32 (auto) is faster here",
-                          stacklevel=2)
+            _warn_emulated_bf16()
         return _precision(device, torch.float32, torch.bfloat16)
     if choice == "float16":
         # What auto is on CUDA, on any device: so a CPU can rehearse the GPU's numerics.
@@ -123,6 +121,13 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
 def _native_bf16() -> bool:
     """bfloat16 in hardware (Ampere and later), not emulated (V100, T4: slower than float16)."""
     return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+@functools.cache  # once a process: a run resolves its precision more than once
+def _warn_emulated_bf16() -> None:
+    warnings.warn("--precision bfloat16: this CPU has no AMX or AVX512-BF16, so bfloat16 is "
+                  "emulated and a step takes many times its float32 time (16x for airbench96 "
+                  "on an AVX2 CPU); float32 (auto) is faster here", SlowChoice)
 
 
 def cpu_has_native_bf16() -> bool | None:
