@@ -21,6 +21,8 @@ from fastcifar.data.dataset import ImageData
 from fastcifar.errors import InputError
 
 STAND_IN = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+REFERENCES = Path(__file__).resolve().parents[2] / "shared" / "references"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "standin"))
 
 # Two cores are all CI has: keep torch from oversubscribing them.
 torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
@@ -108,3 +110,16 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("FASTCIFAR_DATA", str(path))
     return path
+
+
+@pytest.fixture
+def cuda_standin(monkeypatch):
+    """Two stand-in CUDA GPUs on the CPU (see tests/standin/cuda_standin.py), in this
+    process and in every process it starts."""
+    import cuda_standin as module
+    for name, value in module.environment(devices=2).items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
+    standin = module.StandIn(devices=2).install()
+    yield standin
+    standin.uninstall()

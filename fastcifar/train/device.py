@@ -20,15 +20,30 @@ def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks cuda, then mps, then cpu; naming an absent device is an error."""
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {name}: no CUDA GPU is available here; use --device auto or cpu")
     if name == "mps" and not has_mps:
         raise InputError("--device mps: Apple's MPS backend is not available here; use auto or cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"--device {name}: expected one of {', '.join(DEVICE_CHOICES)}") from None
+        raise InputError(f"--device {name}: expected one of {', '.join(DEVICE_CHOICES)}, "
+                         f"or cuda:N") from None
+    if device.type == "cuda":
+        return _cuda_device(device)
+    return device
+
+
+def _cuda_device(device: torch.device) -> torch.device:
+    """A CUDA device with its index (the current GPU's for a plain "cuda"): torch's
+    per-device calls (set_device above all) refuse one without."""
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if device.index is None else device.index
+    if index >= count:
+        raise InputError(f"--device {device}: this machine has {count} CUDA GPU(s), numbered "
+                         f"0 to {count - 1}")
+    return torch.device("cuda", index)
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
