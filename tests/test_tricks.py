@@ -17,7 +17,7 @@ from fastcifar.models.whitening import image_patches, whitening_conv_init
 from fastcifar.optim.averaging import WeightAverage, lookahead_decay
 from fastcifar.optim.schedules import piecewise_linear
 from fastcifar.optim.sgd import decoupled_sgd, decoupled_to_torch
-from fastcifar.train.evaluate import tta_logits
+from fastcifar.train.evaluate import predict, tta_logits
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,35 @@ def test_tta_level_weights():
     expected = (0.25 * (x + mirror) + 0.125 * (up_left + up_left.flip(-1) + down_right
                                                + down_right.flip(-1)))
     assert torch.allclose(tta_logits(model, x, 2), expected.flatten(1), atol=1e-6)
+
+
+class OneOutputBuffer(nn.Module):
+    """Logits written into one buffer that every call overwrites, as a replayed CUDA graph
+    (torch.compile's max-autotune) hands back the same static output each time."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("out", torch.zeros(0))
+
+    def forward(self, x):
+        self.out = self.out.new_empty(len(x), 3) if len(self.out) != len(x) else self.out
+        return self.out.copy_(x.flatten(1)[:, :3])
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_predict_keeps_each_batchs_logits_when_the_model_reuses_its_output(level):
+    x = torch.randn(6, 3, 4, 4)
+    expected = tta_logits(nn.Sequential(nn.Flatten(), Take(3)), x, level)
+    assert torch.equal(predict(OneOutputBuffer(), x, level, batch_size=2), expected)
+
+
+class Take(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x):
+        return x[:, :self.n]
 
 
 def test_airbench_lr_schedule_is_the_published_triangle():

@@ -51,7 +51,10 @@ def predict(model: nn.Module, images: torch.Tensor, tta_level: int = 0,
         batches = tqdm(batches, desc=f"evaluating (TTA level {tta_level})", unit="batch",
                        leave=False, disable=None, dynamic_ncols=True)
     with precision.autocast() if precision is not None else contextlib.nullcontext():
-        logits = torch.cat([tta_logits(model, batch, tta_level).float() for batch in batches])
+        # A copy of each batch's logits (.float() of float32 ones is the same tensor): a
+        # compiled model replaying a CUDA graph overwrites its one output on the next call.
+        logits = torch.cat([tta_logits(model, batch, tta_level).to(torch.float32, copy=True)
+                            for batch in batches])
     model.train(was_training)
     return logits
 
