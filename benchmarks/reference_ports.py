@@ -1,0 +1,355 @@
+"""Derive ports of the original speed-run scripts: each original with the fewest changes that
+let the GPU suite run it (data folder, number of runs, a JSON of every run), every change
+listed with its reason.
+
+    python benchmarks/reference_ports.py --out .ref/gpu --data .data/cifar10-jpeg.tar.gz
+    python benchmarks/reference_ports.py --out .ref/rehearsal --rehearsal --data PATH
+
+For each port it writes `<out>/<name>.py` and `<out>/<name>.changes.json` (where the
+original came from, its sha256, every change). `--rehearsal` adds the changes that make a
+port train a narrow net for two epochs on a few hundred images, so that a CPU under the
+CUDA stand-in (tests/standin/) runs it in seconds. `--data` writes the data as the
+originals read it: `<out>/data/train.pt` and `test.pt`.
+
+A port is made from the unmodified file in the references folder (../shared/references,
+see its README) and is never committed: the changes below are the record of what differs.
+Each change names text that must occur exactly once in the original; if it does not, the
+original is not the one these changes were written for, and deriving stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastcifar.data import ImageData, load_dataset
+from fastcifar.errors import InputError
+from fastcifar.files import atomic_path, file_digest
+
+REFERENCES = Path(__file__).resolve().parents[1].parent / "shared" / "references"
+
+
+@dataclass(frozen=True)
+class Change:
+    """Replace `old` (which must occur exactly once) by `new`, for the reason `why`."""
+
+    old: str
+    new: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Port:
+    """An original script (`source`, relative to the references folder, taken from
+    `repository` at `commit`) and the changes that make its port. `rehearsal_changes` come
+    on top for a rehearsal on a CPU; `recipe` is the fastcifar recipe it is raced against."""
+
+    name: str
+    source: str
+    repository: str
+    commit: str
+    changes: tuple[Change, ...]
+    rehearsal_changes: tuple[Change, ...] = ()
+    recipe: str | None = None
+
+
+class ReferenceChanged(InputError):
+    """A change's old text is not in the original exactly once: the file is not the one
+    the change was written for."""
+
+
+def apply_changes(port_name: str, text: str, changes) -> str:
+    for change in changes:
+        found = text.count(change.old) if change.old else 0
+        if found != 1:
+            raise ReferenceChanged(
+                f"port {port_name}: the change {change.why!r} expects its old text exactly once "
+                f"in the original, found it {found} times; the reference must have changed "
+                f"(old text begins {change.old[:60]!r})")
+        text = text.replace(change.old, change.new)
+    return text
+
+
+def reference_file(references: Path, port: Port) -> Path:
+    references = Path(references)
+    if not references.is_dir():
+        raise InputError(f"{references}: no references folder here; expected the folder of "
+                         f"original speed-run scripts (shared/references, see its README)")
+    path = references / port.source
+    if not path.is_file():
+        raise InputError(f"{path}: not found; expected the unmodified {port.source} of "
+                         f"{port.repository} at commit {port.commit}")
+    return path
+
+
+def derive(port: Port, out: Path, references: Path = REFERENCES,
+           rehearsal: bool = False) -> Path:
+    """Write `<out>/<name>.py` (the port) and `<out>/<name>.changes.json`; return the port."""
+    source = reference_file(references, port)
+    text = apply_changes(port.name, source.read_bytes().decode("utf-8"), port.changes)
+    if rehearsal:
+        text = apply_changes(port.name, text, port.rehearsal_changes)
+    record = {"port": port.name, "repository": port.repository, "commit": port.commit,
+              "source": port.source, "sha256": file_digest(source), "recipe": port.recipe,
+              "rehearsal": rehearsal, "changes": [change_record(c) for c in port.changes]}
+    if rehearsal:
+        record["rehearsal_changes"] = [change_record(c) for c in port.rehearsal_changes]
+    out = Path(out)
+    path = out / f"{port.name}.py"
+    write_text(path, text)
+    write_text(out / f"{port.name}.changes.json", json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def derive_all(out: Path, references: Path = REFERENCES, rehearsal: bool = False,
+               ports: dict[str, Port] | None = None) -> dict[str, Path]:
+    """Every port of `ports` (default PORTS) derived into `out`: name -> the port's path."""
+    ports = PORTS if ports is None else ports
+    return {name: derive(port, out, references, rehearsal) for name, port in ports.items()}
+
+
+def change_record(change: Change) -> dict:
+    return {"why": change.why, "old": change.old, "new": change.new}
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+
+def write_data(dataset: ImageData, folder: Path, seed: int = 0) -> Path:
+    """`dataset` as the originals read it: `folder/train.pt` and `test.pt`, each
+    {"images": uint8 N x 32 x 32 x 3, "labels": int64 N, "classes": [...]}. The training
+    images go in a fixed shuffled order (a permutation drawn from `seed`): the originals
+    whiten from their first 5,000 images, which must not be a few classes of an archive
+    sorted by class. Test images keep their order."""
+    if dataset.image_size != (32, 32) or dataset.test_images.shape[1:3] != (32, 32):
+        raise InputError(f"{dataset.name}: the original scripts read 32x32 images, these are "
+                         f"{dataset.image_size[1]}x{dataset.image_size[0]}")
+    order = np.random.default_rng(seed).permutation(len(dataset.train_labels))
+    folder = Path(folder)
+    for name, images, labels in (
+            ("train.pt", dataset.train_images[order], dataset.train_labels[order]),
+            ("test.pt", dataset.test_images, dataset.test_labels)):
+        data = {"images": torch.from_numpy(np.ascontiguousarray(images)),
+                "labels": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
+                "classes": list(dataset.classes)}
+        with atomic_path(folder / name) as tmp:
+            torch.save(data, tmp)
+    return folder
+
+
+# The changes. Text in the originals' own quotes and indentation; `args` is the namespace
+# the port's __main__ block parses, a module global that main() reads.
+
+AIRBENCH = "KellerJordan/cifar10-airbench"
+AIRBENCH_COMMIT = "f1c599c"
+
+NO_TORCHVISION_WHY = ("without torchvision: the port reads the saved train.pt/test.pt, and CPU "
+                      "machines here cannot import torchvision")
+NORMALIZE_WHY = ("torchvision's T.Normalize replaced by the same arithmetic: subtract the mean "
+                 "and divide by the std, both cast to the images' dtype and device")
+RETURN_WHY = "main also returns the run's own CUDA-event time, for --out"
+LOGDIR_WHY = "the log.pt folder under --logdir (default 'logs', as the original)"
+ARGUMENTS_WHY = ("argparse: --data-dir, --runs, --out, --logdir (the original's values as "
+                 "defaults; --out required)")
+RUNS_WHY = ("--runs timed runs instead of the fixed {runs}; after each, its TTA accuracy and "
+            "time are added to --out, which is rewritten whole")
+
+
+def main_arguments(runs: int) -> str:
+    """What the port's __main__ block parses first (the original's values as defaults)."""
+    return (
+        'if __name__ == "__main__":\n'
+        "    import argparse\n"
+        "    import json\n"
+        "    parser = argparse.ArgumentParser()\n"
+        '    parser.add_argument("--data-dir", default="cifar10", help="folder of train.pt, test.pt")\n'
+        f'    parser.add_argument("--runs", type=int, default={runs}, help="timed runs")\n'
+        '    parser.add_argument("--out", required=True, help="JSON of every run, rewritten after each")\n'
+        '    parser.add_argument("--logdir", default="logs")\n'
+        "    args = parser.parse_args()\n")
+
+
+def recorded_runs(source: str, commit: str, call: str) -> str:
+    """The timed runs, --out rewritten whole (temporary file, then rename) after each one,
+    and the original's `accs` made from them."""
+    return (
+        f'    results = {{"source": "{source}", "commit": "{commit}", "runs": []}}\n'
+        "    for run in range(args.runs):\n"
+        f"        tta_val_acc, seconds = {call}\n"
+        '        results["runs"].append({"run": run, "accuracy_tta": tta_val_acc, "seconds": seconds})\n'
+        '        with open(args.out + ".part", "w") as f:\n'
+        "            json.dump(results, f)\n"
+        '        os.replace(args.out + ".part", args.out)\n'
+        '    accs = torch.tensor([r["accuracy_tta"] for r in results["runs"]])\n')
+
+
+MUON_SOURCE = "cifar10-airbench/airbench94_muon.py"
+MUON = Port(
+    name="airbench94_muon",
+    source=MUON_SOURCE,
+    repository=AIRBENCH,
+    commit=AIRBENCH_COMMIT,
+    recipe="airbench94_muon",
+    changes=(
+        Change("import torchvision\nimport torchvision.transforms as T\n", "", NO_TORCHVISION_WHY),
+        Change('        if not os.path.exists(data_path):\n'
+               '            dset = torchvision.datasets.CIFAR10(path, download=True, train=train)\n'
+               '            images = torch.tensor(dset.data)\n'
+               '            labels = torch.tensor(dset.targets)\n'
+               '            torch.save({"images": images, "labels": labels, "classes": dset.classes}, data_path)\n'
+               '\n',
+               "",
+               "no download branch (it needs torchvision); a missing file fails in torch.load "
+               "with its path"),
+        Change("        self.normalize = T.Normalize(CIFAR_MEAN, CIFAR_STD)\n",
+               "        self.normalize = lambda x: (x - CIFAR_MEAN.view(-1, 1, 1).to(x)) / CIFAR_STD.view(-1, 1, 1).to(x)\n",
+               NORMALIZE_WHY),
+        Change('    test_loader = CifarLoader("cifar10", train=False, batch_size=2000)\n'
+               '    train_loader = CifarLoader("cifar10", train=True,',
+               "    test_loader = CifarLoader(args.data_dir, train=False, batch_size=2000)\n"
+               "    train_loader = CifarLoader(args.data_dir, train=True,",
+               "data from --data-dir instead of ./cifar10"),
+        Change("    return tta_val_acc\n", "    return tta_val_acc, time_seconds\n", RETURN_WHY),
+        Change('if __name__ == "__main__":\n', main_arguments(200), ARGUMENTS_WHY),
+        Change("    accs = torch.tensor([main(run, model) for run in range(200)])\n",
+               recorded_runs(MUON_SOURCE, AIRBENCH_COMMIT, "main(run, model)"), RUNS_WHY.format(runs=200)),
+        Change('    log_dir = os.path.join("logs", str(uuid.uuid4()))\n',
+               "    log_dir = os.path.join(args.logdir, str(uuid.uuid4()))\n", LOGDIR_WHY),
+    ),
+    rehearsal_changes=(
+        Change("widths = dict(block1=64, block2=256, block3=256)",
+               "widths = dict(block1=8, block2=16, block3=16)",
+               "rehearsal: widths 8/16/16 instead of 64/256/256"),
+        Change("    batch_size = 2000\n", "    batch_size = 64\n",
+               "rehearsal: batch size 64 instead of 2000 (the last partial batch is dropped, "
+               "so a few hundred images make several batches)"),
+        Change("    total_train_steps = ceil(8 * len(train_loader))\n"
+               "    whiten_bias_train_steps = ceil(3 * len(train_loader))\n",
+               "    total_train_steps = ceil(2 * len(train_loader))\n"
+               "    whiten_bias_train_steps = ceil(1 * len(train_loader))\n",
+               "rehearsal: 2 epochs, the whitening bias trained for the first (the original: "
+               "8 and 3)"),
+    ),
+)
+
+
+def legacy_port(name: str, recipe: str, call: str, widths: tuple[int, int, int],
+                epochs: str) -> Port:
+    """A port of one of the legacy airbench scripts, which share the text changed here.
+    `call` is how its __main__ calls main for a run; `widths` and `epochs` are its own
+    values, which a rehearsal narrows and shortens."""
+    source = f"cifar10-airbench/legacy/{name}.py"
+    block = "".join(f"            'block{i}': {w},\n" for i, w in enumerate(widths, 1))
+    narrow = "".join(f"            'block{i}': {w},\n" for i, w in enumerate((8, 16, 16), 1))
+    return Port(
+        name=name,
+        source=source,
+        repository=AIRBENCH,
+        commit=AIRBENCH_COMMIT,
+        recipe=recipe,
+        changes=(
+            Change("import torchvision\nimport torchvision.transforms as T\n", "",
+                   NO_TORCHVISION_WHY),
+            Change("        if not os.path.exists(data_path):\n"
+                   "            dset = torchvision.datasets.CIFAR10(path, download=True, train=train)\n"
+                   "            images = torch.tensor(dset.data)\n"
+                   "            labels = torch.tensor(dset.targets)\n"
+                   "            torch.save({'images': images, 'labels': labels, 'classes': dset.classes}, data_path)\n"
+                   "\n",
+                   "",
+                   "no download branch (it needs torchvision); a missing file fails in "
+                   "torch.load with its path"),
+            Change("        self.normalize = T.Normalize(CIFAR_MEAN, CIFAR_STD)\n",
+                   "        self.normalize = lambda x: (x - CIFAR_MEAN.view(-1, 1, 1).to(x)) / CIFAR_STD.view(-1, 1, 1).to(x)\n",
+                   NORMALIZE_WHY),
+            Change("    test_loader = CifarLoader('cifar10', train=False, batch_size=2000)\n"
+                   "    train_loader = CifarLoader('cifar10', train=True,",
+                   "    test_loader = CifarLoader(args.data_dir, train=False, batch_size=2000)\n"
+                   "    train_loader = CifarLoader(args.data_dir, train=True,",
+                   "data from --data-dir instead of ./cifar10"),
+            Change("    return tta_val_acc\n", "    return tta_val_acc, total_time_seconds\n",
+                   RETURN_WHY),
+            Change('if __name__ == "__main__":\n', main_arguments(25), ARGUMENTS_WHY),
+            Change(f"    accs = torch.tensor([{call} for run in range(25)])\n",
+                   recorded_runs(source, AIRBENCH_COMMIT, call), RUNS_WHY.format(runs=25)),
+            Change("    log_dir = os.path.join('logs', str(uuid.uuid4()))\n",
+                   "    log_dir = os.path.join(args.logdir, str(uuid.uuid4()))\n", LOGDIR_WHY),
+        ),
+        rehearsal_changes=(
+            Change("map_location=torch.device(gpu))", "map_location=torch.device('cuda', gpu))",
+                   "rehearsal: torch.device('cuda', gpu) for torch.device(gpu), the same device "
+                   "on a GPU, which a CPU build of torch refuses before the CUDA stand-in sees it"),
+            Change(block, narrow, f"rehearsal: widths 8/16/16 instead of "
+                                  f"{'/'.join(map(str, widths))}"),
+            Change("'batch_size': 1024,", "'batch_size': 64,",
+                   "rehearsal: batch size 64 instead of 1024 (the last partial batch is "
+                   "dropped, so a few hundred images make several batches)"),
+            Change(f"'train_epochs': {epochs},", "'train_epochs': 2,",
+                   f"rehearsal: 2 epochs instead of {epochs}"),
+            Change("'whiten_bias_epochs': 3,", "'whiten_bias_epochs': 1,",
+                   "rehearsal: the whitening bias trains for 1 epoch of the 2 instead of 3"),
+        ),
+    )
+
+
+PORTS: dict[str, Port] = {
+    "airbench94_muon": MUON,
+    # The 3.09 s record of the SGD airbench94: two compiled nets, with and without a
+    # trainable whitening bias, warmed up once.
+    "airbench94_compiled": legacy_port(
+        "airbench94_compiled", "airbench94", "main(run, model_trainbias, model_freezebias)",
+        (64, 256, 256), "9.9"),
+    # Uncompiled, no warm-up run (the originals comment it out).
+    "airbench95": legacy_port("airbench95", "airbench95", "main(run)", (128, 384, 384), "15"),
+    "airbench96": legacy_port("airbench96", "airbench96", "main(run)", (128, 384, 512), "37.0"),
+}
+
+
+def describe(port: Port, path: Path, rehearsal: bool) -> str:
+    lines = [f"{port.name}: {path} from {port.source} ({port.repository} at {port.commit}), "
+             f"raced against fastcifar's {port.recipe}"]
+    lines += [f"  - {c.why}" for c in port.changes]
+    if rehearsal:
+        lines += [f"  - {c.why}" for c in port.rehearsal_changes]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True,
+                        help="folder for the ports (a git-ignored one, e.g. .ref/gpu)")
+    parser.add_argument("--references", default=str(REFERENCES),
+                        help="the folder of original scripts (default: %(default)s)")
+    parser.add_argument("--data", help="also write this data set (an archive, a folder or a "
+                                       "name, as fastcifar train's --data) as OUT/data/*.pt")
+    parser.add_argument("--rehearsal", action="store_true",
+                        help="narrow nets, batch 64, 2 epochs: a run in seconds on a CPU under "
+                             "the CUDA stand-in")
+    args = parser.parse_args(argv)
+    try:
+        for name, path in derive_all(args.out, args.references, args.rehearsal).items():
+            print(describe(PORTS[name], path, args.rehearsal))
+        if args.data:
+            dataset = load_dataset(args.data)
+            folder = write_data(dataset, Path(args.out) / "data")
+            print(f"data: {dataset.name} ({len(dataset.train_labels)} training images, "
+                  f"shuffled with seed 0; {len(dataset.test_labels)} test images) written to "
+                  f"{folder / 'train.pt'} and {folder / 'test.pt'}; give the ports "
+                  f"--data-dir {folder}")
+    except InputError as e:
+        print(f"reference_ports: error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
