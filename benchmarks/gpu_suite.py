@@ -1,225 +1,421 @@
-"""One prepared GPU measurement: fastcifar beside the reference scripts, in one command.
+"""One prepared GPU measurement: fastcifar beside the original scripts, in one command.
 
 On a lent GPU (one command of at most 10 minutes, no package registry), from the
-repository root, with the stand-in archive and the reference ports carried in ignored
-folders:
+repository root, with the stand-in archive and ../shared/references carried in ignored
+folders (.data/ and .ref/references/):
 
-    PYTHONPATH=. python benchmarks/gpu_suite.py --out $OUT/suite --data .data/cifar10-jpeg.tar.gz
+    PYTHONPATH=. python benchmarks/gpu_suite.py --out $OUT --data .data/cifar10-jpeg.tar.gz \
+        --references .ref/references
 
-and, before spending any GPU time (CI runs it as a test), the same on a CPU in seconds:
+What it does, within --budget seconds counted from the process's start:
+1. checks every input (CUDA, the data, the original scripts, the output folder) before any
+   work, and stops with one line if one is wrong;
+2. records the device, torch, the commit, and the peak TFLOP/s of large bfloat16 and
+   float16 matrix products;
+3. derives the ports of the originals (benchmarks/reference_ports.py) and writes the data
+   in their own train.pt / test.pt form, in a fixed shuffled order;
+4. the record pairs, first airbench94_muon beside `airbench94_muon.py`, then airbench94
+   beside `legacy/airbench94_compiled.py`: --runs runs a side, each side split into
+   --chunks processes run alternately (ours, the original, ours, the original), each
+   process compiled once with max-autotune as the originals are; later processes of a
+   side find Inductor's cache warm;
+5. the other speed-run recipes, --other-runs each, uncompiled, as time allows.
+Every step is a process of its own: each starts from a clean Dynamo cache, and the one
+that would not end within the budget is cut off (what it finished is kept, since both
+sides write their results after every run). Before a step starts, its time is estimated
+(ESTIMATES below at first, then what the same side's earlier process took): a step that
+cannot fit is skipped, with the reason.
 
-    python benchmarks/gpu_suite.py --dry-run --out /tmp/suite
+What comes back in --out (at most 8 files are returned by the device tool): suite.json
+(rewritten after every step), table.md, suite.log (every process's output, with Dynamo's
+recompile and graph-break log), and inductor-cache.tar.gz when it is under 16 MiB (carry
+it to the next call and give it to --inductor-cache: its compiles are then warm). The run
+folders, ports and data go in --work. The exit status is 1 when any step failed, or was
+cut off before its first run.
 
-It measures, in this order, while its time budget (--budget, default 520 s) lasts:
-1. the device, torch, and the peak TFLOP/s of large bfloat16 and float16 matrix products;
-2. fastcifar airbench94 with --compile, then the reference `legacy/airbench94_compiled.py`
-   (ported to read the stand-in: .ref/gpu/airbench94_compiled_ref.py), --runs each on the
-   same data; then airbench94_muon against the reference `airbench94_muon.py`. Each side
-   runs as one process with all its runs, so each pays its compile once (not alternated);
-3. the other speed-run recipes, --other-runs each.
-Each side's accuracy (TTA) mean and std, timed seconds mean and std, and the share of the
-float16 peak its FLOPs used. suite.json is rewritten after every step (a run cut off by the
-command's limit leaves what finished), the logs go beside it, and the table is printed last.
 Accuracy on the stand-in is lower than on the official CIFAR-10 and is never reported as an
-official figure.
+official figure. --rehearsal runs the same steps on a tiny data set with narrow networks
+and the ports' rehearsal changes: CI runs it on a CPU under the CUDA stand-in
+(tests/standin/), so every step of the real call has run before GPU time is spent.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import numpy as np
-import torch
+STARTED = time.monotonic()  # the budget counts from here: imports and set-up included
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from fastcifar import ImageData, load_dataset, train  # noqa: E402
+import torch  # noqa: E402
+
+from fastcifar import load_dataset  # noqa: E402
 from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
+from fastcifar.errors import InputError  # noqa: E402
+from fastcifar.files import atomic_path  # noqa: E402
 from fastcifar.recipes import RECIPES, get_recipe  # noqa: E402
 from fastcifar.recipes.base import with_values  # noqa: E402
 from fastcifar.report.records import provenance  # noqa: E402
 from fastcifar.train.device import device_name  # noqa: E402
+from reference_ports import PORTS, REFERENCES, derive_all, reference_file, write_data  # noqa: E402
 
-# (our recipe, the reference port under --refs, compile ours)
-PAIRS = [("airbench94", "airbench94_compiled_ref.py", True),
-         ("airbench94_muon", "airbench94_muon_ref.py", True)]
+PAIRS = ["airbench94_muon", "airbench94_compiled"]  # ports, each raced by its recipe
 OTHERS = ["airbench94_bnfree", "hlb", "airbench95", "bag_of_tricks", "hlb_state_sketch",
           "resnet9_dawnbench", "airbench96"]
-DRY = {"epochs": 1, "batch_size": 32}  # --dry-run: every recipe, a step or ten
+MARGIN = 20.0  # seconds kept free at the end for the table, the cache's tarball and exit
+CACHE_LIMIT = 16 * 2 ** 20  # the largest tarball the device tool returns
+
+# The first estimate of a step, before any process of its side has run: (seconds of start-up
+# and compile, seconds a run). Basis: a process imports torch and loads cached data in about
+# 10 s; a cold max-autotune compile of these small nets takes minutes (on a CPU, where
+# Inductor has far fewer choices to time, benchmarks/results/compile-time-cpu.json measured
+# 33-52 s cold for airbench94 and airbench94_muon); a run takes about its published A100 time
+# (an H200 is faster) plus its untimed per-epoch evaluation, a second or two.
+COMPILED_START = 180.0
+UNCOMPILED_START = 30.0
+RUN_SECONDS = {"airbench94_muon": 4.0, "airbench94": 5.0, "airbench94_bnfree": 8.0,
+               "hlb": 8.0, "airbench95": 12.0, "bag_of_tricks": 30.0,
+               "hlb_state_sketch": 14.0, "resnet9_dawnbench": 80.0, "airbench96": 37.0}
+REHEARSAL = {"epochs": 1, "batch_size": 32}  # and every width at most 16
 
 
-def dry_data(seed: int = 0) -> ImageData:
-    """128 training and 40 test 32x32 images of 10 classes, each class its own colour."""
-    rng = np.random.default_rng(seed)
+@dataclass
+class Step:
+    """One process: `runs` runs of a recipe (side "fastcifar") or of a port (side
+    "reference"), the `chunk`-th of its side."""
 
-    def split(n):
-        labels = np.arange(n) % 10
-        images = rng.integers(0, 100, (n, 32, 32, 3)).astype(np.uint8)
-        images[..., 0] += (labels * 15).astype(np.uint8)[:, None, None]
-        return images, labels
+    recipe: str
+    side: str
+    runs: int
+    chunk: int = 0
+    port: str | None = None
+    compile: bool = False
+    result: dict = field(default_factory=dict)
 
-    (xtr, ytr), (xte, yte) = split(128), split(40)
-    return ImageData(xtr, ytr, xte, yte, name="dry-run colours")
+    @property
+    def key(self) -> str:
+        return f"{self.recipe}-{self.side}-{self.chunk}"
+
+
+def rehearsal_overrides(recipe: str) -> dict:
+    config = get_recipe(recipe).config
+    narrow = {"widths": tuple(min(w, 16) for w in config.widths)} if hasattr(config, "widths") \
+        else {}
+    return {**REHEARSAL, **narrow}
+
+
+def set_options(overrides: dict) -> list[str]:
+    """`--epochs`/`--set` options of `fastcifar train` for a dict of overrides."""
+    options = []
+    for key, value in overrides.items():
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        options += ["--epochs", text] if key == "epochs" else ["--set", f"{key}={text}"]
+    return options
 
 
 class Suite:
     def __init__(self, args):
-        self.args, self.start = args, time.monotonic()
+        self.args = args
         self.out = Path(args.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.device = torch.device("cpu" if args.dry_run else "cuda")
-        self.results: dict = {"rows": []}
+        self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-suite-"))
+        self.cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+                          or self.work / "inductor-cache")
+        self.results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                              "budget": args.budget, "rehearsal": args.rehearsal,
+                              "steps": [], "rows": []}
+        self.steps: list[Step] = []
 
+    # Time.
     def left(self) -> float:
-        return self.args.budget - (time.monotonic() - self.start)
+        return self.args.budget - MARGIN - elapsed_since_start()
 
+    def estimate(self, step: Step) -> float:
+        """Seconds the step should take: what its side's last process took per run, plus
+        its start-up; else the first estimate."""
+        done = [s for s in self.steps if s.recipe == step.recipe and s.side == step.side
+                and s.result.get("runs")]
+        if done:
+            last = done[-1].result
+            return last["wall"] / (last["runs"] + 1) * (step.runs + 1)
+        start = COMPILED_START if step.compile else UNCOMPILED_START
+        return start + step.runs * RUN_SECONDS.get(step.recipe, 30.0)
+
+    # Output.
     def say(self, line: str) -> None:
         print(line, flush=True)
         with open(self.out / "suite.log", "a") as f:
             f.write(line + "\n")
 
     def save(self) -> None:
-        (self.out / "suite.json").write_text(json.dumps(self.results, indent=1) + "\n")
+        self.results["steps"] = [{"key": s.key, "recipe": s.recipe, "side": s.side,
+                                  "chunk": s.chunk, "runs_planned": s.runs,
+                                  "compile": s.compile, **s.result} for s in self.steps]
+        self.results["rows"] = self.rows()
+        self.results["elapsed"] = elapsed_since_start()
+        with atomic_path(self.out / "suite.json") as tmp:
+            tmp.write_text(json.dumps(self.results, indent=1) + "\n")
 
+    # Set-up.
     def environment(self) -> None:
-        size, seconds = (1024, 0.2) if self.args.dry_run else (8192, 0.5)
-        dtypes = (torch.float32,) if self.args.dry_run else (torch.bfloat16, torch.float16)
-        peaks = {str(d)[6:]: measure_peak_tflops(self.device, size, seconds, d) for d in dtypes}
-        self.peak = peaks.get("float16", peaks.get("float32"))
+        self.device = torch.device("cuda", torch.cuda.current_device())
+        size, seconds = (256, 0.05) if self.args.rehearsal else (8192, 0.5)
+        peaks = {str(d)[6:]: measure_peak_tflops(self.device, size, seconds, d)
+                 for d in (torch.bfloat16, torch.float16)}
+        self.peak = peaks["float16"]
         self.results.update(device=device_name(self.device), torch=torch.__version__,
-                            fastcifar=provenance(), dry_run=self.args.dry_run,
-                            peak_tflops=peaks, data=self.args.data, budget=self.args.budget)
+                            cuda=torch.version.cuda, fastcifar=provenance(),
+                            peak_tflops=peaks, data=self.args.data, work=str(self.work))
         self.say(f"device {self.results['device']}, torch {torch.__version__}, peak TFLOP/s "
-                 + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
+                 + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())
+                 + f"; work folder {self.work}")
         self.save()
 
-    def row(self, recipe: str, side: str, accuracies, seconds, flops: float | None,
-            note: str = "") -> None:
-        row = {"recipe": recipe, "side": side, "runs": len(accuracies),
-               "accuracies": accuracies, "seconds": seconds, "flops": flops, "note": note}
-        if accuracies:
-            row.update(accuracy_mean=statistics.mean(accuracies),
-                       accuracy_std=statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-                       seconds_mean=statistics.mean(seconds),
-                       seconds_std=statistics.stdev(seconds) if len(seconds) > 1 else 0.0)
-            if flops:
-                row["share_of_peak"] = flops / row["seconds_mean"] / 1e12 / self.peak
-        self.results["rows"].append(row)
-        self.save()
-        self.say(f"{recipe} ({side}): " + (f"{100 * row['accuracy_mean']:.2f}% over {row['runs']}"
-                                          f" runs, {row['seconds_mean']:.2f} s" if accuracies
-                                          else note))
-
-    def ours(self, recipe: str, runs: int, compile_: bool, data) -> None:
-        overrides = DRY if self.args.dry_run else {}
-        config = with_values(get_recipe(recipe).config, overrides)
-        train_images = len(data.train_images) if isinstance(data, ImageData) else 50_000
-        test_images = len(data.test_images) if isinstance(data, ImageData) else 10_000
-        flops = run_flops(get_recipe(recipe), config, train_images, test_images).total
+    def prepare(self) -> None:
+        """The data (decoded once into fastcifar's cache, then in the originals' form) and
+        the ports."""
         t0 = time.monotonic()
-        try:
-            # max-autotune: how the references compile.
-            result = train(recipe, data=data, runs=runs, device=str(self.device),
-                           compile="max-autotune" if compile_ else False,
-                           progress=False, verbose=False, out=self.out / "runs" / recipe,
-                           **overrides)
-        except Exception as e:  # noqa: BLE001 (a failure is a result: note it, go on)
-            self.row(recipe, "fastcifar", [], [], flops, f"failed: {type(e).__name__}: {e}")
-            return
-        self.row(recipe, "fastcifar" + (" --compile max-autotune" if compile_ else ""),
-                 [r.accuracy for r in result.runs], [r.seconds for r in result.runs], flops,
-                 f"wall {time.monotonic() - t0:.0f} s, with data loading"
-                 + (", compile and its warm-up run" if compile_ else ""))
+        dataset = load_dataset(self.args.data, say=self.say)
+        self.train_images, self.test_images = len(dataset.train_images), len(dataset.test_images)
+        write_data(dataset, self.work / "data")
+        self.ports = derive_all(self.work / "ports", Path(self.args.references),
+                                rehearsal=self.args.rehearsal)
+        if self.args.inductor_cache:
+            with tarfile.open(self.args.inductor_cache) as t:
+                t.extractall(self.cache.parent, filter="data")
+        self.say(f"data and ports ready in {time.monotonic() - t0:.0f} s")
 
-    def reference(self, recipe: str, script: str, runs: int) -> None:
-        path = Path(self.args.refs) / script
-        if self.args.dry_run or not path.exists():
-            why = "dry run (the references need CUDA)" if self.args.dry_run else f"{path} not found"
-            self.row(recipe, "reference", [], [], None, f"skipped: {why}")
+    def plan(self) -> list[Step]:
+        runs, chunks = self.args.runs, self.args.chunks
+        sizes = [runs // chunks + (i < runs % chunks) for i in range(chunks)]
+        steps = []
+        for port in PAIRS:
+            recipe = PORTS[port].recipe
+            for chunk, n in enumerate(sizes):
+                steps += [Step(recipe, "fastcifar", n, chunk, compile=True),
+                          Step(recipe, "reference", n, chunk, port=port, compile=True)]
+        steps += [Step(r, "fastcifar", self.args.other_runs) for r in OTHERS if r in RECIPES]
+        return steps
+
+    # The steps.
+    def environ(self) -> dict:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(self.cache),
+               "FASTCIFAR_DATA": os.environ.get("FASTCIFAR_DATA") or str(self.work / "cache"),
+               "TORCH_LOGS": os.environ.get("TORCH_LOGS", "recompiles,graph_breaks"),
+               "PYTHONUNBUFFERED": "1"}
+        # Absolute: the processes run in the work folder.
+        paths = [str(ROOT), *env.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
+        return env
+
+    def command(self, step: Step) -> tuple[list[str], Path]:
+        """The step's command line and the file it leaves its results in."""
+        if step.side == "reference":
+            result = self.work / f"{step.key}.json"
+            return [sys.executable, str(self.ports[step.port]), "--data-dir",
+                    str(self.work / "data"), "--runs", str(step.runs), "--out", str(result),
+                    "--logdir", str(self.work / "reference-logs")], result
+        folder = self.work / "runs" / step.key
+        command = [sys.executable, "-m", "fastcifar", "train", "--recipe", step.recipe,
+                   "--data", self.args.data, "--device", "cuda", "--runs", str(step.runs),
+                   "--seed", str(step.chunk * self.args.runs), "--out", str(folder)]
+        if step.compile:
+            command += ["--compile", "max-autotune"]
+        if self.args.rehearsal:
+            command += set_options(rehearsal_overrides(step.recipe))
+        return command, folder / "summary.json"
+
+    def run(self, step: Step) -> None:
+        self.steps.append(step)
+        need, left = self.estimate(step), self.left()
+        if need > left:
+            step.result = {"status": "skipped", "note": f"skipped: needs about {need:.0f} s, "
+                                                        f"{max(left, 0):.0f} s left"}
+            self.say(f"{step.key}: {step.result['note']}")
+            self.save()
             return
-        out_json, log = self.out / f"ref-{recipe}.json", self.out / f"ref-{recipe}.log"
-        command = [sys.executable, str(path), "--runs", str(runs), "--seed", "0",
-                   "--data", self.args.data, "--out", str(out_json),
-                   "--logdir", str(self.out / "ref-logs")]
-        note = ""
-        try:
-            with open(log, "w") as f:
-                done = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT,
-                                      timeout=max(self.left(), 1))
-            if done.returncode != 0:
-                note = f"exit {done.returncode} ({log})"
-        except subprocess.TimeoutExpired:
-            note = f"cut off by the budget ({log})"
-        # The port rewrites its JSON after every run: a cut-off process leaves what finished.
-        ref = json.loads(out_json.read_text()) if out_json.exists() else {"runs": []}
-        if not ref["runs"]:
-            self.row(recipe, "reference", [], [], None, f"failed: {note or 'no runs'}")
-            return
-        self.row(recipe, f"reference {ref.get('path', script)}",
-                 [r["accuracy_tta"] for r in ref["runs"]], [r["seconds"] for r in ref["runs"]],
-                 run_flops(get_recipe(recipe)).total, note)
+        command, result_file = self.command(step)
+        self.say(f"\n== {step.key}: {step.runs} run(s), about {need:.0f} s of {left:.0f} s "
+                 f"left\n$ {' '.join(command)}")
+        t0, status, note = time.monotonic(), "done", ""
+        with open(self.out / "suite.log", "a") as log:
+            try:
+                done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=self.work, env=self.environ(), timeout=max(left, 1))
+                if done.returncode != 0:
+                    status, note = "failed", f"exit {done.returncode} (see suite.log)"
+            except subprocess.TimeoutExpired:
+                status, note = "cut off", "cut off by the budget"
+        accuracies, seconds = read_runs(step.side, result_file)
+        if not accuracies and status == "done":
+            status, note = "failed", "no run finished"
+        step.result = {"status": status, "note": note, "wall": time.monotonic() - t0,
+                       "runs": len(accuracies), "accuracies": accuracies, "seconds": seconds}
+        self.say(f"{step.key}: {status}, {len(accuracies)} run(s) in "
+                 f"{step.result['wall']:.0f} s{', ' + note if note else ''}")
+        self.save()
+
+    # Results.
+    def rows(self) -> list[dict]:
+        """A row per recipe and side: its steps' runs together."""
+        rows: dict[tuple[str, str], dict] = {}
+        for s in self.steps:
+            row = rows.setdefault((s.recipe, s.side), {
+                "recipe": s.recipe, "side": s.side if s.port is None else
+                f"reference {PORTS[s.port].source}", "compile": s.compile,
+                "accuracies": [], "seconds": [], "notes": []})
+            row["accuracies"] += s.result.get("accuracies", [])
+            row["seconds"] += s.result.get("seconds", [])
+            if s.result.get("note"):
+                row["notes"].append(f"{s.key}: {s.result['note']}")
+        for row in rows.values():
+            acc, sec = row["accuracies"], row["seconds"]
+            row["runs"] = len(acc)
+            if acc:
+                row.update(accuracy_mean=statistics.mean(acc),
+                           accuracy_std=statistics.stdev(acc) if len(acc) > 1 else 0.0,
+                           seconds_mean=statistics.mean(sec),
+                           seconds_std=statistics.stdev(sec) if len(sec) > 1 else 0.0)
+                flops = self.flops(row["recipe"])
+                row["flops"] = flops
+                row["share_of_peak"] = flops / row["seconds_mean"] / 1e12 / self.peak
+        return list(rows.values())
+
+    def flops(self, recipe: str) -> float:
+        overrides = rehearsal_overrides(recipe) if self.args.rehearsal else {}
+        config = with_values(get_recipe(recipe).config, overrides)
+        return run_flops(get_recipe(recipe), config, self.train_images, self.test_images).total
 
     def table(self) -> str:
-        lines = (["dry run: a check of the script; its numbers mean nothing", ""]
-                 if self.args.dry_run else [])
-        lines += ["| recipe | side | runs | accuracy (TTA) | seconds | share of fp16 peak | note |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines = (["rehearsal: a check of the suite on tiny data; its numbers mean nothing", ""]
+                 if self.args.rehearsal else [])
+        lines += ["| recipe | side | runs | accuracy (TTA) | timed seconds | share of fp16 peak "
+                  "| notes |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.results["rows"]:
-            if r["accuracies"]:
+            acc = sec = share = ""
+            if r["runs"]:
                 acc = f"{100 * r['accuracy_mean']:.2f}% ± {100 * r['accuracy_std']:.2f}"
                 sec = f"{r['seconds_mean']:.3f} ± {r['seconds_std']:.3f}"
-                share = f"{100 * r['share_of_peak']:.1f}%" if "share_of_peak" in r else ""
-            else:
-                acc = sec = share = ""
-            lines.append(f"| {r['recipe']} | {r['side']} | {r['runs']} | {acc} | {sec} | "
-                         f"{share} | {r['note']} |")
+                share = f"{100 * r['share_of_peak']:.1f}%"
+            side = r["side"] + (" (max-autotune)" if r["compile"] else "")
+            lines.append(f"| {r['recipe']} | {side} | {r['runs']} | {acc} | {sec} | {share} "
+                         f"| {'; '.join(r['notes'])} |")
         return "\n".join(lines)
+
+    def keep_inductor_cache(self) -> None:
+        """Inductor's cache as a tarball in --out, if it is small enough to come back."""
+        if not self.cache.is_dir():
+            return
+        built = self.work / "inductor-cache.tar.gz"
+        with tarfile.open(built, "w:gz") as t:
+            t.add(self.cache, arcname=self.cache.name)
+        size = built.stat().st_size
+        returned = size <= CACHE_LIMIT
+        if returned:
+            os.replace(built, self.out / built.name)
+        self.results["inductor_cache"] = {"bytes": size, "returned": returned}
+        self.say(f"Inductor's cache: {size / 2 ** 20:.1f} MiB, "
+                 + (f"in {self.out / built.name}" if returned else
+                    f"too large to return (kept in {built})"))
+
+
+def elapsed_since_start() -> float:
+    return time.monotonic() - STARTED
+
+
+def read_runs(side: str, path: Path) -> tuple[list[float], list[float]]:
+    """(TTA accuracies, timed seconds) of the runs a process finished, from the JSON that
+    both sides rewrite after every run."""
+    if not path.exists():
+        return [], []
+    data = json.loads(path.read_text())
+    if side == "reference":
+        return ([r["accuracy_tta"] for r in data["runs"]], [r["seconds"] for r in data["runs"]])
+    return ([r["accuracy"] for r in data["runs"]], [r["train_seconds"] for r in data["runs"]])
+
+
+def check_inputs(args) -> None:
+    """Everything the call needs, before any work: one message for the first that is wrong."""
+    if not torch.cuda.is_available():
+        raise InputError("no CUDA device here: the suite measures GPUs (CI rehearses it on a "
+                         "CPU under the stand-in in tests/standin/)")
+    if args.runs < 1 or args.chunks < 1 or args.chunks > args.runs or args.other_runs < 0:
+        raise InputError(f"--runs {args.runs}, --chunks {args.chunks}, --other-runs "
+                         f"{args.other_runs}: expected runs >= chunks >= 1, other runs >= 0")
+    if args.budget <= MARGIN:
+        raise InputError(f"--budget {args.budget}: expected more than the {MARGIN:.0f} s "
+                         f"margin it keeps")
+    if args.data != "cifar10" and not Path(args.data).exists():
+        raise InputError(f"--data {args.data}: no such file or folder; expected the stand-in "
+                         f"archive (copy ../shared/data/cifar10-jpeg.tar.gz into .data/ and "
+                         f"carry it) or cifar10")
+    for port in PORTS.values():
+        reference_file(Path(args.references), port)
+    if args.inductor_cache and not Path(args.inductor_cache).is_file():
+        raise InputError(f"--inductor-cache {args.inductor_cache}: no such file; expected the "
+                         f"inductor-cache.tar.gz an earlier call returned")
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as e:
+        raise InputError(f"--out {args.out}: cannot write there ({e.strerror})") from None
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder for suite.json, logs, run folders")
+    parser.add_argument("--out", required=True, help="folder for suite.json, table.md, suite.log")
+    parser.add_argument("--work", help="folder for run folders, ports and data (default: a "
+                                       "new temporary folder)")
     parser.add_argument("--data", default=".data/cifar10-jpeg.tar.gz",
                         help="the stand-in archive (or any --data of fastcifar train)")
-    parser.add_argument("--refs", default=".ref/gpu", help="the reference ports' folder")
+    parser.add_argument("--references", default=str(REFERENCES),
+                        help="the unmodified original scripts (../shared/references)")
     parser.add_argument("--runs", type=int, default=10, help="runs of each side of a pair")
+    parser.add_argument("--chunks", type=int, default=2,
+                        help="processes each side of a pair is split into, run alternately")
     parser.add_argument("--other-runs", type=int, default=2, help="runs of each other recipe")
-    parser.add_argument("--budget", type=float, default=520.0,
-                        help="seconds for everything; steps that would start later are skipped")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="CPU, tiny synthetic data, one epoch of batch 32, no compile, no "
-                             "references: checks the script in seconds")
+    parser.add_argument("--budget", type=float, default=540.0,
+                        help="seconds from the process's start to its end (the device tool "
+                             "allows 600 a command)")
+    parser.add_argument("--inductor-cache", help="an inductor-cache.tar.gz from an earlier call")
+    parser.add_argument("--rehearsal", action="store_true",
+                        help="tiny data, narrow networks, the ports' rehearsal changes")
     args = parser.parse_args(argv)
-    if not args.dry_run and not torch.cuda.is_available():
-        print("gpu_suite: no CUDA device; use --dry-run to check the script on a CPU",
-              file=sys.stderr)
+    try:
+        check_inputs(args)
+        suite = Suite(args)
+        suite.environment()
+        suite.prepare()
+    except InputError as e:
+        print(f"gpu_suite: {e}", file=sys.stderr)
         return 2
-    suite = Suite(args)
-    suite.environment()
-    data = dry_data() if args.dry_run else load_dataset(args.data)
-    runs = 2 if args.dry_run else args.runs
-    for recipe, script, compile_ in PAIRS:
-        suite.ours(recipe, runs, compile_ and not args.dry_run, data)
-        suite.reference(recipe, script, runs)
-    others = [r for r in OTHERS if r in RECIPES]
-    for recipe in others:
-        if suite.left() < 30:
-            suite.row(recipe, "fastcifar", [], [], None, "skipped: out of time")
-            continue
-        suite.ours(recipe, 1 if args.dry_run else args.other_runs, False, data)
+    for step in suite.plan():
+        suite.run(step)
+    suite.keep_inductor_cache()
     table = suite.table()
-    (suite.out / "table.md").write_text(table + "\n")
-    suite.say(f"\n{table}\n\nsuite.json, table.md and the logs: {suite.out} "
-              f"({time.monotonic() - suite.start:.0f} s)")
-    failed = [r for r in suite.results["rows"] if r["note"].startswith("failed")]
-    return 1 if failed and args.dry_run else 0
+    with atomic_path(suite.out / "table.md") as tmp:
+        tmp.write_text(table + "\n")
+    suite.save()
+    suite.say(f"\n{table}\n\nsuite.json, table.md and suite.log: {suite.out}; run folders, "
+              f"ports and data: {suite.work} ({elapsed_since_start():.0f} s)")
+    failed = [s.key for s in suite.steps if s.result.get("status") == "failed"
+              or s.result.get("status") == "cut off" and not s.result["runs"]]
+    if failed:
+        suite.say(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

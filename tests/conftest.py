@@ -61,16 +61,21 @@ def tiny_archive(tmp_path):
     return make_tiny_archive(tmp_path)
 
 
-def make_tiny_archive(tmp_path: Path) -> Path:
+COLOURS = ("red", "green", "blue")
+
+
+def make_tiny_archive(tmp_path: Path, classes: int = 3, train: int = 40, test: int = 10) -> Path:
+    """A .tar.gz image folder of 32x32 PNGs, `train` and `test` of each class; each class
+    has its own colour (the first three pure red, green and blue)."""
     root = tmp_path / "tiny"
     rng = np.random.default_rng(0)
-    for split, n in (("train", 40), ("test", 10)):
-        for c, name in enumerate(("red", "green", "blue")):
-            folder = root / split / name
+    for split, n in (("train", train), ("test", test)):
+        for c in range(classes):
+            folder = root / split / (COLOURS[c] if classes <= 3 else f"class{c}")
             folder.mkdir(parents=True)
             for i in range(n):
                 pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-                pixels[..., c] += 150
+                pixels[..., c % 3] += 150 - 40 * (c // 3)
                 Image.fromarray(pixels).save(folder / f"{i}.png")
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as t:

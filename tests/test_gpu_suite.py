@@ -1,0 +1,129 @@
+"""benchmarks/gpu_suite.py, rehearsed on a CPU under the CUDA stand-in: every step of the
+real call runs (our recipes compiled, the ports derived from ../shared/references and run,
+the budget, the outputs), so that the one call a lent GPU allows works the first time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REFERENCES, make_tiny_archive
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_suite  # noqa: E402
+
+needs_references = pytest.mark.skipif(
+    not REFERENCES.is_dir(), reason=f"the original scripts are not at {REFERENCES}")
+
+
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory) -> Path:
+    """24 training and 6 test images of each of 10 colours: the ports' nets have 10 outputs."""
+    return make_tiny_archive(tmp_path_factory.mktemp("ten"), classes=10, train=24, test=6)
+
+
+def suite_args(tmp_path: Path, data: Path, *more: str) -> list[str]:
+    return ["--rehearsal", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+            "--data", str(data), "--references", str(REFERENCES), *more]
+
+
+@needs_references
+def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, ten_classes,
+                                                                  tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
+                           *suite_args(tmp_path, ten_classes, "--runs", "2", "--chunks", "2",
+                                       "--other-runs", "1")],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) <= ["inductor-cache.tar.gz", "suite.json",
+                                                     "suite.log", "table.md"]
+    suite = json.loads((out / "suite.json").read_text())
+    keys = [s["key"] for s in suite["steps"]]
+    # The record pair first, each side's two processes alternating, then the others.
+    assert keys[:4] == ["airbench94_muon-fastcifar-0", "airbench94_muon-reference-0",
+                        "airbench94_muon-fastcifar-1", "airbench94_muon-reference-1"]
+    assert len(keys) == 8 + len(gpu_suite.OTHERS)
+    assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
+    rows = {(r["recipe"], r["side"].split()[0]): r for r in suite["rows"]}
+    assert rows["airbench94_muon", "reference"]["runs"] == 2
+    assert rows["airbench94", "reference"]["side"].endswith("legacy/airbench94_compiled.py")
+    assert all(0 <= a <= 1 for r in rows.values() for a in r["accuracies"])
+    assert "| airbench94_muon | fastcifar (max-autotune) | 2 |" in (out / "table.md").read_text()
+    # The run folders and ports went to the work folder, derived from the originals.
+    work = tmp_path / "work"
+    changes = json.loads((work / "ports" / "airbench94_muon.changes.json").read_text())
+    assert changes["source"] == "cifar10-airbench/airbench94_muon.py"
+    assert (work / "runs" / "airbench94_muon-fastcifar-1" / "summary.json").exists()
+
+
+def in_process(capsys, *args) -> tuple[int, str]:
+    code = gpu_suite.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@needs_references
+def test_missing_data_is_one_line_before_any_work(cuda_standin, tmp_path, capsys):
+    code, printed = in_process(capsys, *suite_args(tmp_path, tmp_path / "nowhere.tar.gz"))
+    assert code == 2 and "Traceback" not in printed
+    assert printed.strip() == (f"gpu_suite: --data {tmp_path / 'nowhere.tar.gz'}: no such file "
+                               f"or folder; expected the stand-in archive (copy "
+                               f"../shared/data/cifar10-jpeg.tar.gz into .data/ and carry it) "
+                               f"or cifar10")
+    assert not (tmp_path / "work").exists()
+
+
+def test_missing_references_are_one_line(cuda_standin, tiny_archive, tmp_path, capsys):
+    code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
+                               str(tiny_archive), "--references", str(tmp_path / "none"))
+    assert code == 2 and "Traceback" not in printed and "no references folder" in printed
+
+
+def test_without_cuda_the_suite_says_so(tiny_archive, tmp_path, capsys):
+    code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
+                               str(tiny_archive))
+    assert code == 2 and "no CUDA device" in printed
+
+
+def fake_steps(monkeypatch, script: str) -> None:
+    """Every step's process runs `script` instead of a training."""
+    monkeypatch.setattr(gpu_suite.Suite, "command", lambda self, step: (
+        [sys.executable, "-S", "-c", script], self.work / f"{step.key}.json"))  # -S: no torch
+
+
+@needs_references
+def test_a_failed_step_makes_the_exit_status_non_zero(cuda_standin, ten_classes, tmp_path,
+                                                      monkeypatch, capsys):
+    fake_steps(monkeypatch, "raise SystemExit(3)")
+    code, printed = in_process(capsys, *suite_args(tmp_path, ten_classes, "--other-runs", "0"))
+    assert code == 1 and "failed: airbench94_muon-fastcifar-0" in printed
+    suite = json.loads((tmp_path / "out" / "suite.json").read_text())
+    assert {s["status"] for s in suite["steps"]} == {"failed"}
+    assert "exit 3" in suite["steps"][0]["note"]
+
+
+@needs_references
+def test_the_budget_holds_from_process_start(cuda_standin, ten_classes, tmp_path, monkeypatch,
+                                             capsys):
+    """A step that would overrun is cut off where the budget ends, and the steps whose
+    estimate no longer fits are skipped, saying why."""
+    fake_steps(monkeypatch, "import time; time.sleep(600)")
+    monkeypatch.setattr(gpu_suite, "COMPILED_START", 1.0)  # so that the first one starts
+    monkeypatch.setattr(gpu_suite, "RUN_SECONDS", {"airbench94_muon": 0.1})
+    budget = gpu_suite.MARGIN + gpu_suite.elapsed_since_start() + 8
+    code, printed = in_process(capsys, *suite_args(tmp_path, ten_classes, "--budget",
+                                                   str(budget), "--other-runs", "0"))
+    suite = json.loads((tmp_path / "out" / "suite.json").read_text())
+    first, *rest = suite["steps"]
+    assert first["status"] == "cut off" and first["wall"] < 10
+    assert rest and all(s["status"] == "skipped" and "needs about" in s["note"] for s in rest)
+    assert gpu_suite.elapsed_since_start() < budget
+    assert code == 1  # the cut-off step finished no run
