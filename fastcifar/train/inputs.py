@@ -73,8 +73,11 @@ def check_compile(compile_) -> None:
 
 
 def compiler(compile_):
-    """The model transform a `compile` setting asks for: None, or torch.compile (in a mode)."""
+    """The model transform a `compile` setting asks for: None, or torch.compile (in a mode).
+    Static shapes: a run meets few batch sizes, all fixed, and for the second one Dynamo
+    would otherwise recompile with a dynamic batch dimension (kernels generic in it)."""
     import torch
     if compile_ is False or compile_ is None:
         return None
-    return torch.compile if compile_ is True else functools.partial(torch.compile, mode=compile_)
+    mode = {} if compile_ is True else {"mode": compile_}
+    return functools.partial(torch.compile, dynamic=False, **mode)

@@ -1,9 +1,9 @@
 """The training loop every recipe shares.
 
-One run: build the net, initialise it from data, train for the recipe's epochs, evaluate
-with TTA. Timed as airbench times it: data-dependent initialisation, the training epochs
-and the final TTA evaluation; not data loading, model building or the per-epoch
-(untimed) validation that fills the table.
+One run: build the net (or re-initialise one an earlier run trained), initialise it from
+data, train for the recipe's epochs, evaluate with TTA. Timed as airbench times it:
+data-dependent initialisation, the training epochs and the final TTA evaluation; not data
+loading, model building or the per-epoch (untimed) validation that fills the table.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
               on_epoch: Callable[[EpochRecord], None] | None = None,
               model_transform: Callable | None = None, progress: bool = False,
               checkpoints: CheckpointFolder | None = None,
-              precision: str = "auto", group: DataParallel | None = None) -> RunResult:
+              precision: str = "auto", group: DataParallel | None = None,
+              model: torch.nn.Module | None = None) -> RunResult:
     """Train and evaluate one run of `recipe` with `config`, seeded by `seed`, in
     `precision` (see device.choose_precision; the data must be in its weights' dtype).
 
@@ -39,14 +40,23 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     With `group`, the run is one rank's part of a data-parallel run (see data_parallel.py):
     its share of every batch, the evaluation sharded, the checkpoint (if this rank has
     the folder: rank 0) handed to every rank on resume.
+
+    With `model`, a network an earlier run of this recipe and config trained, the run
+    trains it, re-initialised in place, instead of building one (see setup.set_up_run):
+    a compiled network is compiled once. Not under `group` with sync_bn: SyncedBatchNorm
+    replaces the recipe's BatchNorms after its set-up, which finds them by type.
     """
+    synced = group is not None and config.sync_bn
+    if synced and model is not None:
+        raise ValueError("train_run: with sync_bn each run builds its own network")
     torch.manual_seed(seed)
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
                           config.augmentation(), group.share() if group else (0, 1))
     watch = Stopwatch(device)
     parts = set_up_run(recipe, config, data.train_images, device, precision, data.num_classes,
-                       model_transform=model_transform, init_timer=watch.time("init"))
-    if group is not None and config.sync_bn:
+                       model_transform=model_transform, init_timer=watch.time("init"),
+                       model=model)
+    if synced:
         synced_batch_norms(parts.model)
     run = RunState(recipe.name, config, seed, device, parts, loader, watch)
     saved = checkpoints.resume_state() if checkpoints is not None else None

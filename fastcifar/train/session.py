@@ -3,8 +3,9 @@
 `fastcifar.train(...)` and `fastcifar train` both come here. A session resolves the
 recipe's config (keyword overrides checked like `--set`), loads the data once, optionally
 takes its lr from the LR finder and warms up torch.compile, then trains `runs` seeds one
-after another, printing a row per epoch, and returns their results with statistics. Given
-a run folder it records everything there (see report/records.py) and can be resumed.
+after another on one network, re-initialised in place for each, printing a row per epoch,
+and returns their results with statistics. Given a run folder it records everything there
+(see report/records.py) and can be resumed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     `--set`. `out`: a run folder to record everything in (nothing is written without one);
     `checkpoints` (there) make it resumable. Only the last run keeps its trained network
     (`.model`): a battery of many runs would otherwise hold every one in memory.
+    `compile`: True or a torch.compile mode: the network is compiled once, with static
+    shapes, in an untimed warm-up run, and every run re-initialises it in place. Dynamo's
+    cache is emptied first (torch._dynamo.reset()): sessions before this one in the process
+    would otherwise have filled it (another airbench recipe shares the network's forward).
     `lr_from_finder`: a saved LR-finder result, or FINDER to run it. `on_epoch`: called
     with each epoch's EpochRecord (what `fastcifar tune` prunes by). `ddp`, under torchrun:
     the ranks train each run together, data-parallel (see train/data_parallel.py), instead
@@ -143,6 +148,7 @@ class Session:
         self.ranks, self.on_epoch = ranks, on_epoch
         self.group = (DataParallel(ranks, device)
                       if settings.get("ddp") and ranks.world > 1 else None)
+        self.network = None  # built by the first run, re-initialised by the others
 
     def say(self, line: str) -> None:
         """Print a line; under progress bars through tqdm, so that it lands above them."""
@@ -181,6 +187,11 @@ class Session:
         if finished is None and self.out is not None:
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
                                   dataset.classes, dataset.image_size[0])
+        if self.settings["compile"]:
+            # Dynamo keeps up to 8 compiled entries per code object, and past them runs it
+            # eagerly: compiled sessions before this one in the process (another airbench
+            # recipe runs the same forward) must not have used them up.
+            torch._dynamo.reset()
         warmup_seconds = (self.warmup(data) if needs_warmup(self.device, self.settings["compile"])
                           else 0.0)
 
@@ -251,9 +262,7 @@ class Session:
         if not compile_:
             per_epoch = len(data.train_images) // config.batch_size
             config = with_values(config, {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)})
-        train_run(self.recipe, config, data, self.device, seed=self.settings["seed"] - 1,
-                  model_transform=compiler(compile_), precision=self.settings["precision"],
-                  group=self.group)
+        self.train_seed(config, data, self.settings["seed"] - 1)
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
@@ -311,13 +320,23 @@ class Session:
                                                      for r in state["records"])])
                 self.say(f"run {i + 1}: continuing from epoch {state['epoch']} "
                          f"({folder.path / 'last.pt'})")
-        model_transform = compiler(self.settings["compile"])
-        result = train_run(self.recipe, self.config, data, self.device, seed, on_epoch=on_epoch,
-                           model_transform=model_transform, progress=self.progress,
-                           checkpoints=folder, precision=self.settings["precision"],
-                           group=self.group)
+        result = self.train_seed(self.config, data, seed, on_epoch=on_epoch,
+                                 progress=self.progress, checkpoints=folder)
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.seconds})
+        return result
+
+    def train_seed(self, config, data: DeviceData, seed: int, **options) -> RunResult:
+        """One run on the session's network: the first run builds (and compiles) it, the
+        others re-initialise it in place, as airbench's scripts do. A new network per run
+        would be compiled anew: its CUDA graphs recorded again (they hold the parameters'
+        addresses), in the timed run. With sync_bn over data-parallel ranks each run builds
+        its own (see loop.train_run)."""
+        result = train_run(self.recipe, config, data, self.device, seed, model=self.network,
+                           model_transform=compiler(self.settings["compile"]),
+                           precision=self.settings["precision"], group=self.group, **options)
+        if self.group is None or not config.sync_bn:
+            self.network = result.model
         return result
 
 
