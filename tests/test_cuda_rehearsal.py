@@ -4,8 +4,10 @@ what a user's first GPU run does, end to end, so that a defect on it fails here 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +59,17 @@ def test_a_cuda_device_always_has_its_index(cuda_standin):
     assert cuda_standin.calls[-1] == "set_device"
     with pytest.raises(fastcifar.InputError, match="2 CUDA GPU"):
         resolve_device("cuda:2")
+
+
+def test_every_precision_on_cuda(cuda_standin):
+    from fastcifar.train.device import choose_precision
+    cuda = resolve_device("cuda")
+    assert choose_precision("auto", cuda, recipe_mixed=False).weights == torch.float16
+    mixed = choose_precision("auto", cuda, recipe_mixed=True)
+    assert mixed.autocast_dtype == torch.bfloat16 and not mixed.scaler.is_enabled()
+    assert choose_precision("bfloat16", cuda, recipe_mixed=False).autocast_dtype == torch.bfloat16
+    scaled = choose_precision("float16", cuda, recipe_mixed=True)
+    assert scaled.autocast_dtype == torch.float16 and scaled.scaler.is_enabled()
 
 
 @pytest.mark.parametrize("recipe", AIRBENCH)
@@ -123,3 +136,135 @@ def test_a_battery_over_two_gpus(cuda_standin, tiny_archive, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert [r["rank"] for r in summary["runs"]] == [0, 1]
+
+
+def test_an_interrupted_cuda_run_resumes_with_its_generators(cuda_standin, tiny_archive,
+                                                            tmp_path, monkeypatch, capsys):
+    """The checkpoint keeps the GPU's random generator as well, and resume puts it back."""
+    from fastcifar.train import loop
+    real, out = loop.evaluation_metrics, tmp_path / "cut"
+
+    def interrupt_in_epoch_2(*args, **kwargs):
+        if (out / "last.pt").exists():  # epoch 1's checkpoint
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluation_metrics", interrupt_in_epoch_2)
+    code, _, err = train(capsys, "--data", tiny_archive, "--device", "cuda", *TINY,
+                         "--epochs", "2", "--checkpoints", "--out", out)
+    assert code == 130, err
+    monkeypatch.setattr(loop, "evaluation_metrics", real)
+    assert "get_rng_state" in cuda_standin.calls
+    assert main(["train", "--resume", str(out)]) == 0
+    assert "continuing from epoch 1" in capsys.readouterr().out
+    assert "set_rng_state" in cuda_standin.calls
+
+
+# Every place fastcifar branches on CUDA or calls torch.cuda: each is reached by the tests
+# of this module (checked by test_every_cuda_branch_is_reached, which traces the lines
+# they run), run in a subprocess they start, or said not to be reached and why. A new
+# branch fails test_every_cuda_branch_is_listed until it is added here.
+REACHED, SUBPROCESS = "reached", "reached in a subprocess"
+CUDA_BRANCHES = {
+    ("train/device.py", 'name = "cuda" if torch.cuda.is_available()'): REACHED,
+    ("train/device.py", 'raise InputError(f"--device {name}: no CUDA GPU'):
+        "not reached under the stand-in: tests/test_cli.py asks for cuda on a CPU",
+    ("train/device.py", "return _cuda_device(device)"): REACHED,
+    ("train/device.py", "count = torch.cuda.device_count()"): REACHED,
+    ("train/device.py", "index = torch.cuda.current_device() if device.index"): REACHED,
+    ("train/device.py", 'return torch.float16 if device.type == "cuda"'): REACHED,
+    ("train/device.py", 'scaled = device.type == "cuda" and autocast_dtype'): REACHED,
+    ("train/device.py", 'torch.amp.GradScaler("cuda" if scaled'): REACHED,
+    ("train/device.py", 'if device.type != "cuda":'): REACHED,
+    ("train/device.py", 'if device.type == "cuda" and not _native_bf16():'): REACHED,
+    ("train/device.py", 'if device.type not in ("cuda", "cpu"):'): REACHED,
+    ("train/device.py", "return torch.cuda.is_bf16_supported(including_emulation=False)"):
+        REACHED,
+    ("train/device.py", "torch.backends.cudnn.benchmark = True"): REACHED,
+    ("train/device.py", "torch.cuda.set_device(device)"): REACHED,
+    ("train/device.py", "return torch.cuda.get_device_name(device)"): REACHED,
+    ("train/timing.py", "torch.cuda.synchronize(self.device)"): REACHED,
+    ("train/timing.py", "start, end = torch.cuda.Event"): REACHED,
+    ("data/memory.py", "return torch.cuda.mem_get_info(device)[0]"): REACHED,
+    ("train/checkpoint.py", 'state["cuda"] = torch.cuda.get_rng_state(device)'): REACHED,
+    ("train/checkpoint.py", 'torch.cuda.set_rng_state(state["cuda"], device)'): REACHED,
+    ("train/session.py", 'progress = device.type != "cuda"'): REACHED,
+    ("train/session.py", 'return compile_ or device.type == "cuda"'): REACHED,
+    ("cli/run.py", "have = torch.cuda.device_count() if torch.cuda.is_available()"): SUBPROCESS,
+    ("train/distributed.py", 'return f"cuda:{ranks.local_rank}"'): SUBPROCESS,
+    ("train/distributed.py", 'dist.init_process_group("nccl" if device.type == "cuda"'):
+        SUBPROCESS + " (NCCL's part is the stand-in's Gloo)",
+    ("train/data_parallel.py", 'return [device.index] if device.type == "cuda"'):
+        "not reached: --ddp on the stand-in would hand DDP CPU tensors with device_ids, which "
+        "DDP refuses; tests/test_data_parallel.py runs --ddp on CPU processes",
+    ("bench/flops.py", 'size = 8192 if device.type == "cuda"'):
+        "not reached: the suite measures its peaks with its own size",
+    ("optim/muon.py", "torch.bfloat16 if params[0].is_cuda"):
+        "not reached: keyed on the tensors, which the stand-in keeps on the CPU",
+    ("optim/sgd.py", "fused = bool(params) and all(p.is_cuda"):
+        "not reached: keyed on the tensors, which the stand-in keeps on the CPU "
+        "(tests/test_tricks.py checks fused against per-tensor SGD)",
+}
+PACKAGE = Path(fastcifar.__file__).parent
+
+
+def branch_lines() -> dict[tuple[str, str], list[int]]:
+    """The line numbers of each listed branch in its file (every one must be reached)."""
+    lines = {}
+    for file, text in CUDA_BRANCHES:
+        source = (PACKAGE / file).read_text().splitlines()
+        lines[file, text] = [i for i, line in enumerate(source, 1) if text in line]
+        assert lines[file, text], f"{file}: {text!r} is gone; update CUDA_BRANCHES"
+    return lines
+
+
+@pytest.fixture(scope="module")
+def lines_run():
+    """The lines of the files in CUDA_BRANCHES that this module's tests run (traced only in
+    those files, so the rest runs at full speed)."""
+    files = {str(PACKAGE / file) for file, _ in CUDA_BRANCHES}
+    seen: set[tuple[str, int]] = set()
+
+    def local(frame, event, arg):
+        if event == "line":
+            seen.add((frame.f_code.co_filename, frame.f_lineno))
+        return local
+
+    def trace(frame, event, arg):
+        return local if frame.f_code.co_filename in files else None
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    yield seen  # (file name, line number) pairs, filled as the tests run
+    sys.settrace(previous)
+
+
+@pytest.fixture(autouse=True)
+def traced(lines_run):
+    """Every test of this module runs under the tracer."""
+
+
+def test_every_cuda_branch_is_listed():
+    """Each line that tests for CUDA or calls torch.cuda is listed, or the line after it."""
+    pattern = re.compile(r'type [!=]= "cuda"|is_cuda|"cuda" if|"nccl"|torch\.cuda\.\w+\(')
+    for path in sorted(PACKAGE.rglob("*.py")):
+        file = path.relative_to(PACKAGE).as_posix()
+        texts = [text for f, text in CUDA_BRANCHES if f == file]
+        source = [line for line in path.read_text().splitlines() if line.strip()]
+        for line, after in zip(source, source[1:] + [""]):
+            if pattern.search(line) and not line.strip().startswith(("#", '"')):
+                assert any(t in line or t in after for t in texts), \
+                    f"{file}: a CUDA branch not in CUDA_BRANCHES: {line.strip()}"
+
+
+def test_every_cuda_branch_is_reached(lines_run, request):
+    """Last in this module: the lines its tests ran include every branch marked reached."""
+    here = [item for item in request.session.items if item.module is request.module]
+    tests = [name for name in globals() if name.startswith("test_")]
+    if here[-1] is not request.node or len(here) < len(tests) + len(AIRBENCH) - 1:
+        pytest.skip("checks what the whole module ran: run all of tests/test_cuda_rehearsal.py")
+    missed = [f"{file}:{line} {text}" for (file, text), lines in branch_lines().items()
+              for line in lines
+              if CUDA_BRANCHES[file, text] == REACHED
+              and (str(PACKAGE / file), line) not in lines_run]
+    assert not missed, "CUDA branches no test here reached:\n" + "\n".join(missed)
