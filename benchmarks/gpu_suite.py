@@ -15,10 +15,10 @@ What it does, within --budget seconds counted from the process's start:
 3. derives the ports of the originals (benchmarks/reference_ports.py) and writes the data
    in their own train.pt / test.pt form, in a fixed shuffled order;
 4. the record pairs, first airbench94_muon beside `airbench94_muon.py`, then airbench94
-   beside `legacy/airbench94_compiled.py`: --runs runs a side, each side split into
-   --chunks processes run alternately (ours, the original, ours, the original), each
-   process compiled once with max-autotune as the originals are; later processes of a
-   side find Inductor's cache warm;
+   beside `legacy/airbench94_compiled.py`: --runs runs a side, each process compiled once
+   with max-autotune as the originals are. With a warm Inductor cache (--inductor-cache)
+   each side is split into two processes run alternately (ours, the original, ours, the
+   original); on a cold one each process pays minutes of compile, so each side is one;
 5. the other speed-run recipes, --other-runs each, uncompiled, as time allows.
 Every step is a process of its own: each starts from a clean Dynamo cache, and the one
 that would not end within the budget is cut off (what it finished is kept, since both
@@ -80,10 +80,10 @@ CACHE_LIMIT = 16 * 2 ** 20  # the largest tarball the device tool returns
 
 # The first estimate of a step, before any process of its side has run: (seconds of start-up
 # and compile, seconds a run). Basis: a process imports torch and loads cached data in about
-# 10 s; a cold max-autotune compile of these small nets takes minutes (on a CPU, where
-# Inductor has far fewer choices to time, benchmarks/results/compile-time-cpu.json measured
-# 33-52 s cold for airbench94 and airbench94_muon); a run takes about its published A100 time
-# (an H200 is faster) plus its untimed per-epoch evaluation, a second or two.
+# 10 s; a cold max-autotune compile of these small nets has not been measured on a GPU
+# yet and is taken as three minutes (benchmarks/results/compile-time-cpu.json: Inductor on a
+# CPU, a lower bound); a run takes about its published A100 time (an H200 is faster) plus
+# its untimed per-epoch evaluation, a second or two.
 COMPILED_START = 180.0
 UNCOMPILED_START = 30.0
 RUN_SECONDS = {"airbench94_muon": 4.0, "airbench94": 5.0, "airbench94_bnfree": 8.0,
@@ -384,8 +384,10 @@ def main(argv=None) -> int:
     parser.add_argument("--references", default=str(REFERENCES),
                         help="the unmodified original scripts (../shared/references)")
     parser.add_argument("--runs", type=int, default=10, help="runs of each side of a pair")
-    parser.add_argument("--chunks", type=int, default=2,
-                        help="processes each side of a pair is split into, run alternately")
+    parser.add_argument("--chunks", type=int,
+                        help="processes each side of a pair is split into, run alternately "
+                             "(default 2 with --inductor-cache, else 1: each process of a side "
+                             "pays its compile, minutes when the cache is cold)")
     parser.add_argument("--other-runs", type=int, default=2, help="runs of each other recipe")
     parser.add_argument("--budget", type=float, default=540.0,
                         help="seconds from the process's start to its end (the device tool "
@@ -394,6 +396,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rehearsal", action="store_true",
                         help="tiny data, narrow networks, the ports' rehearsal changes")
     args = parser.parse_args(argv)
+    if args.chunks is None:
+        args.chunks = 2 if args.inductor_cache else 1
     try:
         check_inputs(args)
         suite = Suite(args)
