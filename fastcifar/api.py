@@ -25,7 +25,7 @@ from .report.records import MODEL, RunFolder, read_run_settings
 from .train.checkpoint import LAST, load_checkpoint
 from .train.device import configure_backend, device_name, place_model, resolve_device
 from .train.evaluate import evaluate as evaluate_tensors, predict as logits_of
-from .train.inputs import check_size, data_name, removed_if_unused
+from .train.inputs import check_size, check_subset_seed, data_name, removed_if_unused
 from .train.lr_finder import DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr
 from .train.lr_rules import LRFinderResult
 from .train.session import SETTINGS, Session
@@ -190,9 +190,10 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None,
 
 def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
             seed: int = 0, device: str = "auto", precision: str = "auto",
-            subset: int | None = None, size: str | None = None, start: float = DEFAULT_START,
-            end: float = DEFAULT_END, steps: int = DEFAULT_STEPS, out: str | Path | None = None,
-            verbose: bool = True, **overrides) -> LRFinderResult:
+            subset: int | None = None, subset_seed: int = 0, size: str | None = None,
+            start: float = DEFAULT_START, end: float = DEFAULT_END, steps: int = DEFAULT_STEPS,
+            out: str | Path | None = None, verbose: bool = True,
+            **overrides) -> LRFinderResult:
     """The LR range test of `recipe` on `data` (see train/lr_finder.py): its result, with
     lr_find.json and lr_find.png written to `out` if given."""
     recipe_obj = get_recipe(recipe)
@@ -200,9 +201,10 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
     config = with_values(recipe_obj.config, overrides)
     config.validate()
     check_sweep(start, end, steps)
+    check_subset_seed(subset_seed)
     folder = RunFolder.new(out) if out is not None else None
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "seed": seed, "precision": precision,
+                "subset_seed": subset_seed, "seed": seed, "precision": precision,
                 "data": data_name(data) or recipe_obj.default_data}
     session = Session(recipe_obj, config, settings, resolve_device(device), data, folder,
                        None, verbose)
@@ -214,7 +216,8 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
                 f"multipliers {start:g} to {end:g} of the recipe's lrs")
     result = find_lr(recipe_obj, config, device_data, session.device, seed, start, end, steps,
                      progress=session.progress, precision=precision)
-    result.settings.update(data=settings["data"] or "cifar10", subset=subset)
+    result.settings.update(data=settings["data"] or "cifar10", subset=subset,
+                           subset_seed=subset_seed)
     session.say(f"sweep: {result.stopped}")
     for line in summary_lines(result):
         session.say(line)

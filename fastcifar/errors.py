@@ -1,5 +1,5 @@
-"""The two ways a command can fail, the exit code each one gives, and the warning for what
-works but is unwise."""
+"""The two ways a command can fail, the exit code each one gives, and the warnings for what
+works but is unwise or goes on without something."""
 
 
 class InputError(Exception):
@@ -17,3 +17,8 @@ class RunFailed(Exception):
 class SlowChoice(UserWarning):
     """A setting that works but is unwise here (bfloat16 emulated on a CPU, say). The command
     prints it as one line, `fastcifar: warning: ...`."""
+
+
+class CacheNotWritten(UserWarning):
+    """The data cache could not be written (a full disk, a read-only folder): the run goes on
+    from the decoded images in memory. The command prints it as one line, like SlowChoice."""

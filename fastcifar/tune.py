@@ -53,6 +53,16 @@ class Dimension:
     log: bool = False
     choices: tuple = ()
 
+    def distribution(self):
+        """The Optuna distribution `suggest` draws from (what a study records per trial)."""
+        from optuna.distributions import (CategoricalDistribution, FloatDistribution,
+                                          IntDistribution)
+        if self.choices:
+            return CategoricalDistribution(self.choices)
+        if isinstance(self.low, int):
+            return IntDistribution(self.low, self.high, log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log)
+
     def suggest(self, trial):
         if self.choices:
             return trial.suggest_categorical(self.name, list(self.choices))
@@ -61,11 +71,25 @@ class Dimension:
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
 
-def parse_space(text: str, recipe_name: str) -> list[Dimension]:
+def parse_space(text: str, recipe_name: str, config=None) -> list[Dimension]:
     """`name=low:high[:log]` or `name=a|b|c`, comma-separated, each name a hyperparameter
-    of the recipe and each value of its type; refused, naming the part, otherwise."""
-    config = get_recipe(recipe_name).config
+    of the recipe and each value of its type, one a run can take: the config (the
+    recipe's, or `config`, which holds the values fixed for every trial) with each choice,
+    or either end of a range, passes the checks `--set` passes. Refused, naming the part,
+    otherwise."""
+    config = get_recipe(recipe_name).config if config is None else config
     hints = typing.get_type_hints(type(config))
+
+    def parsed(name: str, value: str):
+        return parse_assignments(config, [f"{name}={value}"], "--space")[name]
+
+    def check(name: str, value) -> None:
+        """A choice the run itself would refuse is refused now, before any trial."""
+        try:
+            with_values(config, {name: value}, "--space").validate()
+        except InputError as e:
+            raise InputError(f"--space {name}={value}: {e}") from None
+
     dims = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, spec = part.partition("=")
@@ -73,7 +97,9 @@ def parse_space(text: str, recipe_name: str) -> list[Dimension]:
         if not sep or not spec:
             raise InputError(f"--space {part!r}: expected name=low:high[:log] or name=a|b|c")
         if "|" in spec:
-            values = [parse_assignments(config, [f"{name}={v}"])[name] for v in spec.split("|")]
+            values = [parsed(name, v) for v in spec.split("|")]
+            for value in values:
+                check(name, value)
             dims.append(Dimension(name, choices=tuple(values)))
             continue
         bounds = spec.split(":")
@@ -81,13 +107,15 @@ def parse_space(text: str, recipe_name: str) -> list[Dimension]:
         if len(bounds) not in (2, 3) or (len(bounds) == 3 and not log):
             raise InputError(f"--space {part!r}: expected {name}=low:high or {name}=low:high:log")
         if hints.get(name) not in (int, float):
-            parse_assignments(config, [f"{name}={bounds[0]}"])  # an unknown name says so
+            parsed(name, bounds[0])  # an unknown name says so
             raise InputError(f"--space {part!r}: {name} is not a number; give its choices "
                              f"as {name}=a|b")
-        low, high = (parse_assignments(config, [f"{name}={b}"])[name] for b in bounds[:2])
+        low, high = (parsed(name, b) for b in bounds[:2])
         if not low < high or (log and low <= 0):
             raise InputError(f"--space {part!r}: expected low < high" +
                              (" and low > 0 on a log scale" if log else ""))
+        check(name, low)
+        check(name, high)
         dims.append(Dimension(name, low, high, log))
     if not dims:
         raise InputError("--space names no hyperparameter; e.g. --space \"lr=4:20:log\"")
@@ -142,10 +170,11 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
     except ImportError:
         raise InputError('tuning needs Optuna: pip install "fastcifar[tune]"') from None
     recipe_obj = get_recipe(recipe)
-    dims = parse_space(space, recipe_obj.name)
     fixed = {k: v for k, v in train_options.items() if v is not None}
     fields = {f.name for f in dataclasses.fields(recipe_obj.config)}
-    with_values(recipe_obj.config, {k: v for k, v in fixed.items() if k in fields})
+    held = with_values(recipe_obj.config, {k: v for k, v in fixed.items() if k in fields})
+    held.validate()
+    dims = parse_space(space, recipe_obj.name, held)
     if objective not in OBJECTIVES:
         raise InputError(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -163,6 +192,8 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
     the_study = optuna.create_study(
         storage=open_storage(storage, out), study_name=study_name, load_if_exists=True,
         direction="maximize", pruner=pruner, sampler=sampler or optuna.samplers.TPESampler())
+    _check_space(the_study, dims, *((out / JOURNAL, "--out folder") if storage is None
+                                    else ("the --storage given", "--study name")))
 
     def run_trial(trial) -> float:
         values = {d.name: d.suggest(trial) for d in dims}
@@ -209,6 +240,41 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
     return _report(the_study, recipe_obj.name, dims, fixed, seed, out, verbose)
 
 
+SPACE = "space"  # the study's user attribute that holds its space, as Optuna distributions
+
+
+def _check_space(study, dims: list[Dimension], where, new: str) -> None:
+    """A study searches one space: its first worker records it, and a worker given another
+    (Optuna would refuse other choices mid-trial, and mix other ranges into its model) is
+    refused before it runs a trial. A study recorded before the space was kept is judged
+    by its trials' distributions."""
+    from optuna.distributions import distribution_to_json, json_to_distribution
+    given = {d.name: d.distribution() for d in dims}
+    if SPACE in study.user_attrs:
+        stored = {k: json_to_distribution(v) for k, v in study.user_attrs[SPACE].items()}
+    else:
+        stored = {k: v for t in study.get_trials(deepcopy=False)
+                  for k, v in t.distributions.items()}
+    if stored and stored != given:
+        raise InputError(f"--space {space_text(given)}: the study {study.study_name} in "
+                         f"{where} searches {space_text(stored)}; continue it with that "
+                         f"--space, or give a new {new}")
+    if SPACE not in study.user_attrs:
+        study.set_user_attr(SPACE, {k: distribution_to_json(v) for k, v in given.items()})
+
+
+def space_text(distributions: dict) -> str:
+    """Optuna distributions in --space's syntax, by name."""
+    from optuna.distributions import CategoricalDistribution
+    parts = []
+    for name, d in sorted(distributions.items()):
+        if isinstance(d, CategoricalDistribution):
+            parts.append(f"{name}={'|'.join(map(str, d.choices))}")
+        else:
+            parts.append(f"{name}={d.low:g}:{d.high:g}{':log' if d.log else ''}")
+    return ",".join(parts)
+
+
 @contextlib.contextmanager
 def _one_process():
     """Under torchrun each rank is a worker of its own: its trials are single runs, not a
@@ -244,8 +310,8 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
     complete = [r for r in rows if r["state"] == "complete"]
     best = max(complete, key=lambda r: r["value"]) if complete else None
     best_params = {k: best[k] for k in names} if best else {}
-    flags = ("data", "subset", "test_subset", "epochs", "device", "precision", "image_size",
-             "size")
+    flags = ("data", "subset", "test_subset", "subset_seed", "epochs", "device", "precision",
+             "image_size", "size")
     options = " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else
                        f"--{k.replace('_', '-')} {v}" for k, v in fixed.items() if k in flags)
     fields = {f.name for f in dataclasses.fields(get_recipe(recipe).config)}

@@ -4,6 +4,7 @@ checked like --set, and a run folder gives back the network it trained."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -158,3 +159,47 @@ def test_lr_from_finder_applies_without_a_run_folder(tiny, monkeypatch):
                              lr_from_finder=fastcifar.FINDER)
     assert calls == [(None, None)]  # run (no saved file), and nowhere to save its result
     assert result.config.lr == fastcifar.RECIPES["airbench94"].config.lr / 2
+
+
+def test_a_subset_is_data_drawn_by_its_own_seed_the_same_for_every_run(tiny):
+    """Run 2 of seed=0, runs=2 trains what seed=1 alone trains, bitwise: --subset and
+    --test-subset are drawn by subset_seed, not by the run's seed; another subset_seed
+    draws other images, and config.json records it."""
+    data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
+                               tiny["test_images"], tiny["test_labels"])
+    quick = dict(data=data, subset=500, test_subset=50, epochs=1, batch_size=100,
+                 widths=(16, 32, 32), verbose=False)
+
+    def recorded(run):  # all but the seconds
+        epochs = [{k: v for k, v in dataclasses.asdict(e).items() if k != "train_seconds"}
+                  for e in run.epochs]
+        return run.accuracy, run.accuracy_no_tta, epochs
+
+    battery = fastcifar.train("airbench94", seed=0, runs=2, **quick)
+    alone = fastcifar.train("airbench94", seed=1, **quick)
+    assert recorded(battery.runs[1]) == recorded(alone.runs[0])
+    other = fastcifar.train("airbench94", seed=1, subset_seed=1, out="other", **quick)
+    assert recorded(other.runs[0])[2] != recorded(alone.runs[0])[2]
+    assert json.loads(Path("other/config.json").read_text())["subset_seed"] == 1
+    for bad in ("1", 1.5, -1, True):
+        with pytest.raises(InputError, match="subset_seed .*must be an integer of 0 or more"):
+            fastcifar.train("airbench94", subset_seed=bad, **quick)
+
+
+def test_a_run_folder_from_before_subset_seed_resumes_with_the_subsets_it_drew(tiny,
+                                                                                monkeypatch):
+    """Such a folder drew its subsets with --seed: resumed, it draws the same ones."""
+    from fastcifar.train import session
+    data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
+                               tiny["test_images"], tiny["test_labels"])
+    fastcifar.train("airbench94", data=data, seed=3, subset=500, epochs=1, batch_size=100,
+                    widths=(16, 32, 32), out="old", verbose=False)
+    config = json.loads(Path("old/config.json").read_text())
+    del config["subset_seed"]
+    Path("old/config.json").write_text(json.dumps(config))
+    settings = []
+    real_session = session.Session
+    monkeypatch.setattr(session, "Session",
+                        lambda *args, **kw: settings.append(args[2]) or real_session(*args, **kw))
+    fastcifar.resume("old", data=data, verbose=False)
+    assert settings[0]["subset_seed"] == 3

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+import fastcifar
 from fastcifar.cli import main
 from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
+from fastcifar.report.records import MODEL, read_finished_runs
 from fastcifar.train import loop
 from fastcifar.train.checkpoint import BEST, LAST, CheckpointFolder, load_checkpoint
 from fastcifar.data.loader import DeviceData
@@ -210,3 +213,65 @@ def test_a_full_disk_while_checkpointing_is_one_message_and_keeps_the_last_check
         folder.save({"epoch": 2}, 0.6)
     assert (tmp_path / LAST).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [BEST, LAST]  # no temporary left
+
+
+def full_disk_for(name: str, after: int = 0):
+    """torch.save failing as it does on a full disk, for the file `name` only, after `after`
+    good saves of it."""
+    real, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        if Path(f).name.startswith(f".{name}."):  # atomic_path's temporary name
+            saves.append(f)
+            if len(saves) > after:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected "
+                                   "pos 4416 vs 4310")
+        return real(obj, f, *args, **kwargs)
+    return save
+
+
+@pytest.mark.parametrize("runs, failing", [(1, "--checkpoints"), (2, "--no-checkpoints")])
+def test_a_full_disk_while_saving_the_model_leaves_the_run_unfinished_for_resume(
+        runs, failing, tiny_archive, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_archive), *TINY, "--runs", str(runs), failing]
+    with monkeypatch.context() as patch:  # the disk is full as the last run's model is saved
+        patch.setattr(torch, "save", full_disk_for(MODEL, after=runs - 1))
+        assert main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"fastcifar: error: could not write {out / MODEL} ([enforce fail at "
+        f"inline_container.cc:672] . unexpected pos 4416 vs 4310); the run that just ended is "
+        f"not recorded as finished: free space, then `fastcifar train --resume {out}` "
+        f"completes it (runs recorded as finished before it are kept)"]
+    # The folder does not contradict itself: model.pt is the last run summary.json records.
+    assert [r["seed"] for r in read_finished_runs(out)] == list(range(runs - 1))
+    assert (out / MODEL).exists() == (runs > 1)
+    assert not list(out.rglob("*.part"))
+
+    # space freed
+    assert main(["train", "--resume", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{runs - 1} of {runs} run(s) finished" in printed
+    if failing == "--checkpoints":
+        assert "continuing from epoch 3" in printed  # nothing to train again
+    assert [r["seed"] for r in read_finished_runs(out)] == list(range(runs))
+    assert fastcifar.load_model(out) is not None
+
+
+def test_resume_trains_again_the_last_run_of_a_folder_recorded_finished_without_its_model(
+        tiny_archive, tmp_path, capsys):
+    """What a fastcifar that wrote summary.json before model.pt left on a full disk."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_archive), *TINY, "--out", str(out)]) == 0
+    (out / MODEL).unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (f"resuming {out}: model.pt is missing though summary.json records all 1 run(s) "
+            f"finished (writing it failed), so run 1 counts as unfinished; 0 of 1 run(s) "
+            f"finished; this run kept no checkpoints, so run 1 starts over") in printed
+    assert "already finished" not in printed
+    assert (out / MODEL).exists() and len(read_finished_runs(out)) == 1
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]  # run 1's epochs once, not twice

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,26 @@ def test_train_prints_table_and_writes_the_run_folder(tiny_archive, tmp_path, ca
     assert not list(out_dir.glob("*.part"))
 
 
+def test_a_data_cache_on_a_full_disk_is_one_warning_and_the_run_trains(tiny_archive, tmp_path,
+                                                                       monkeypatch, capsys):
+    def disk_full(file, **arrays):
+        file.write(b"PK\x03\x04 the first bytes of the archive")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    out_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--data", str(tiny_archive), "--device", "cpu",
+                       "--epochs", "1", "--set", "batch_size=30", "--set", "tta_level=0",
+                       "--set", "widths=8,16,16", "--no-progress", "--out", str(out_dir))
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"fastcifar: warning: cannot write the data cache in {tmp_path / 'cache' / 'imagefolder'} "
+        f"(No space left on device); going on from the images in memory (to cache them, free "
+        f"space there or set FASTCIFAR_DATA to a writable folder)"]
+    assert (out_dir / "summary.json").exists() and (out_dir / "model.pt").exists()
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
 def test_recipes_lists_targets(capsys):
     code, out, _ = run(capsys, "recipes")
     assert code == 0 and "airbench94" in out and "94.01%" in out
@@ -90,6 +112,25 @@ def test_bad_epochs_exit_2(capsys, epochs):
         main(["train", "--epochs", epochs])
     assert e.value.code == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find", "tune"])
+def test_subset_seed_is_passed_on_and_a_bad_one_exits_2(command, monkeypatch, capsys):
+    import fastcifar.tune
+    from fastcifar.cli import run as run_commands
+    given = []
+    for module, name in ((run_commands, "train"), (run_commands, "lr_find"),
+                         (fastcifar.tune, "tune")):
+        monkeypatch.setattr(module, name, lambda *args, **options: given.append(options))
+    space = ["--space", "lr=4:20"] if command == "tune" else []
+    assert main([command, *space, "--subset", "500", "--subset-seed", "7"]) == 0
+    assert given[0]["subset_seed"] == 7 and given[0]["subset"] == 500
+    for bad in ("x", "-1", "1.5"):
+        with pytest.raises(SystemExit) as e:
+            main([command, *space, "--subset-seed", bad])
+        assert e.value.code == 2
+        assert f"--subset-seed: expected an integer of 0 or more, got '{bad}'" in (
+            capsys.readouterr().err)
 
 
 def test_a_diverging_run_stops_with_exit_1(tiny_archive, tmp_path, capsys):

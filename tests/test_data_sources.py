@@ -8,13 +8,17 @@ Nothing touches the network beyond 127.0.0.1, and the cache is always under tmp_
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
+import os
 import pickle
+import re
 import shutil
 import socket
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections import OrderedDict
@@ -28,7 +32,7 @@ from fastcifar.data import cache, cifar10, imagefolder, load_dataset
 from fastcifar.data.cifar10 import load_cifar10
 from fastcifar.data.dataset import ImageData
 from fastcifar.data.imagefolder import load_image_folder
-from fastcifar.errors import InputError
+from fastcifar.errors import CacheNotWritten, InputError
 from local_server import files_under
 
 pytestmark = pytest.mark.usefixtures("cache_dir")  # every test has its own cache
@@ -658,6 +662,69 @@ def test_image_folder_archive_copy_reuses_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imagefolder, "_decode_all", no_decoding)
     check_images(load_image_folder(second), expected)
+
+
+# ---------------------------------------------------------------------------------------
+# The cache only saves time: a cache that cannot be written is a warning, not a failure
+
+
+def disk_full(file, **arrays):
+    """np.savez on a full disk: part of the file written, then ENOSPC."""
+    file.write(b"PK\x03\x04 the first bytes of the archive")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def read_only(*args, **kwargs):
+    """tempfile.mkstemp in a folder on a read-only file system."""
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+@pytest.mark.parametrize("failure", ["full disk", "read-only", "no permission"])
+def test_an_unwritable_cache_is_one_warning_and_the_images_load_from_memory(
+        tmp_path, monkeypatch, cache_dir, failure):
+    files, expected = image_files()
+    source = write_tar(tmp_path / "d.tar.gz", files)
+    reason = {"full disk": "No space left on device", "read-only": "Read-only file system",
+              "no permission": "Permission denied"}[failure]
+    with monkeypatch.context() as patch:
+        if failure == "full disk":
+            patch.setattr(np, "savez", disk_full)
+        elif failure == "read-only":
+            patch.setattr(tempfile, "mkstemp", read_only)
+        else:
+            if os.geteuid() == 0:
+                pytest.skip("root writes into a folder of mode 0o500; the read-only case "
+                            "covers a folder that refuses the write")
+            (cache_dir / "imagefolder").mkdir(parents=True)
+            (cache_dir / "imagefolder").chmod(0o500)
+        with pytest.warns(CacheNotWritten) as caught:
+            ds = load_image_folder(source)
+    assert [str(w.message) for w in caught] == [
+        f"cannot write the data cache in {cache_dir / 'imagefolder'} ({reason}); going on "
+        f"from the images in memory (to cache them, free space there or set FASTCIFAR_DATA "
+        f"to a writable folder)"]
+    assert files_under(cache_dir) == []  # nothing half-written
+    (cache_dir / "imagefolder").chmod(0o755)
+    check_images(ds, expected)
+    cached = load_image_folder(source)  # a normal load, which writes the cache
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(getattr(ds, key), getattr(cached, key))
+    assert ds.classes == cached.classes
+    assert len(files_under(cache_dir)) == 1
+
+
+def test_cifar10_with_a_full_cache_disk_loads_from_memory(cache_dir, closed_port_url,
+                                                          monkeypatch):
+    batches = make_cifar_batches(seed=4)
+    archive = cifar_archive_bytes(batches)
+    cache_dir.mkdir()
+    (cache_dir / "cifar-10-python.tar.gz").write_bytes(archive)
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.warns(CacheNotWritten, match=re.escape(
+            f"cannot write the data cache in {cache_dir} (No space left on device)")):
+        ds = load_cifar10(url=closed_port_url, md5=md5_of(archive))
+    check_cifar(ds, batches)
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from PIL import Image
@@ -33,15 +34,68 @@ def test_the_space_takes_ranges_log_ranges_ints_and_choices():
     ("lr=20:4", "expected low < high"),
     ("lr=0:4:log", "low > 0 on a log scale"),
     ("lr=4:20:exp", "expected lr=low:high"),
-    ("lr=a:b", "expected a number"),
+    ("lr=a:b", "--space lr=a: expected a number"),
+    # each choice, and each end of a range, checked as the run would check it
+    ("flip=random|sideways", "--space flip=sideways: flip must be one of"),
+    ("tta_level=0|3", "--space tta_level=3: tta_level must be 0, 1 or 2"),
+    ("batch_size=0:512", "--space batch_size=0: batch_size must be at least 1"),
     ("flip=1:2", "flip is not a number"),
     ("lr=4:20,lr=5:6", "named twice"),
     ("", "names no hyperparameter"),
 ])
 def test_a_bad_space_is_refused_before_any_work(space, message, tmp_path, capsys):
     code = main(["tune", "--space", space, "--out", str(tmp_path / "t"), "--device", "cpu"])
-    assert code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "--set" not in err, err
     assert not (tmp_path / "t").exists()
+
+
+def test_a_study_left_by_another_space_is_refused_before_a_trial(tmp_path, capsys):
+    """As a study from before spaces were checked up front: its trial 0 drew from
+    flip=random|sideways and failed. Corrected, the space differs: one line, not Optuna's
+    ValueError from the middle of a trial."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    out = tmp_path / "t"
+    out.mkdir()
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    study = optuna.create_study(storage=storage, study_name="airbench94-tune",
+                                direction="maximize")
+    trial = study.ask({"flip": CategoricalDistribution(["random", "sideways"])})
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    code = main(["tune", "--space", "flip=random|alternating", "--out", str(out),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert ("searches flip=random|sideways; continue it with that --space, or give a new "
+            "--out folder") in err
+    assert len(study.get_trials()) == 1 and not (out / "trials").exists()
+
+
+def test_a_study_keeps_the_space_it_started_with(tmp_path, monkeypatch):
+    """Its first worker records the space; a worker given another is refused before its
+    first trial, and the same space, written in another order, continues the study."""
+    runs = []
+
+    def one_run(recipe, out, **options):  # no training: what tune reads of a result
+        runs.append(out)
+        accuracy = 0.5 + 0.1 * len(runs)
+        run = types.SimpleNamespace(accuracy=accuracy, accuracy_no_tta=accuracy, seconds=1.0)
+        return types.SimpleNamespace(runs=[run])
+
+    monkeypatch.setattr("fastcifar.tune.train", one_run)
+    out = tmp_path / "t"
+    options = dict(out=out, device="cpu", verbose=False, pruner="none")
+    tune("airbench94", "lr=4:20:log,flip=random|alternating", 1, **options)
+    for other in ("lr=2:20:log,flip=random|alternating", "lr=4:20,flip=random|alternating",
+                  "lr=4:20:log,flip=random|none", "lr=4:20:log"):
+        with pytest.raises(InputError, match=r"the study airbench94-tune in .*study.journal "
+                           r"searches flip=random\|alternating,lr=4:20:log; continue it"):
+            tune("airbench94", other, 2, **options)
+    assert len(runs) == 1
+    result = tune("airbench94", "flip=random|alternating, lr=4:20:log", 2, **options)
+    assert len(runs) == 2 and [r["state"] for r in result.trials] == ["complete"] * 2
 
 
 def test_pruned_trials_stop_after_the_epoch_that_pruned_them(tiny_archive, tmp_path):

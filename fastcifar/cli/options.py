@@ -24,6 +24,9 @@ def add_run_options(parser: argparse.ArgumentParser, recipe_help: str) -> None:
                              "32, or 128 crops for the general trainer)")
     parser.add_argument("--subset", type=positive(int),
                         help="use a class-balanced subset of this many training images")
+    parser.add_argument("--subset-seed", type=at_least_zero,
+                        help="the seed that draws --subset and --test-subset, the same for "
+                             "every run (default 0)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
     parser.add_argument("--seed", type=int, help="seed of the first run (default 0); run i: seed+i")
     parser.add_argument("--precision", choices=PRECISION_CHOICES,
@@ -52,14 +55,25 @@ def positive(kind):
     return parse
 
 
+def at_least_zero(text: str) -> int:
+    """An argparse type: an integer of 0 or more (a seed numpy's generators take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {text!r}")
+    return value
+
+
 def session_options(args, recipe) -> dict:
     """The options `train` and `lr-find` pass on: `--set` and `--image-size` as recipe
     hyperparameters, the others by name, left out where not given."""
     options = parse_assignments(recipe.config, args.overrides)
     if args.image_size is not None:
         options["image_size"] = args.image_size
-    for name in ("data", "size", "subset", "test_subset", "seed", "precision", "runs", "epochs",
-                 "compile", "checkpoints", "lr_from_finder", "ddp"):
+    for name in ("data", "size", "subset", "test_subset", "subset_seed", "seed", "precision",
+                 "runs", "epochs", "compile", "checkpoints", "lr_from_finder", "ddp"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     return {"device": args.device, **options}

@@ -8,11 +8,13 @@ interrupted run never leaves something that looks finished.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import CacheNotWritten
 from ..files import atomic_path
 
 
@@ -25,11 +27,22 @@ def cache_root() -> Path:
     return base / "fastcifar"
 
 
-def save_arrays(path: Path, **arrays: np.ndarray) -> None:
-    """Store uint8/int arrays uncompressed, so loading them is a plain read."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+def save_arrays(path: Path, **arrays: np.ndarray) -> bool:
+    """Store uint8/int arrays uncompressed, so loading them is a plain read. The cache only
+    saves time: where it cannot be written (a full disk, a read-only folder) this warns
+    (CacheNotWritten), leaves nothing half-written and returns False, and the caller goes on
+    with the arrays it has in memory."""
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+    except OSError as e:
+        warnings.warn(f"cannot write the data cache in {Path(path).parent} "
+                      f"({e.strerror or e}); going on from the images in memory (to cache "
+                      f"them, free space there or set FASTCIFAR_DATA to a writable folder)",
+                      CacheNotWritten, stacklevel=2)
+        return False
+    return True
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:

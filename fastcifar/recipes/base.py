@@ -160,17 +160,19 @@ def override(config: TrainConfig, assignments: list[str]) -> TrainConfig:
     return with_values(config, parse_assignments(config, assignments), "--set")
 
 
-def parse_assignments(config: TrainConfig, assignments: list[str]) -> dict:
-    """`key=value` strings as {field: value of the field's type}."""
+def parse_assignments(config: TrainConfig, assignments: list[str],
+                      source: str = "--set") -> dict:
+    """`key=value` strings as {field: value of the field's type}; `source` names the option
+    they came from in a message."""
     hints = typing.get_type_hints(type(config))
     values = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
-            raise InputError(f"--set {assignment!r}: expected key=value")
-        _check_known(config, key, f"--set {assignment!r}")
-        values[key] = _parse_value(key, text.strip(), hints[key])
+            raise InputError(f"{source} {assignment!r}: expected key=value")
+        _check_known(config, key, f"{source} {assignment!r}")
+        values[key] = _parse_value(key, text.strip(), hints[key], source)
     return values
 
 
@@ -220,9 +222,9 @@ def _checked_value(key: str, value, kind, source: str):
     raise fail(f"a value of type {kind}")
 
 
-def _parse_value(key: str, text: str, kind):
+def _parse_value(key: str, text: str, kind, source: str):
     def fail(expected):
-        return InputError(f"--set {key}={text}: expected {expected}")
+        return InputError(f"{source} {key}={text}: expected {expected}")
 
     if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):

@@ -25,6 +25,7 @@ from ..errors import InputError, RunFailed
 from ..files import atomic_path, copy_tree_whole
 from ..train.checkpoint import unwrapped
 from ..train.device import device_name
+from ..train.results import RunResult
 from ..version import __version__
 
 METRIC_COLUMNS = ["run", "seed", "epoch", "train_loss", "train_accuracy", "val_loss",
@@ -95,9 +96,18 @@ class RunFolder:
             "untimed_seconds": {"data_loading": load_seconds, "warmup": warmup_seconds}})
 
     def save_model(self, model: torch.nn.Module) -> None:
-        """model.pt: the trained weights (a state_dict, readable with weights_only)."""
-        with atomic_path(self.path / MODEL) as tmp:
-            torch.save(unwrapped(model).state_dict(), tmp)
+        """model.pt: the trained weights (a state_dict, readable with weights_only). Written
+        before the summary that records the run as finished, so a failure here leaves the
+        run unfinished, for --resume."""
+        try:
+            with atomic_path(self.path / MODEL) as tmp:
+                torch.save(unwrapped(model).state_dict(), tmp)  # a full disk: RuntimeError
+        except (OSError, RuntimeError) as e:
+            reason = getattr(e, "strerror", None) or (str(e).splitlines() or [repr(e)])[0]
+            raise RunFailed(f"could not write {self.path / MODEL} ({reason}); the run that "
+                            f"just ended is not recorded as finished: free space, then "
+                            f"`fastcifar train --resume {self.path}` completes it (runs "
+                            f"recorded as finished before it are kept)") from None
 
     def write_text(self, name: str, text: str) -> None:
         try:
@@ -191,6 +201,18 @@ def read_finished_runs(path: Path) -> list[dict]:
         return []
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"{path}: its {SUMMARY} is unreadable ({e})") from None
+
+
+def runs_to_keep(path: Path, runs: int) -> tuple[list[RunResult], str]:
+    """The finished runs --resume keeps, and a note on any it must train again: all those
+    summary.json records, but the last if it records all `runs` finished and model.pt is
+    missing (a fastcifar that wrote the summary before the model left that on a full disk)."""
+    finished = [RunResult.from_dict(r) for r in read_finished_runs(path)]
+    if len(finished) < runs or (Path(path) / MODEL).exists():
+        return finished, ""
+    return finished[:runs - 1], (f"{MODEL} is missing though {SUMMARY} records all {runs} "
+                                 f"run(s) finished (writing it failed), so run {runs} counts "
+                                 f"as unfinished; ")
 
 
 def read_metric_rows(path: Path) -> tuple[list[dict], str, dict[int, float]]:

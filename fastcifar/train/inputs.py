@@ -31,11 +31,31 @@ def removed_if_unused(folder):
         raise
 
 
-def check_runs(runs: int, seed: int) -> None:
+def check_runs(runs: int, seed: int, subset_seed: int = 0) -> None:
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise InputError(f"runs must be a positive integer, got {runs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer, got {seed!r}")
+    check_subset_seed(subset_seed)
+
+
+def check_subset_seed(seed: int) -> None:
+    """The seed of --subset and --test-subset's draw: numpy's generators take 0 or more."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"subset_seed (--subset-seed) must be an integer of 0 or more, "
+                         f"got {seed!r}")
+
+
+def balanced_subsets(dataset: ImageData, subset: int | None, test_subset: int | None,
+                     seed: int) -> ImageData:
+    """The class-balanced subsets of the training and test images --subset and
+    --test-subset ask for (None: all of them), drawn by --subset-seed: they are data, the
+    same for every run of a session, whatever its seed."""
+    if subset is not None:
+        dataset = dataset.balanced_subset(subset, seed=seed)
+    if test_subset is not None:
+        dataset = dataset.balanced_test_subset(test_subset, seed=seed)
+    return dataset
 
 
 def check_size(size: str | None, data) -> None:

@@ -26,13 +26,13 @@ from ..errors import InputError
 from ..recipes import get_recipe
 from ..recipes.base import config_from_dict, with_values
 from ..report.lr_finder import write_result
-from ..report.records import RunFolder, read_finished_runs, read_run_settings
+from ..report.records import RunFolder, read_run_settings, runs_to_keep
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .data_parallel import DataParallel, check_data_parallel
 from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
 from .inputs import (IN_MEMORY, check_batches, check_compile, check_runs, check_size,
-                     compiler, data_name, removed_if_unused)
+                     balanced_subsets, compiler, data_name, removed_if_unused)
 from .device import choose_precision, configure_backend, device_name, resolve_device
 from .loop import train_run
 from .lr_finder import lr_from_finder
@@ -44,7 +44,7 @@ WARMUP_STEPS = 10  # training steps of the untimed warm-up on CUDA (without --co
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
 SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
-            "test_subset": None, "runs": 1,
+            "test_subset": None, "subset_seed": 0, "runs": 1,
             "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
             "lr_from_finder": None, "ddp": False}
 
@@ -52,19 +52,21 @@ SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
-          size: str | None = None, compile: bool | str = False, checkpoints: bool | None = None,
-          lr_from_finder: str | Path | None = None, ddp: bool = False,
-          progress: bool | None = None, out: str | Path | None = None, verbose: bool = True,
-          on_epoch: Callable[[EpochRecord], None] | None = None, **overrides) -> TrainResult:
+          subset_seed: int = 0, size: str | None = None, compile: bool | str = False,
+          checkpoints: bool | None = None, lr_from_finder: str | Path | None = None,
+          ddp: bool = False, progress: bool | None = None, out: str | Path | None = None,
+          verbose: bool = True, on_epoch: Callable[[EpochRecord], None] | None = None,
+          **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
 
     `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
     "imagenette", an ImageData, or None for the recipe's own. `subset`, `test_subset`:
-    class-balanced subsets of that many training or test images. `overrides`: recipe
-    hyperparameters by name (`fastcifar recipes --show NAME` lists them), checked like
-    `--set`. `out`: a run folder to record everything in (nothing is written without one);
-    `checkpoints` (there) make it resumable. Only the last run keeps its trained network
-    (`.model`): a battery of many runs would otherwise hold every one in memory.
+    class-balanced subsets of that many training or test images, drawn by `subset_seed`
+    (data, the same for every run). `overrides`: recipe hyperparameters by name
+    (`fastcifar recipes --show NAME` lists them), checked like `--set`. `out`: a run folder
+    to record everything in (nothing is written without one); `checkpoints` (there) make
+    it resumable. Only the last run keeps its trained network (`.model`): a battery of
+    many runs would otherwise hold every one in memory.
     `compile`: True or a torch.compile mode: the network is compiled once, with static
     shapes, in an untimed warm-up run, and every run re-initialises it in place. Dynamo's
     cache is emptied first (torch._dynamo.reset()): sessions before this one in the process
@@ -79,11 +81,11 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     if epochs is not None:
         config = with_values(config, {"epochs": epochs})
     config.validate()
-    check_runs(runs, seed)
+    check_runs(runs, seed, subset_seed)
     check_compile(compile)
     settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "test_subset": test_subset, "runs": runs, "seed": seed,
-                "precision": precision, "compile": compile,
+                "test_subset": test_subset, "subset_seed": subset_seed, "runs": runs,
+                "seed": seed, "precision": precision, "compile": compile,
                 "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
                 "data": data_name(data) or recipe_obj.default_data, "ddp": ddp}
     if checkpoints and out is None:
@@ -111,10 +113,11 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     recipe = get_recipe(saved["recipe"])
     config = config_from_dict(recipe.config, saved["config"], f"--resume {out.path}")
     settings = {k: saved.get(k, SETTINGS[k]) for k in SETTINGS}
+    settings["subset_seed"] = saved.get("subset_seed", settings["seed"])  # older: subsets by --seed
     if data is None and settings["data"] == IN_MEMORY:
         raise InputError(f"{out.path} was trained on in-memory data: pass it again "
                          f"(fastcifar.resume(folder, data=...))")
-    finished = [RunResult.from_dict(r) for r in read_finished_runs(out.path)]
+    finished, missing = runs_to_keep(out.path, settings["runs"])
     out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(finished)]
     device = saved["device"] if device == "auto" and ranks.world == 1 else device
     session = Session(recipe, config, settings, resolve_device(rank_device(ranks, device)),
@@ -130,7 +133,7 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     else:
         then = (f"this run kept no checkpoints, so run {len(finished) + 1} starts over "
                 f"(--checkpoints keeps them)")
-    session.say(f"resuming {out.path}: {len(finished)} of {runs} run(s) finished; {then}")
+    session.say(f"resuming {out.path}: {missing}{len(finished)} of {runs} run(s) finished; {then}")
     return session.run(finished)
 
 
@@ -200,12 +203,12 @@ class Session:
             for r in results:
                 r.model = None
             results.extend(self.one_round(len(results), data, table))
-            if self.out is not None:
-                self.out.record_summary(self.recipe, self.settings, dataset, self.device,
-                                        results, load_seconds, warmup_seconds)
+            if self.out is not None:  # the model first: the summary declares the runs done
                 model = next((r.model for r in results if r.model is not None), None)
                 if model is not None:
                     self.out.save_model(model)
+                self.out.record_summary(self.recipe, self.settings, dataset, self.device,
+                                        results, load_seconds, warmup_seconds)
         result = _result(self.recipe.name, self.config, results,
                          self.out.path if self.out else None)
         self.say(f"\n{self.recipe.name}: accuracy {result.accuracy.percent()} over "
@@ -225,11 +228,8 @@ class Session:
             dataset = load_dataset(source or self.recipe.default_data,
                                    size=self.settings["size"] or "160", resize=side,
                                    say=self.say)
-        if self.settings["subset"] is not None:
-            dataset = dataset.balanced_subset(self.settings["subset"], seed=self.settings["seed"])
-        if self.settings["test_subset"] is not None:
-            dataset = dataset.balanced_test_subset(self.settings["test_subset"],
-                                                   seed=self.settings["seed"])
+        dataset = balanced_subsets(dataset, self.settings["subset"],
+                                   self.settings["test_subset"], self.settings["subset_seed"])
         check_batches(len(dataset.train_images), self.config.batch_size)
         n = len(dataset.train_images) + len(dataset.test_images)
         h, w = dataset.image_size
