@@ -81,8 +81,9 @@ CACHE_LIMIT = 16 * 2 ** 20  # the largest tarball the device tool returns
 # The first estimate of a step, before any process of its side has run: (seconds of start-up
 # and compile, seconds a run). Basis: a process imports torch and loads cached data in about
 # 10 s; a cold max-autotune compile of these small nets has not been measured on a GPU
-# yet and is taken as three minutes (benchmarks/results/compile-time-cpu.json: Inductor on a
-# CPU, a lower bound); a run takes about its published A100 time (an H200 is faster) plus
+# yet and is taken as three minutes (benchmarks/results/compile-time-cpu.json, Inductor on
+# a 2-core CPU, a lower bound: 41 s cold, 7 s warm for airbench94; 48 s and 5 s for
+# airbench94_muon); a run takes about its published A100 time (an H200 is faster) plus
 # its untimed per-epoch evaluation, a second or two.
 COMPILED_START = 180.0
 UNCOMPILED_START = 30.0
