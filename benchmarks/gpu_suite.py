@@ -46,8 +46,8 @@ import time
 STARTED = time.monotonic()  # the budget counts from here: imports and set-up included
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -294,6 +294,7 @@ class Suite:
                 row["share_of_peak"] = flops / row["seconds_mean"] / 1e12 / self.peak
         return list(rows.values())
 
+    @functools.cache  # a second or two a recipe, and asked again at every save
     def flops(self, recipe: str) -> float:
         overrides = rehearsal_overrides(recipe) if self.args.rehearsal else {}
         config = with_values(get_recipe(recipe).config, overrides)
