@@ -31,7 +31,7 @@ What comes back in --out (at most 8 files are returned by the device tool): suit
 recompile and graph-break log), and inductor-cache.tar.gz when it is under 16 MiB (carry
 it to the next call and give it to --inductor-cache: its compiles are then warm). The run
 folders, ports and data go in --work. The exit status is 1 when any step failed, or was
-cut off before its first run.
+cut off before its first run, or when no step finished a run (all skipped: nothing measured).
 
 Accuracy on the stand-in is lower than on the official CIFAR-10 and is never reported as an
 official figure. --rehearsal runs the same steps on a tiny data set with narrow networks
@@ -421,7 +421,10 @@ def main(argv=None) -> int:
               or s.result.get("status") == "cut off" and not s.result["runs"]]
     if failed:
         suite.say(f"failed: {', '.join(failed)}")
-    return 1 if failed else 0
+    measured = any(s.result.get("runs") for s in suite.steps)
+    if not measured:
+        suite.say("measured nothing: no step finished a run")
+    return 1 if failed or not measured else 0
 
 
 if __name__ == "__main__":

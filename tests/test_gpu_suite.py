@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,13 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     changes = json.loads((work / "ports" / "airbench94_muon.changes.json").read_text())
     assert changes["source"] == "cifar10-airbench/airbench94_muon.py"
     assert (work / "runs" / "airbench94_muon-fastcifar-0" / "summary.json").exists()
+
+
+@pytest.fixture(autouse=True)
+def process_starts_now(monkeypatch):
+    """Each test runs main() as a new process would: its budget counts from the test's start,
+    not from the module's import at collection (minutes earlier in a full test run)."""
+    monkeypatch.setattr(gpu_suite, "STARTED", time.monotonic())
 
 
 def in_process(capsys, *args) -> tuple[int, str]:
@@ -130,3 +138,16 @@ def test_the_budget_holds_from_process_start(cuda_standin, ten_classes, tmp_path
     assert rest and all(s["status"] == "skipped" and "needs about" in s["note"] for s in rest)
     assert gpu_suite.elapsed_since_start() < budget
     assert code == 1  # the cut-off step finished no run
+
+
+@needs_references
+def test_a_suite_that_measured_nothing_is_not_a_success(cuda_standin, ten_classes, tmp_path,
+                                                        monkeypatch, capsys):
+    """Every step skipped (a budget too small for any of them): exit 1, saying so."""
+    fake_steps(monkeypatch, "pass")
+    budget = gpu_suite.MARGIN + gpu_suite.elapsed_since_start() + 5
+    code, printed = in_process(capsys, *suite_args(tmp_path, ten_classes, "--budget",
+                                                   str(budget)))
+    suite = json.loads((tmp_path / "out" / "suite.json").read_text())
+    assert {s["status"] for s in suite["steps"]} == {"skipped"}
+    assert code == 1 and "measured nothing" in printed
