@@ -65,7 +65,7 @@ import torch  # noqa: E402
 from fastcifar import load_dataset  # noqa: E402
 from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
-from fastcifar.files import atomic_path  # noqa: E402
+from fastcifar.files import atomic_path, check_writable_folder  # noqa: E402
 from fastcifar.recipes import RECIPES, get_recipe  # noqa: E402
 from fastcifar.recipes.base import with_values  # noqa: E402
 from fastcifar.report.records import provenance  # noqa: E402
@@ -132,8 +132,9 @@ class Suite:
         self.args = args
         self.out = Path(args.out)
         self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-suite-"))
-        self.cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-                          or self.work / "inductor-cache")
+        # Its own cache, whatever TORCHINDUCTOR_CACHE_DIR says (torch sets that variable in
+        # a process that has compiled, to its shared default, which may hold gigabytes).
+        self.cache = self.work / "inductor-cache"
         self.results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                               "budget": args.budget, "rehearsal": args.rehearsal,
                               "steps": [], "rows": []}
@@ -207,7 +208,7 @@ class Suite:
             for chunk, n in enumerate(sizes):
                 steps += [Step(recipe, "fastcifar", n, chunk, compile=True),
                           Step(recipe, "reference", n, chunk, port=port, compile=True)]
-        steps += [Step(r, "fastcifar", self.args.other_runs) for r in OTHERS if r in RECIPES]
+        steps += [Step(r, "fastcifar", self.args.other_runs) for r in self.args.others]
         return steps
 
     # The steps.
@@ -365,15 +366,14 @@ def check_inputs(args) -> None:
                          f"carry it) or cifar10")
     for port in PORTS.values():
         reference_file(Path(args.references), port)
+    unknown = [r for r in args.others if r not in RECIPES]
+    if unknown:
+        raise InputError(f"--others {','.join(args.others)}: no recipe {', '.join(unknown)}; "
+                         f"expected some of {', '.join(OTHERS)}")
     if args.inductor_cache and not Path(args.inductor_cache).is_file():
         raise InputError(f"--inductor-cache {args.inductor_cache}: no such file; expected the "
                          f"inductor-cache.tar.gz an earlier call returned")
-    try:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=args.out):
-            pass
-    except OSError as e:
-        raise InputError(f"--out {args.out}: cannot write there ({e.strerror})") from None
+    check_writable_folder(Path(args.out), "--out")
 
 
 def main(argv=None) -> int:
@@ -391,6 +391,9 @@ def main(argv=None) -> int:
                              "(default 2 with --inductor-cache, else 1: each process of a side "
                              "pays its compile, minutes when the cache is cold)")
     parser.add_argument("--other-runs", type=int, default=2, help="runs of each other recipe")
+    parser.add_argument("--others", type=lambda text: [r for r in text.split(",") if r],
+                        default=OTHERS, help=f"the other recipes, comma-separated (default "
+                                             f"{','.join(OTHERS)})")
     parser.add_argument("--budget", type=float, default=540.0,
                         help="seconds from the process's start to its end (the device tool "
                              "allows 600 a command)")

@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(final: Path):
@@ -26,6 +28,18 @@ def atomic_path(final: Path):
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Make `folder` if needed and try a file in it, before any long work that ends by
+    writing there; an InputError naming `option` if it cannot be written."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(f"{option} {folder}: cannot write there ({e.strerror or e}); expected "
+                         f"a folder you can write to") from None
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

@@ -17,6 +17,10 @@ import fastcifar
 from fastcifar.cli import main
 from fastcifar.data.dataset import ImageData
 from fastcifar.train.device import configure_backend, resolve_device
+from conftest import make_tiny_archive
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import gpu_suite  # noqa: E402
 
 AIRBENCH = ["airbench94", "airbench94_muon", "airbench95", "airbench96", "airbench94_bnfree"]
 TINY = ["--epochs", "1", "--set", "batch_size=16", "--set", "widths=8,16,16"]
@@ -86,6 +90,25 @@ def test_train_on_cuda_runs_each_airbench_recipe(recipe, cuda_standin, tiny_arch
     assert {"set_device", "Event", "synchronize"} <= set(cuda_standin.calls)
     assert "warm-up run" in printed
     assert 0 <= summary["runs"][0]["accuracy"] <= 1
+
+
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory) -> Path:
+    """The GPU suite rehearsal's data: 24 training and 6 test images of each of 10 colours."""
+    return make_tiny_archive(tmp_path_factory.mktemp("ten"), classes=10, train=24, test=6)
+
+
+@pytest.mark.parametrize("recipe", gpu_suite.OTHERS)
+def test_each_other_recipe_of_the_gpu_suite_runs_its_command_on_cuda(recipe, cuda_standin,
+                                                                    ten_classes, tmp_path,
+                                                                    capsys):
+    """The suite's command line for each recipe it runs uncompiled, rehearsal options and all
+    (tests/test_gpu_suite.py runs one of them through the whole suite)."""
+    code, _, err = train(capsys, "--recipe", recipe, "--data", ten_classes, "--device", "cuda",
+                         "--runs", "1", *gpu_suite.set_options(gpu_suite.rehearsal_overrides(
+                             recipe)), "--out", tmp_path / "run")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["runs"]
 
 
 def test_train_on_the_second_gpu(cuda_standin, tiny_archive, tmp_path, capsys):

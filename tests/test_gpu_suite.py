@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
                            *suite_args(tmp_path, ten_classes, "--runs", "1", "--chunks", "1",
-                                       "--other-runs", "1")],
+                                       "--other-runs", "1", "--others", "airbench96")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
@@ -49,7 +50,8 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     suite = json.loads((out / "suite.json").read_text())
     keys = [s["key"] for s in suite["steps"]]
     assert keys[:2] == ["airbench94_muon-fastcifar-0", "airbench94_muon-reference-0"]
-    assert len(keys) == 4 + len(gpu_suite.OTHERS)
+    # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal)
+    assert keys[4:] == ["airbench96-fastcifar-0"]
     assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
     rows = {(r["recipe"], r["side"].split()[0]): r for r in suite["rows"]}
     assert rows["airbench94_muon", "reference"]["runs"] == 1
@@ -91,6 +93,13 @@ def test_missing_references_are_one_line(cuda_standin, tiny_archive, tmp_path, c
     code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
                                str(tiny_archive), "--references", str(tmp_path / "none"))
     assert code == 2 and "Traceback" not in printed and "no references folder" in printed
+
+
+def test_an_unknown_other_recipe_is_one_line(cuda_standin, tiny_archive, tmp_path, capsys):
+    code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
+                               str(tiny_archive), "--others", "hlb,airbench97")
+    assert code == 2 and printed.strip().startswith("gpu_suite: --others hlb,airbench97: no "
+                                                    "recipe airbench97; expected some of")
 
 
 def test_without_cuda_the_suite_says_so(tiny_archive, tmp_path, capsys):
@@ -151,3 +160,20 @@ def test_a_suite_that_measured_nothing_is_not_a_success(cuda_standin, ten_classe
     suite = json.loads((tmp_path / "out" / "suite.json").read_text())
     assert {s["status"] for s in suite["steps"]} == {"skipped"}
     assert code == 1 and "measured nothing" in printed
+
+
+@needs_references
+def test_the_suite_tars_its_own_inductor_cache_only(cuda_standin, ten_classes, tmp_path,
+                                                   monkeypatch, capsys):
+    """torch points TORCHINDUCTOR_CACHE_DIR at its shared default once a process compiles:
+    the suite's steps use, and return, the cache in its work folder alone."""
+    shared = tmp_path / "shared-cache"
+    (shared / "big").mkdir(parents=True)
+    (shared / "big" / "kernel.so").write_bytes(b"x" * 1000)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(shared))
+    fake_steps(monkeypatch, "import os, pathlib; d = pathlib.Path(os.environ["
+                            "'TORCHINDUCTOR_CACHE_DIR']); d.mkdir(exist_ok=True); "
+                            "(d / 'mine.py').write_text('#')")
+    in_process(capsys, *suite_args(tmp_path, ten_classes, "--other-runs", "0", "--runs", "1"))
+    with tarfile.open(tmp_path / "out" / "inductor-cache.tar.gz") as t:
+        assert [Path(n).name for n in t.getnames() if n.endswith((".py", ".so"))] == ["mine.py"]
