@@ -13,7 +13,7 @@ from torch import nn
 
 from .data import ImageData, load_dataset
 from .data.dataset import uint8_channels_last
-from .data.imagefolder import IMAGE_SUFFIXES, decode_image
+from .data.imagefolder import IMAGE_SUFFIXES, decode_image, why_undecodable
 from .data.loader import evaluation_tensor, normalisation, to_device_tensor
 from .errors import InputError
 from .recipes import get_recipe
@@ -24,7 +24,7 @@ from .report.lr_finder import summary_lines, write_result
 from .report.records import MODEL, RunFolder, read_run_settings
 from .train.checkpoint import LAST, load_checkpoint
 from .train.device import configure_backend, device_name, place_model, resolve_device
-from .train.evaluate import evaluate as evaluate_tensors, predict as logits_of
+from .train.evaluate import TTA_FORMULAS, evaluate as evaluate_tensors, predict as logits_of
 from .train.inputs import check_size, check_subset_seed, data_name, removed_if_unused
 from .train.lr_finder import DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr
 from .train.lr_rules import LRFinderResult
@@ -89,15 +89,26 @@ def _stored_side(saved: dict, config) -> int:
 
 
 def evaluate_run(folder: str | Path, data=None, tta_level: int | None = None,
-                 device: str = "auto", test_subset: int | None = None,
+                 device: str = "auto", test_subset: int | str | None = None,
                  say=print) -> Evaluation:
     """The run folder's trained network on the test split of `data` (default the data it
-    trained on), at `tta_level` (default its recipe's): top-1, top-5, per class, confusion."""
+    trained on), at `tta_level` (default its recipe's): top-1, top-5, per class, confusion.
+
+    `test_subset`: a class-balanced subset of that many test images, or "all"; by default
+    the run's own (its test subset, drawn by its subset seed) when `data` is the run's."""
     folder = Path(folder)
     saved, recipe, config = _run_recipe(folder)
     tta_level = config.tta_level if tta_level is None else tta_level
     if tta_level not in (0, 1, 2):
         raise InputError(f"--tta-level must be 0, 1 or 2, got {tta_level}")
+    subset_seed = 0
+    if test_subset is None and data is None and saved.get("test_subset"):
+        test_subset = saved["test_subset"]
+        subset_seed = saved.get("subset_seed", saved.get("seed", 0))  # older: by --seed
+        say(f"note: the run's own test subset, {test_subset} images (subset seed "
+            f"{subset_seed}); --test-subset all for the whole test split")
+    if test_subset == "all":
+        test_subset = None
     model = load_model(folder, device)
     dataset = load_dataset(data or saved["data"], size=saved.get("size") or "160",
                            resize=_stored_side(saved, config), say=say)
@@ -105,8 +116,10 @@ def evaluate_run(folder: str | Path, data=None, tta_level: int | None = None,
         raise InputError(f"{dataset.name}'s classes {list(dataset.classes)} are not the ones "
                          f"{folder} was trained on ({saved['classes']})")
     if test_subset is not None:
-        dataset = dataset.balanced_test_subset(test_subset)
+        dataset = dataset.balanced_test_subset(test_subset, subset_seed)
     weights = next(model.parameters())
+    say(f"evaluating {len(dataset.test_labels):,} test images at TTA level {tta_level} on "
+        f"{device_name(weights.device)}")
     images = evaluation_tensor(dataset.test_images, weights.device, torch.float32,
                                config.crop_size())
     labels = torch.from_numpy(dataset.test_labels).to(weights.device)
@@ -145,7 +158,7 @@ def predict(folder: str | Path, images, top: int = 3,
         try:
             arrays.append(decode_image(data, side)[0])
         except Exception as e:  # noqa: BLE001 (Pillow raises many kinds)
-            raise InputError(f"{path}: not an image Pillow can decode ({e})") from None
+            raise InputError(f"{path}: {why_undecodable(e)}") from None
     model = load_model(folder, device)
     x = evaluation_tensor(np.stack(arrays), next(model.parameters()).device, torch.float32,
                           config.crop_size())
@@ -176,8 +189,8 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None,
                     f"images resized to {size}x{size} (shorter side, centre crop)"),
         "mean": list(mean), "std": list(std), "output": "logits (N, classes)",
         "tta_level": config.tta_level,
-        "tta": "the published accuracy averages the logits of each image and its mirror "
-               "(level 1), and of 1-pixel shifts (level 2); the graph itself is one pass"}
+        "tta": f"the exported graph is one pass, logits(x); the recipe's accuracy is "
+               f"measured at TTA level {config.tta_level}: {TTA_FORMULAS[config.tta_level]}"}
     model = load_model(folder, "cpu")
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     path = export_model(model, fmt, out, example, preprocessing, read_run_settings(folder))

@@ -14,11 +14,20 @@ class RunFailed(Exception):
     exit_code = 1
 
 
-class SlowChoice(UserWarning):
-    """A setting that works but is unwise here (bfloat16 emulated on a CPU, say). The command
-    prints it as one line, `fastcifar: warning: ...`."""
+class FastcifarWarning(UserWarning):
+    """What works but deserves a word; a command prints each as one line,
+    `fastcifar: warning: ...`."""
 
 
-class CacheNotWritten(UserWarning):
+class SlowChoice(FastcifarWarning):
+    """A setting that works but is unwise here (bfloat16 emulated on a CPU, say)."""
+
+
+class CacheNotWritten(FastcifarWarning):
     """The data cache could not be written (a full disk, a read-only folder): the run goes on
-    from the decoded images in memory. The command prints it as one line, like SlowChoice."""
+    from the decoded images in memory."""
+
+
+class OddLabels(FastcifarWarning):
+    """Labels that train, but probably not as meant: a class without training images (the
+    network can never predict it right), or labels that do not start at 0."""

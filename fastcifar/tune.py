@@ -32,7 +32,7 @@ from .files import atomic_path
 from .recipes import get_recipe
 from .recipes.base import parse_assignments, with_values
 from .report.plots import save_png
-from .report.tuning import history_figure, importance_figure, slice_figure
+from .report.tuning import history_figure, importance_caveat, importance_figure, slice_figure
 from .train.distributed import device_name as rank_device, from_environment
 from .train.session import train
 
@@ -324,7 +324,8 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
     importances = {}
     if len(complete) >= 2 and len(names) > 1:
         importances = optuna.importance.get_param_importances(study)
-        save_png(importance_figure(importances, study.study_name), out / "importances.png")
+        save_png(importance_figure(importances, study.study_name, len(complete)),
+                 out / "importances.png")
     if verbose:
         print(f"{len(complete)} complete, {sum(r['state'] == 'pruned' for r in rows)} pruned, "
               f"{sum(r['state'] == 'fail' for r in rows)} failed of {len(rows)} trials in "
@@ -332,6 +333,9 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
         if best:
             print(f"best: trial {best['number']}, {best['value']:.4f} ({best['folder']})")
             print(command)
+        if importances:
+            print(f"importances ({importance_caveat(len(complete))}): "
+                  + ", ".join(f"{k} {v:.0%}" for k, v in importances.items()))
     return TuneResult(study.study_name, best_params, best["value"] if best else None, rows,
                       out, command)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import fastcifar
-from fastcifar.errors import InputError
+from fastcifar.errors import InputError, OddLabels
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -108,6 +109,21 @@ def test_channels_first_tensors_are_taken_as_torchvision_gives_them(tiny):
                             tiny["test_images"], tiny["test_labels"])
 
 
+def test_labels_not_from_0_or_a_class_without_training_images_are_said(tiny):
+    images, labels = tiny["train_images"], tiny["train_labels"]
+    with pytest.warns(OddLabels, match=r"labels run 5\.\.14 and no classes were given, so "
+                                       r"there are 15 classes, 0\.\.4 without images"):
+        data = fastcifar.ImageData(images, labels + 5, tiny["test_images"],
+                                   tiny["test_labels"] + 5)
+    assert len(data.classes) == 15
+    kept = labels != 3
+    with pytest.warns(OddLabels, match=r"1 of 10 classes have no training images \('3'\)"):
+        fastcifar.ImageData(images[kept], labels[kept], tiny["test_images"], tiny["test_labels"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every class present, from 0: nothing said
+        fastcifar.ImageData(images, labels, tiny["test_images"], tiny["test_labels"])
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"lr_typo": 1.0}, "has no hyperparameter 'lr_typo'"),
     ({"lr": "fast"}, "lr='fast': expected a number"),
@@ -126,7 +142,7 @@ def test_keyword_hyperparameters_are_checked_like_set(tiny, overrides, message):
 def test_set_refuses_non_finite_numbers(capsys):
     from fastcifar.cli import main
     assert main(["train", "--set", "lr=nan", "--device", "cpu"]) == 2
-    assert "lr=nan: expected a finite number" in capsys.readouterr().err
+    assert "fastcifar: error: --set lr=nan: expected a finite number" in capsys.readouterr().err
 
 
 def test_a_run_folder_gives_back_its_network_and_refuses_a_second_session(tiny):

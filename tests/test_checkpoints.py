@@ -114,9 +114,12 @@ def test_a_damaged_checkpoint_is_refused_and_best_is_left_alone(damage, tmp_path
     last = tmp_path / LAST
     last.write_bytes({"truncated": last.read_bytes()[:len(best) // 2],
                       "garbage": b"not a checkpoint at all" * 10, "empty": b""}[damage])
-    with pytest.raises(InputError, match="truncated or corrupt"):
+    with pytest.raises(InputError, match="truncated or corrupt.*To go on, delete it and "
+                                         "--resume again"):
         CheckpointFolder(tmp_path).resume_state()
     assert (tmp_path / BEST).read_bytes() == best
+    last.unlink()  # as the message says: the run then starts again
+    assert CheckpointFolder(tmp_path).resume_state() is None
 
 
 def test_a_file_that_is_not_a_fastcifar_checkpoint_is_refused(tmp_path):

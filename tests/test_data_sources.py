@@ -600,14 +600,11 @@ def test_image_folder_not_an_archive(tmp_path, cache_dir):
     notes.write_text("hello")
     with pytest.raises(InputError, match="not a directory"):
         load_image_folder(notes)
-    fake = tmp_path / "fake.zip"
-    fake.write_bytes(b"not a zip at all" * 20)
-    with pytest.raises(InputError, match="corrupt or truncated"):
-        load_image_folder(fake)
-    fake_tar = tmp_path / "fake.tar.gz"
-    fake_tar.write_bytes(b"not a tar either" * 20)
-    with pytest.raises(InputError, match="corrupt or truncated"):
-        load_image_folder(fake_tar)
+    for fake in tmp_path / "fake.zip", tmp_path / "fake.tar.gz":
+        fake.write_bytes(b"not an archive at all" * 20)
+        with pytest.raises(InputError, match=r"fake\.\S+: not an archive \(neither tar") as e:
+            load_image_folder(fake)
+        assert "\n" not in str(e.value), "one line"
     assert files_under(cache_dir) == []
 
 

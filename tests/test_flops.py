@@ -103,6 +103,13 @@ def test_the_share_of_peak_of_a_recorded_run(recorded_run, capsys):
     share = flops.total / (3.0 * 100e12)  # the runs' mean time at 100 TFLOP/s
     assert re.search(r"([\d.]+)% of the peak", out).group(1) == f"{100 * share:.1f}"
     assert f"{flops.total / 1e15:.4g} PFLOPs" in out and "published" not in out
+    assert "over 100%" not in out
+
+    # A peak below what the run achieved: the share is over 100%, and the output says why.
+    low_peak = str(flops.total / 3.0 / 2e12)  # half the run's own TFLOP/s
+    code, out, err = run(capsys, "flops", "--run", str(path), "--peak-tflops", low_peak)
+    assert code == 0 and "200.0% of the peak" in out
+    assert "note: over 100% means the run computed faster than the peak given" in out
 
 
 def test_flops_prints_the_count_and_the_time_at_100_percent_of_the_peak(capsys):

@@ -164,6 +164,6 @@ def test_a_bad_image_stops_the_decode_without_decoding_the_rest(tmp_path, cache_
         return decode(data, resize)
 
     monkeypatch.setattr(imagefolder, "decode_image", slow_decode)
-    with pytest.raises(InputError, match="cannot decode image .*001.png"):
+    with pytest.raises(InputError, match=r"image \S*001.png: not an image Pillow can decode$"):
         load_dataset(root)
     assert len(calls) < 100

@@ -15,6 +15,7 @@ from fastcifar.errors import InputError, SlowChoice
 from fastcifar.recipes import RECIPES, get_recipe
 from fastcifar.train import device, loop
 from fastcifar.train.device import choose_precision
+from fastcifar.data.dataset import ImageData
 from fastcifar.data.loader import DeviceData
 from fastcifar.train.loop import train_run
 
@@ -94,12 +95,16 @@ def test_unsupported_precisions_are_refused(choice, device, message):
 
 def test_a_bfloat16_run_computes_in_bfloat16_keeps_float32_weights_and_learns_as_float32(
         small_cifar10):
-    """Narrow (16/32/32) and without TTA: on a CPU without AMX or AVX512-BF16, bfloat16 is
-    emulated and the full-width net took over ten minutes here (float32: 79 s)."""
+    """Narrow (16/32/32), on 1,000 images, without TTA: on a CPU without AMX or AVX512-BF16,
+    bfloat16 is emulated and the full-width net on 2,000 images took over ten minutes here
+    (float32: 79 s). This one: 24 s, 23.6% against float32's 23.0% (an AVX2 EPYC)."""
     recipe = get_recipe("airbench94")
-    config = dataclasses.replace(recipe.config, batch_size=256, epochs=4, widths=(16, 32, 32),
+    config = dataclasses.replace(recipe.config, batch_size=64, epochs=4, widths=(16, 32, 32),
                                  tta_level=0)
-    data = DeviceData.from_dataset(small_cifar10, CPU)
+    subset = small_cifar10.balanced_subset(1000)
+    data = DeviceData.from_dataset(ImageData(subset.train_images, subset.train_labels,
+                                             subset.test_images[:500], subset.test_labels[:500],
+                                             subset.classes), CPU)
     conv_outputs, weights = set(), []
 
     def record_conv_dtypes(model):
@@ -118,7 +123,7 @@ def test_a_bfloat16_run_computes_in_bfloat16_keeps_float32_weights_and_learns_as
     assert weights and {w.dtype for w in weights} == {torch.float32}
     losses = [e.train_loss for e in result.epochs]
     assert losses[-1] < losses[0]
-    assert result.accuracy > 0.20, result  # chance is 0.10
+    assert result.accuracy > 0.18, result  # chance is 0.10
     reference = train_run(recipe, config, data, CPU, seed=0, precision="float32")
     assert abs(result.accuracy - reference.accuracy) < 0.03, (result, reference)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from fastcifar.data import load_dataset
 from fastcifar.errors import InputError
 from fastcifar.report import export as export_module
 from fastcifar.report.export import FORMATS, load_exported
+from fastcifar.train.evaluate import TTA_FORMULAS
 from conftest import make_tiny_archive
 
 CLASSES = ["blue", "green", "red"]
@@ -42,9 +46,10 @@ def run(capsys, *args):
 def test_evaluate_prints_top1_top5_and_classes_and_writes_the_confusion(tiny, tmp_path, capsys):
     archive, folder = tiny
     code, out, err = run(capsys, "evaluate", folder, "--device", "cpu", "--out",
-                         tmp_path / "c.png")
+                         tmp_path / "eval")
     assert code == 0, err
-    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert "evaluating 30 test images at TTA level 2 on" in out
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     confusion = np.array(saved["confusion"])
     assert confusion.shape == (3, 3) and confusion.sum() == 30  # every test image once
     assert saved["classes"] == CLASSES and saved["tta_level"] == 2  # airbench94's
@@ -52,13 +57,43 @@ def test_evaluate_prints_top1_top5_and_classes_and_writes_the_confusion(tiny, tm
     assert saved["per_class"] == pytest.approx(list(np.diag(confusion) / 10))
     assert f"top-1 {saved['accuracy']:.2%}" in out and "top-5 100.00%" in out
     assert all(name in out for name in CLASSES)
-    assert Image.open(tmp_path / "c.png").size[0] > 300
+    assert Image.open(tmp_path / "eval" / "confusion.png").size[0] > 300
 
     # The same figure as evaluating the loaded network in Python, at the same TTA level.
     data = load_dataset(archive)
     model = fastcifar.load_model(folder)
     assert saved["accuracy"] == pytest.approx(
         fastcifar.evaluate(model, data.test_images, data.test_labels, tta_level=2))
+
+
+def test_evaluate_tests_on_the_runs_own_test_subset_unless_told(tiny, tmp_path, capsys):
+    _, trained = tiny
+    folder = tmp_path / "run"
+    shutil.copytree(trained, folder)
+    settings = json.loads((folder / "config.json").read_text())
+    settings.update(test_subset=15, subset_seed=4)  # as `train --test-subset 15 --subset-seed 4`
+    (folder / "config.json").write_text(json.dumps(settings))
+    code, out, err = run(capsys, "evaluate", folder, "--device", "cpu")
+    assert code == 0, err
+    assert "the run's own test subset, 15 images (subset seed 4)" in out
+    saved = json.loads((folder / "evaluation.json").read_text())
+    assert np.array(saved["confusion"]).sum() == 15
+    drawn = load_dataset(tiny[0]).balanced_test_subset(15, 4)
+    assert np.array(saved["confusion"]).sum(1).tolist() == np.bincount(drawn.test_labels).tolist()
+    code, out, err = run(capsys, "evaluate", folder, "--device", "cpu", "--test-subset", "all")
+    assert code == 0 and np.array(json.loads((folder / "evaluation.json").read_text())[
+        "confusion"]).sum() == 30
+
+
+def test_evaluate_refuses_an_out_it_cannot_write_before_evaluating(tiny, tmp_path, capsys,
+                                                                   monkeypatch):
+    _, folder = tiny
+    monkeypatch.setattr(api, "evaluate_run", lambda *a: pytest.fail("evaluated first"))
+    code, _, err = run(capsys, "evaluate", folder, "--out", tmp_path / "c.png")
+    assert code == 2 and "--out" in err and "expected a folder" in err
+    (tmp_path / "file").write_text("")
+    code, _, err = run(capsys, "evaluate", folder, "--out", tmp_path / "file")
+    assert code == 2 and f"--out {tmp_path / 'file'}: cannot write there" in err
 
 
 def test_evaluate_refuses_data_of_other_classes_and_bad_levels(tiny, tmp_path, capsys):
@@ -106,17 +141,24 @@ def test_predict_names_the_classes_of_image_files_and_folders(tiny, tmp_path, ca
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_each_export_loads_back_and_gives_the_same_logits(tiny, tmp_path, fmt, capsys):
+def test_each_export_loads_back_and_gives_the_same_logits(tiny, tmp_path, fmt, capsys, caplog):
     for module in export_module.NEEDS.get(fmt, ()):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{fmt} needs {module} (the export extra)")
     _, folder = tiny
-    code, out, err = run(capsys, "export", folder, "--format", fmt, "--out", tmp_path / "x")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run(capsys, "export", folder, "--format", fmt, "--out", tmp_path / "x")
     assert code == 0, err
+    # Nothing that reads like an error: torch's onnx exporter logs a line for each torchvision
+    # operator it skips, and warns of its own deprecations.
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
     assert "loaded back: its logits differ from the network's by at most" in out
     preprocessing = json.loads((tmp_path / "x" / "preprocessing.json").read_text())
     assert preprocessing["classes"] == CLASSES and preprocessing["image_size"] == 32
     assert preprocessing["mean"] == pytest.approx([0.4914, 0.4822, 0.4465])
+    assert preprocessing["tta"].endswith(TTA_FORMULAS[preprocessing["tta_level"]])
 
     # Independently of the command's own check: load the file back and compare.
     model = fastcifar.load_model(folder)

@@ -15,23 +15,33 @@ from fastcifar.train.loop import train_run
 
 
 def test_short_airbench94_run_learns(small_cifar10):
+    """At a quarter of its widths (the full net took a minute here), as the other airbench
+    recipes' short runs (tests/test_recipes_airbench.py)."""
     recipe = get_recipe("airbench94")
-    config = dataclasses.replace(recipe.config, batch_size=256, epochs=4)
-    data = DeviceData.from_dataset(small_cifar10, torch.device("cpu"))
+    config = dataclasses.replace(recipe.config, batch_size=100, epochs=4, widths=(16, 64, 64))
+    data = DeviceData.from_dataset(first_test_images(small_cifar10, 500), torch.device("cpu"))
     result = train_run(recipe, config, data, torch.device("cpu"), seed=0)
 
     losses = [e.train_loss for e in result.epochs]
     assert len(result.epochs) == 4
     assert losses[-1] < losses[0]
-    # 2,000 training images, 28 steps: far from 94%, but far above chance (10%)
+    # 2,000 training images, 80 steps: far from 94%, but far above chance (10%); measured
+    # 42.6% (seed 0) and 42.2% (seed 1) on the stand-in
     assert result.accuracy > 0.30, result
     assert result.seconds > 0 and set(result.seconds_by_part) == {"init", "train", "tta_eval"}
 
 
+def first_test_images(data: fastcifar.ImageData, n: int) -> fastcifar.ImageData:
+    """The data with only its first n test images."""
+    return fastcifar.ImageData(data.train_images, data.train_labels, data.test_images[:n],
+                               data.test_labels[:n], data.classes, data.name)
+
+
 def test_runs_with_the_same_seed_repeat_and_other_seeds_differ(small_cifar10):
     recipe = get_recipe("airbench94")
-    config = dataclasses.replace(recipe.config, batch_size=250, epochs=1, tta_level=0)
-    tiny = small_cifar10.balanced_subset(500)
+    config = dataclasses.replace(recipe.config, batch_size=250, epochs=1, tta_level=0,
+                                 widths=(16, 64, 64))
+    tiny = first_test_images(small_cifar10.balanced_subset(500), 200)
     data = DeviceData.from_dataset(tiny, torch.device("cpu"))
     a, b, c = (train_run(recipe, config, data, torch.device("cpu"), seed=s) for s in (3, 3, 4))
     assert a.accuracy == b.accuracy and a.epochs[0].train_loss == b.epochs[0].train_loss

@@ -112,7 +112,8 @@ def test_cutout_zeroes_one_whole_square_per_image_anywhere_inside():
 
 
 def test_tta_level_weights():
-    """Level 2 = 1/4 (x + mirror) + 1/8 (each of the 2 shifts and their mirrors)."""
+    """Level 2 = 1/4 (x + mirror) + 1/8 (each of the 2 shifts and their mirrors), as
+    TTA_FORMULAS (written into an export's preprocessing.json) says."""
     model = nn.Flatten()  # logits are the pixels themselves, so the weights show directly
     x = torch.randn(4, 3, 8, 8)
     mirror = x.flip(-1)

@@ -142,6 +142,8 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tiny_archive, tmp_p
     assert "--epochs 1 " in lines[0] and "--set epochs" not in lines[0]  # once, as given
     for png in ("history.png", "slice.png", "importances.png"):
         assert Image.open(out / png).size[0] > 300
+    said = [line for o, _ in outputs for line in o.splitlines() if line.startswith("importances")]
+    assert said and "complete trials: too few for fANOVA" in said[-1], "4 trials: a caveat"
 
 
 def test_tune_refuses_a_storage_it_cannot_open(tmp_path):

@@ -206,6 +206,11 @@ def flops_report(recipe, config, train_images: int, test_images: int,
         lines.append(f"run {recorded.path} on {recorded.device}: {len(recorded.train_seconds)} "
                      f"run(s) of {seconds:.3g} timed s on average, "
                      f"{achieved_tflops(flops.total, seconds):.3g} TFLOP/s{share}")
+        if peak is not None and share_of_peak(flops.total, seconds, peak) > 1:
+            lines.append("note: over 100% means the run computed faster than the peak given: "
+                         "a peak measured with --measure-peak is one matrix product's speed, "
+                         "which a machine's convolutions can beat (or it was measured while "
+                         "the machine was busy); a data sheet's --peak-tflops is the ceiling")
         if peak_device is not None and peak_device != recorded.device:
             lines.append(f"note: the peak was measured on {peak_device}, the run on "
                          f"{recorded.device}")

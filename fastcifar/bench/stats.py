@@ -52,9 +52,14 @@ class Summary:
         """The summary of accuracies (fractions) in percent: the value alone for one run."""
         if self.n == 1:
             return f"{100 * self.mean:.2f}%"
+        # An accuracy lies in [0, 100]%: an interval past either end (Student's t with one
+        # or two degrees of freedom is very wide) is shown clipped, saying why.
+        low, high = max(self.ci95_low, 0.0), min(self.ci95_high, 1.0)
+        note = (f" (clipped to 0-100%: {self.n} runs are too few for a narrow interval)"
+                if (low, high) != self.ci95 else "")
         return (f"mean {100 * self.mean:.2f}%, std {100 * self.std:.2f}, 95% CI "
-                f"[{100 * self.ci95_low:.2f}, {100 * self.ci95_high:.2f}], min "
-                f"{100 * self.min:.2f}, max {100 * self.max:.2f}")
+                f"[{100 * low:.2f}, {100 * high:.2f}]{note}, min {100 * self.min:.2f}, "
+                f"max {100 * self.max:.2f}")
 
 
 def summarize(values: list[float]) -> Summary:

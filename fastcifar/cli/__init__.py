@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from ..errors import CacheNotWritten, InputError, RunFailed, SlowChoice
+from ..errors import FastcifarWarning, InputError, RunFailed
 from ..version import __version__
 from . import models, run, tools
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line_warnings(who: str, default):
     """fastcifar's own warnings as `fastcifar: warning: ...`; others as Python prints them."""
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, (SlowChoice, CacheNotWritten)):
+        if issubclass(category, FastcifarWarning):
             print(f"{who}: warning: {message}", file=sys.stderr if file is None else file)
         else:
             default(message, category, filename, lineno, file, line)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import api
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import atomic_path, check_writable_folder
 from ..report.compare import compare_figure, compare_lines, read_compared
 from ..report.export import FORMATS
 from ..report.plots import save_png
@@ -26,11 +26,13 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--tta-level", type=int, choices=(0, 1, 2),
                           help="test-time augmentation: 0 none, 1 mirror, 2 mirror and "
                                "1-pixel shifts (default the recipe's)")
-    evaluate.add_argument("--test-subset", type=positive(int),
-                          help="a class-balanced subset of this many test images")
+    evaluate.add_argument("--test-subset", type=count_or_all,
+                          help="a class-balanced subset of this many test images, or all "
+                               "(default: the run's own test subset, if it had one and --data "
+                               "is not given)")
     evaluate.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, mps or cpu")
-    evaluate.add_argument("--out", type=Path, help="the confusion-matrix PNG (default "
-                                                   "RUN/confusion.png; evaluation.json beside it)")
+    evaluate.add_argument("--out", type=Path, help="the folder for confusion.png and "
+                                                   "evaluation.json (default the run folder)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="the most likely classes of image files, "
@@ -60,19 +62,27 @@ def add_commands(commands) -> None:
     compare.set_defaults(handler=cmd_compare)
 
 
+def count_or_all(text: str) -> int | str:
+    """An argparse type: a positive integer, or "all"."""
+    return "all" if text == "all" else positive(int)(text)
+
+
 def cmd_evaluate(args) -> int:
-    out = args.out or args.run / "confusion.png"
-    if out.suffix.lower() != ".png":
-        raise InputError(f"--out {out}: expected a .png file name")
+    out = args.out or args.run
+    if out.suffix.lower() == ".png":
+        raise InputError(f"--out {out}: expected a folder (confusion.png and evaluation.json "
+                         f"are written in it)")
+    check_writable_folder(out, "--out")
     result = api.evaluate_run(args.run, args.data, args.tta_level, args.device, args.test_subset)
     print("\n".join(result.lines()))
-    save_png(result.figure(f"{read_run_settings(args.run)['recipe']}: {args.run}"), out)
     try:
-        with atomic_path(out.with_name("evaluation.json")) as tmp:
+        save_png(result.figure(f"{read_run_settings(args.run)['recipe']}: {args.run}"),
+                 out / "confusion.png")
+        with atomic_path(out / "evaluation.json") as tmp:
             tmp.write_text(json.dumps(result.as_dict(), indent=1) + "\n")
     except OSError as e:
-        raise InputError(f"{out.parent}: cannot write evaluation.json ({e.strerror or e})") from None
-    print(f"wrote {out} and {out.with_name('evaluation.json')}")
+        raise InputError(f"{out}: cannot write the evaluation there ({e.strerror or e})") from None
+    print(f"wrote {out / 'confusion.png'} and {out / 'evaluation.json'}")
     return 0
 
 

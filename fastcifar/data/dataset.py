@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, OddLabels
 from .memory import check_fits, storage_note
 
 
@@ -38,13 +39,26 @@ class ImageData:
             object.__setattr__(self, f"{split}_images", images)
             object.__setattr__(self, f"{split}_labels", labels)
         labels = np.concatenate([self.train_labels, self.test_labels])
-        classes = self.classes
+        classes, unused = self.classes, 0  # (classes 0..unused-1 said to be empty already)
         if classes is None:
             classes = tuple(str(c) for c in range(int(labels.max(initial=0)) + 1))
+            if len(labels) and labels.min() > 0:
+                unused = int(labels.min())
+                warnings.warn(f"{self.name}: the labels run {labels.min()}..{labels.max()} and "
+                              f"no classes were given, so there are {len(classes)} classes, "
+                              f"0..{unused - 1} without images; labels are expected to start "
+                              f"at 0", OddLabels, stacklevel=3)
         object.__setattr__(self, "classes", tuple(str(c) for c in classes))
         if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.classes):
             raise InputError(f"labels must be 0..{len(self.classes) - 1} (one per class), got "
                              f"{labels.min()}..{labels.max()}")
+        counts = np.bincount(self.train_labels, minlength=len(self.classes))
+        empty = [c for c in np.flatnonzero(counts == 0) if c >= unused]
+        if len(self.train_labels) and empty:
+            names = ", ".join(repr(self.classes[c]) for c in empty[:5])
+            warnings.warn(f"{self.name}: {len(empty)} of {len(self.classes)} classes have no "
+                          f"training images ({names}{', ...' if len(empty) > 5 else ''}): the "
+                          f"network cannot learn them", OddLabels, stacklevel=3)
 
     def subset(self, train_indices) -> "ImageData":
         """The same data with only these training images (indices or a boolean mask), in

@@ -107,8 +107,22 @@ def _read_archive(path: Path) -> dict[str, bytes]:
     # the damage hits the compression-method or encryption fields.
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
             NotImplementedError, RuntimeError) as e:
-        raise InputError(f"--data {path}: the archive is corrupt or truncated ({e}); "
-                         f"expected a complete .tar/.tar.gz/.tgz/.zip archive") from e
+        if (isinstance(e, tarfile.ReadError) and "opened successfully" in str(e)
+                or isinstance(e, zipfile.BadZipFile) and not _starts_as_zip(path)):
+            # (tarfile tried every compression and lists each failure, one line each)
+            raise InputError(f"--data {path}: not an archive (neither tar, gzip, bz2, xz nor "
+                             f"zip); expected a .tar/.tar.gz/.tgz/.zip archive or a folder of "
+                             f"{{train,test}}/<class>/<image>") from e
+        raise InputError(f"--data {path}: the archive is corrupt or truncated "
+                         f"({' '.join(str(e).split())}); expected a complete "
+                         f".tar/.tar.gz/.tgz/.zip archive") from e
+
+
+def _starts_as_zip(path: Path) -> bool:
+    """Whether the file begins as a zip does (one cut short has lost its directory, and
+    zipfile then calls it "not a zip file")."""
+    with open(path, "rb") as f:
+        return f.read(2) == b"PK"
 
 
 def _split_layout(path: Path, names: list[str]) -> tuple[int, str, str]:
@@ -195,7 +209,7 @@ def _decode_all(path: Path, items: list[tuple[str, bytes]],
         try:
             image, was_resized = decode_image(data, resize)
         except Exception as e:  # Pillow raises many types for a damaged image
-            raise InputError(f"--data {path}: cannot decode image {name} ({e})") from e
+            raise InputError(f"--data {path}: image {name}: {why_undecodable(e)}") from e
         if was_resized:
             resized.append(i)
         return image
@@ -229,6 +243,15 @@ def _decode_all(path: Path, items: list[tuple[str, bytes]],
 
 def _size(image: np.ndarray) -> str:
     return f"{image.shape[1]}x{image.shape[0]}"
+
+
+def why_undecodable(error: Exception) -> str:
+    """Why Pillow could not decode an image, without the BytesIO object its message names."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image Pillow can decode"
+    return f"a damaged image ({' '.join(str(error).split())})"
 
 
 def decode_image(data: bytes, resize: int | None) -> tuple[np.ndarray, bool]:

@@ -172,7 +172,8 @@ def parse_assignments(config: TrainConfig, assignments: list[str],
         if not sep:
             raise InputError(f"{source} {assignment!r}: expected key=value")
         _check_known(config, key, f"{source} {assignment!r}")
-        values[key] = _parse_value(key, text.strip(), hints[key], source)
+        value = _parse_value(key, text.strip(), hints[key], source)
+        values[key] = _checked_value(key, value, hints[key], source)  # nan, inf: refused here
     return values
 
 

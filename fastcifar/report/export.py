@@ -14,7 +14,9 @@ the test-time augmentation its published accuracy used (not part of the exported
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -42,6 +44,22 @@ def check_format(fmt: str) -> None:
                          f'pip install "fastcifar[export]"')
 
 
+@contextlib.contextmanager
+def quiet_onnx_exporter():
+    """Without the exporter's noise, which reads like errors: a line for each torchvision
+    operator it skips (fastcifar's networks use none) and torch's own FutureWarnings."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def export_model(model: nn.Module, fmt: str, folder: Path, example: torch.Tensor,
                  preprocessing: dict, config: dict) -> Path:
     """Write `model` (float32, CPU, eval mode) in `fmt` into `folder`, with preprocessing.json
@@ -61,10 +79,11 @@ def export_model(model: nn.Module, fmt: str, folder: Path, example: torch.Tensor
                     warnings.simplefilter("ignore", DeprecationWarning)
                     torch.jit.save(torch.jit.trace(model, example), str(tmp))
             else:
-                torch.onnx.export(model, (example,), str(tmp), dynamo=True, verbose=False,
-                                  input_names=["images"], output_names=["logits"],
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                  external_data=False)
+                with quiet_onnx_exporter():
+                    torch.onnx.export(model, (example,), str(tmp), dynamo=True, verbose=False,
+                                      input_names=["images"], output_names=["logits"],
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                      external_data=False)
         if fmt == "safetensors":
             _write_json(folder / "config.json", config)
         _write_json(folder / PREPROCESSING, preprocessing)

@@ -59,11 +59,23 @@ def slice_figure(rows: list[dict], dims):
     return figure
 
 
-def importance_figure(importances: dict[str, float], title: str):
-    figure = new_figure(figsize=(5.5, 0.5 * len(importances) + 1.5))
+FEW_TRIALS = 20  # below this many complete trials, fANOVA's forest ranks little but noise
+
+
+def importance_caveat(trials: int) -> str:
+    """What the importances of `trials` complete trials are worth."""
+    if trials < FEW_TRIALS:
+        return (f"from {trials} complete trials: too few for fANOVA (tens are needed), "
+                f"so a rough guess")
+    return f"from {trials} complete trials"
+
+
+def importance_figure(importances: dict[str, float], title: str, trials: int):
+    figure = new_figure(figsize=(5.5, 0.5 * len(importances) + 1.8))
     ax = figure.add_subplot()
     names = list(importances)[::-1]
-    ax.barh(names, [importances[n] for n in names], color="C0")
+    ax.barh(names, [importances[n] for n in names],
+            color="C0" if trials >= FEW_TRIALS else "0.6")
     ax.set_xlabel("importance (Optuna's fANOVA: share of the objective's variance)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\n{importance_caveat(trials)}", fontsize=9)
     return figure

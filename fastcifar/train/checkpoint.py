@@ -124,7 +124,12 @@ class CheckpointFolder:
         epoch); the best accuracy carries on from it."""
         if not (self.path / LAST).exists():
             return None
-        state = load_checkpoint(self.path / LAST)
+        try:
+            state = load_checkpoint(self.path / LAST)
+        except InputError as e:
+            raise InputError(f"{e}. To go on, delete it and --resume again: this run starts "
+                             f"again from its first epoch (runs already finished are kept; "
+                             f"copy best.pt aside first if you want its weights)") from None
         self.best_accuracy = state.get("best_accuracy")
         return state
 

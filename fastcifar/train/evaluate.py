@@ -14,12 +14,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
+TTA_FORMULAS = {
+    0: "logits(x)",
+    1: "m(x) = 0.5 * logits(x) + 0.5 * logits(mirror(x)), mirror: flipped left to right",
+    2: "0.5 * m(x) + 0.25 * m(a(x)) + 0.25 * m(b(x)), m as at level 1; a and b take the HxW "
+       "window at offset (0, 0) and at offset (2, 2) of x reflect-padded by one pixel on each "
+       "side (torch.nn.functional.pad mode 'reflect'): x moved one pixel down-right, and one "
+       "pixel up-left",
+}
+"""What each level computes of a batch x (N, 3, H, W), exactly, for another program."""
+
+
 def mirror_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return 0.5 * model(images) + 0.5 * model(images.flip(-1))
 
 
 def shifted_by_one(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images translated one pixel up-left and one pixel down-right."""
+    """The windows at offsets (0, 0) and (2, 2) of the reflect-padded images: their content
+    moved one pixel down-right, and one pixel up-left."""
     h, w = images.shape[-2:]
     padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
     return padded[..., 0:h, 0:w], padded[..., 2:h + 2, 2:w + 2]
