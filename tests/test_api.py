@@ -19,6 +19,9 @@ from fastcifar.errors import InputError, OddLabels
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+NARROW = (16, 64, 64)  # a quarter of airbench94's widths: what these tests check is not width
+
+
 def learnable_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n uint8 32x32 images whose class (0..9) is their colour, under noise: a net learns
     them in a few steps."""
@@ -58,7 +61,7 @@ def test_a_short_run_on_in_memory_data_learns_and_reports_statistics(tiny):
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])
     result = fastcifar.train("airbench94", data=data, runs=2, epochs=1, batch_size=250,
-                             verbose=False)
+                             widths=NARROW, verbose=False)
     accuracies = [r.accuracy for r in result.runs]
     assert [r.seed for r in result.runs] == [0, 1]
     assert result.accuracy.mean == pytest.approx(np.mean(accuracies))
@@ -75,10 +78,10 @@ def test_a_run_shorter_than_the_lookahead_period_keeps_its_training(tiny):
     trained weights at the end (it once did, and such runs scored at chance)."""
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])
-    result = fastcifar.train("airbench94", data=data, epochs=1, batch_size=250, verbose=False)
+    result = fastcifar.train("airbench94", data=data, epochs=1, batch_size=250, widths=NARROW,
+                             verbose=False)
     torch.manual_seed(0)
-    untrained = fastcifar.RECIPES["airbench94"].build_model(fastcifar.RECIPES["airbench94"].config,
-                                                            10)
+    untrained = fastcifar.RECIPES["airbench94"].build_model(result.config, 10)
     head = result.model.head.weight.detach()
     assert not torch.allclose(head, untrained.head.weight.to(head.dtype))
     assert result.runs[0].accuracy > 0.5
@@ -149,7 +152,7 @@ def test_a_run_folder_gives_back_its_network_and_refuses_a_second_session(tiny):
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])
     result = fastcifar.train("airbench94", data=data, epochs=1, batch_size=250, out="run",
-                             verbose=False)
+                             widths=NARROW, verbose=False)
     model = fastcifar.load_model("run")
     assert not model.training and next(model.parameters()).dtype == torch.float32
     accuracy = fastcifar.evaluate(model, tiny["test_images"], tiny["test_labels"], tta_level=2)
@@ -172,7 +175,7 @@ def test_lr_from_finder_applies_without_a_run_folder(tiny, monkeypatch):
     data = fastcifar.ImageData(**{k: tiny[k] for k in ("train_images", "train_labels",
                                                        "test_images", "test_labels")})
     result = fastcifar.train("airbench94", data=data, epochs=1, batch_size=250, verbose=False,
-                             lr_from_finder=fastcifar.FINDER)
+                             widths=NARROW, lr_from_finder=fastcifar.FINDER)
     assert calls == [(None, None)]  # run (no saved file), and nowhere to save its result
     assert result.config.lr == fastcifar.RECIPES["airbench94"].config.lr / 2
 

@@ -22,7 +22,7 @@ from conftest import make_tiny_archive
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gpu_suite  # noqa: E402
 
-AIRBENCH = ["airbench94", "airbench94_muon", "airbench95", "airbench96", "airbench94_bnfree"]
+SPEED_RUNS = ["airbench94", "airbench94_muon", *gpu_suite.OTHERS]  # the GPU suite's recipes
 TINY = ["--epochs", "1", "--set", "batch_size=16", "--set", "widths=8,16,16"]
 
 
@@ -76,12 +76,20 @@ def test_every_precision_on_cuda(cuda_standin):
     assert scaled.autocast_dtype == torch.float16 and scaled.scaler.is_enabled()
 
 
-@pytest.mark.parametrize("recipe", AIRBENCH)
-def test_train_on_cuda_runs_each_airbench_recipe(recipe, cuda_standin, tiny_archive, tmp_path,
-                                                capsys):
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory) -> Path:
+    """The GPU suite rehearsal's data: 24 training and 6 test images of each of 10 colours."""
+    return make_tiny_archive(tmp_path_factory.mktemp("ten"), classes=10, train=24, test=6)
+
+
+@pytest.mark.parametrize("recipe", SPEED_RUNS)
+def test_train_on_cuda_runs_each_speed_run(recipe, cuda_standin, ten_classes, tmp_path, capsys):
+    """The GPU suite's command line for each recipe, its rehearsal options and all
+    (tests/test_gpu_suite.py runs the suite itself, with fewer recipes)."""
     out = tmp_path / "run"
-    code, printed, err = train(capsys, "--recipe", recipe, "--data", tiny_archive,
-                               "--device", "cuda", *TINY, "--out", out)
+    code, printed, err = train(capsys, "--recipe", recipe, "--data", ten_classes, "--device",
+                               "cuda", "--runs", "1", *gpu_suite.set_options(
+                                   gpu_suite.rehearsal_overrides(recipe)), "--out", out)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert json.loads((out / "config.json").read_text())["device"] == "cuda:0"
@@ -90,25 +98,6 @@ def test_train_on_cuda_runs_each_airbench_recipe(recipe, cuda_standin, tiny_arch
     assert {"set_device", "Event", "synchronize"} <= set(cuda_standin.calls)
     assert "warm-up run" in printed
     assert 0 <= summary["runs"][0]["accuracy"] <= 1
-
-
-@pytest.fixture(scope="module")
-def ten_classes(tmp_path_factory) -> Path:
-    """The GPU suite rehearsal's data: 24 training and 6 test images of each of 10 colours."""
-    return make_tiny_archive(tmp_path_factory.mktemp("ten"), classes=10, train=24, test=6)
-
-
-@pytest.mark.parametrize("recipe", gpu_suite.OTHERS)
-def test_each_other_recipe_of_the_gpu_suite_runs_its_command_on_cuda(recipe, cuda_standin,
-                                                                    ten_classes, tmp_path,
-                                                                    capsys):
-    """The suite's command line for each recipe it runs uncompiled, rehearsal options and all
-    (tests/test_gpu_suite.py runs one of them through the whole suite)."""
-    code, _, err = train(capsys, "--recipe", recipe, "--data", ten_classes, "--device", "cuda",
-                         "--runs", "1", *gpu_suite.set_options(gpu_suite.rehearsal_overrides(
-                             recipe)), "--out", tmp_path / "run")
-    assert code == 0, err
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["runs"]
 
 
 def test_train_on_the_second_gpu(cuda_standin, tiny_archive, tmp_path, capsys):
@@ -284,7 +273,7 @@ def test_every_cuda_branch_is_reached(lines_run, request):
     """Last in this module: the lines its tests ran include every branch marked reached."""
     here = [item for item in request.session.items if item.module is request.module]
     tests = [name for name in globals() if name.startswith("test_")]
-    if here[-1] is not request.node or len(here) < len(tests) + len(AIRBENCH) - 1:
+    if here[-1] is not request.node or len(here) < len(tests) + len(SPEED_RUNS) - 1:
         pytest.skip("checks what the whole module ran: run all of tests/test_cuda_rehearsal.py")
     missed = [f"{file}:{line} {text}" for (file, text), lines in branch_lines().items()
               for line in lines

@@ -15,7 +15,8 @@ from conftest import torchrun
 
 from fastcifar.train.distributed import Ranks, device_name, from_environment, gather
 
-ARGS = ["--runs", "3", "--epochs", "2", "--set", "batch_size=30", "--device", "cpu"]
+ARGS = ["--runs", "3", "--epochs", "2", "--set", "batch_size=30", "--set", "widths=16,32,32",
+        "--device", "cpu"]
 
 
 def runs_of(folder) -> list[dict]:
