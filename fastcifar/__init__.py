@@ -10,11 +10,11 @@ See the README's "Python API" for the rest.
 from .version import __version__  # noqa: E402
 from .api import evaluate, load_model, lr_find  # noqa: E402
 from .data import ImageData, load_dataset  # noqa: E402
-from .errors import InputError, RunFailed  # noqa: E402
+from .errors import InputError, OddLabels, RunFailed  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
 from .train.results import TrainResult  # noqa: E402
 from .train.session import FINDER, resume, train  # noqa: E402
 
-__all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "RunFailed", "TrainResult",
+__all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "OddLabels", "RunFailed", "TrainResult",
            "__version__", "evaluate", "load_dataset", "load_model", "lr_find", "resume",
            "train"]

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import fastcifar
-from fastcifar.errors import InputError, OddLabels
+from fastcifar.errors import InputError
+from fastcifar import OddLabels
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
