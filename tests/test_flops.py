@@ -77,6 +77,21 @@ def test_freezing_the_whitening_bias_saves_the_input_gradient_of_the_first_conv(
     assert for_3_epochs.train - never.train == steps_with_bias * input_gradient
 
 
+def test_a_resolution_curriculum_counts_each_epoch_at_its_side():
+    """Epochs 1-3 at 24 px, 4-6 at 28 px, the rest at 32 (Fable E1's curriculum): each
+    step costs what a forward and backward at its side costs."""
+    full = flops_of("airbench94", epochs=9, whiten_bias_epochs=0)
+    curriculum = flops_of("airbench94", epochs=9, whiten_bias_epochs=0,
+                          progressive_sizes=(24, 24, 24, 28, 28, 28))
+    epoch = {side: flops_of("airbench94", epochs=1, whiten_bias_epochs=0,
+                            progressive_sizes=(side,)).train for side in (24, 28, 32)}
+    assert epoch[24] < epoch[28] < epoch[32]
+    assert full.train == 9 * epoch[32]
+    assert curriculum.train == 3 * (epoch[24] + epoch[28] + epoch[32])
+    assert curriculum.eval == full.eval  # tested at full size
+    assert 0.6 < curriculum.train / full.train < 0.85
+
+
 def test_the_peak_of_a_small_matrix_product_on_cpu_is_positive():
     assert measure_peak_tflops(torch.device("cpu"), size=32, min_seconds=0.01) > 0
 

@@ -14,7 +14,8 @@ what they count, so the convention is the one that reproduces them: airbench94 0
 
 The count is exact per step, not one step times the step count: a step's backward depends
 on which parameters train, and recipes change that between epochs (airbench freezes its
-whitening bias after 3 epochs, which saves the gradient of the first conv's input).
+whitening bias after 3 epochs, which saves the gradient of the first conv's input), and a
+resolution curriculum (`progressive_sizes`) trains its first epochs on smaller images.
 
 David Page's DAWNBench argument: FLOPs / peak FLOP/s is the time the run would take at 100%
 GPU efficiency, and a recorded time's distance from it shows how much speed is left.
@@ -70,19 +71,23 @@ def run_flops(recipe, config=None, train_images: int = TRAIN_IMAGES,
     run = set_up_without_data(recipe, config, train_images)
     training, per_epoch, steps = run.training, run.steps_per_epoch, run.steps
     model = run.model.to("meta").train()
-    batch = torch.empty(config.batch_size, *IMAGE_SHAPE, device="meta")
+    channels, full_side = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
+    progressive = getattr(config, "progressive_sizes", ())
 
-    step_flops: dict[tuple[bool, ...], int] = {}  # by which parameters train
+    step_flops: dict[tuple, int] = {}  # by which parameters train, and the images' side
     train, step = 0, 0
     for epoch in range(ceil(config.epochs)):  # as train/loop.py steps a run
         if training.before_epoch is not None:
             training.before_epoch(epoch)
-        trains = tuple(p.requires_grad for p in model.parameters())
-        if trains not in step_flops:
+        # A resolution curriculum trains its first epochs on smaller images (data/loader.py)
+        side = min(progressive[epoch], full_side) if epoch < len(progressive) else full_side
+        key = (side, *(p.requires_grad for p in model.parameters()))
+        if key not in step_flops:
+            batch = torch.empty(config.batch_size, channels, side, side, device="meta")
             # Any scalar loss has the same backward FLOPs through the network.
-            step_flops[trains] = count_flops(lambda: model(batch).float().sum().backward())
+            step_flops[key] = count_flops(lambda: model(batch).float().sum().backward())
         steps_now = min(per_epoch, steps - step)
-        train += steps_now * step_flops[trains]
+        train += steps_now * step_flops[key]
         step += steps_now
 
     # Evaluation FLOPs grow linearly with the images (no batch statistics in eval mode).
