@@ -24,7 +24,8 @@ from .report.lr_finder import summary_lines, write_result
 from .report.records import MODEL, RunFolder, read_run_settings
 from .train.checkpoint import LAST, load_checkpoint
 from .train.device import configure_backend, device_name, place_model, resolve_device
-from .train.evaluate import TTA_FORMULAS, evaluate as evaluate_tensors, predict as logits_of
+from .train.evaluate import (TTA_FORMULAS, evaluate as evaluate_tensors, predict as logits_of,
+                             tta_formula)
 from .train.inputs import check_size, check_subset_seed, data_name, removed_if_unused
 from .train.lr_finder import DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr
 from .train.lr_rules import LRFinderResult
@@ -33,7 +34,8 @@ from .train.session import SETTINGS, Session
 
 def evaluate(model: nn.Module, images, labels, tta_level: int = 0) -> float:
     """Top-1 accuracy (a fraction) of `model` on `images` with test-time augmentation
-    `tta_level` (0 none, 1 mirror, 2 mirror and 1-pixel shifts).
+    `tta_level` (0 none, 1 mirror, 2 mirror and 1-pixel shifts weighted as airbench, 3 the
+    same six views weighted alike).
 
     `images`: uint8 (N, H, W, 3) or (N, 3, H, W), numpy or torch, normalised as training
     normalised them; or a float tensor (N, 3, H, W) already normalised."""
@@ -98,9 +100,12 @@ def evaluate_run(folder: str | Path, data=None, tta_level: int | None = None,
     the run's own (its test subset, drawn by its subset seed) when `data` is the run's."""
     folder = Path(folder)
     saved, recipe, config = _run_recipe(folder)
+    # The recipe's own evaluation (its TTA level, for its least confident fraction), or
+    # every image at the level asked for.
+    tta_fraction = config.tta_fraction if tta_level is None else 1.0
     tta_level = config.tta_level if tta_level is None else tta_level
-    if tta_level not in (0, 1, 2):
-        raise InputError(f"--tta-level must be 0, 1 or 2, got {tta_level}")
+    if tta_level not in TTA_FORMULAS:
+        raise InputError(f"--tta-level must be 0, 1, 2 or 3, got {tta_level}")
     subset_seed = 0
     if test_subset is None and data is None and saved.get("test_subset"):
         test_subset = saved["test_subset"]
@@ -123,7 +128,8 @@ def evaluate_run(folder: str | Path, data=None, tta_level: int | None = None,
     images = evaluation_tensor(dataset.test_images, weights.device, torch.float32,
                                config.crop_size())
     labels = torch.from_numpy(dataset.test_labels).to(weights.device)
-    return Evaluation.from_logits(logits_of(model, images, tta_level, progress=True), labels,
+    return Evaluation.from_logits(logits_of(model, images, tta_level, progress=True,
+                                            tta_fraction=tta_fraction), labels,
                                   dataset.classes, tta_level)
 
 
@@ -188,9 +194,10 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None,
                     f"centre {size}x{size}" if size < side else
                     f"images resized to {size}x{size} (shorter side, centre crop)"),
         "mean": list(mean), "std": list(std), "output": "logits (N, classes)",
-        "tta_level": config.tta_level,
+        "tta_level": config.tta_level, "tta_fraction": config.tta_fraction,
         "tta": f"the exported graph is one pass, logits(x); the recipe's accuracy is "
-               f"measured at TTA level {config.tta_level}: {TTA_FORMULAS[config.tta_level]}"}
+               f"measured at TTA level {config.tta_level}: "
+               f"{tta_formula(config.tta_level, config.tta_fraction)}"}
     model = load_model(folder, "cpu")
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     path = export_model(model, fmt, out, example, preprocessing, read_run_settings(folder))

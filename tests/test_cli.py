@@ -92,7 +92,7 @@ def test_recipes_lists_targets(capsys):
     (["--set", "nope=1"], "no hyperparameter 'nope'"),
     (["--set", "lr=fast"], "expected a number"),
     (["--set", "flip=sideways"], "flip must be one of"),
-    (["--set", "tta_level=3"], "tta_level must be 0, 1 or 2"),
+    (["--set", "tta_level=4"], "tta_level must be 0, 1, 2 or 3"),
     (["--device", "cuda"], "no CUDA GPU"),
     (["--subset", "1000"], "--subset must be between 1 and the 120 training images"),
 ])

@@ -107,8 +107,8 @@ def test_evaluate_refuses_data_of_other_classes_and_bad_levels(tiny, tmp_path, c
     assert code != 0 and "classes ['cat', 'dog'] are not the ones" in err
     code, _, err = run(capsys, "evaluate", tmp_path / "nowhere")
     assert code != 0 and "expected a run folder" in err and "Traceback" not in err
-    with pytest.raises(InputError, match="0, 1 or 2"):
-        api.evaluate_run(folder, tta_level=3, device="cpu")
+    with pytest.raises(InputError, match="0, 1, 2 or 3"):
+        api.evaluate_run(folder, tta_level=4, device="cpu")
 
 
 def test_predict_names_the_classes_of_image_files_and_folders(tiny, tmp_path, capsys):

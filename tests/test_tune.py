@@ -37,7 +37,7 @@ def test_the_space_takes_ranges_log_ranges_ints_and_choices():
     ("lr=a:b", "--space lr=a: expected a number"),
     # each choice, and each end of a range, checked as the run would check it
     ("flip=random|sideways", "--space flip=sideways: flip must be one of"),
-    ("tta_level=0|3", "--space tta_level=3: tta_level must be 0, 1 or 2"),
+    ("tta_level=0|4", "--space tta_level=4: tta_level must be 0, 1, 2 or 3"),
     ("batch_size=0:512", "--space batch_size=0: batch_size must be at least 1"),
     ("flip=1:2", "flip is not a number"),
     ("lr=4:20,lr=5:6", "named twice"),

@@ -54,7 +54,7 @@ class RunFlops:
     batch_size: int
     train_images: int
     test_images: int
-    tta_forwards: int  # forward passes per test image in the final evaluation
+    tta_forwards: float  # forward passes per test image in the final evaluation (mean)
     train: int  # forward + backward of every training step
     eval: int  # the final TTA evaluation
 
@@ -91,11 +91,17 @@ def run_flops(recipe, config=None, train_images: int = TRAIN_IMAGES,
         step += steps_now
 
     # Evaluation FLOPs grow linearly with the images (no batch statistics in eval mode).
+    # Selective TTA (hiverge's): plain logits for every image, then the TTA views for the
+    # least confident fraction of them.
     one_image = torch.empty(1, *IMAGE_SHAPE, device="meta")
-    per_image = count_flops(lambda: predict(model, one_image, config.tta_level))
-    tta_forwards = per_image // count_flops(lambda: predict(model, one_image))
+    plain = count_flops(lambda: predict(model, one_image))
+    views = count_flops(lambda: predict(model, one_image, config.tta_level))
+    fraction = getattr(config, "tta_fraction", 1.0)
+    selected = int(test_images * fraction)
+    eval_flops = (test_images * views if fraction >= 1
+                  else test_images * plain + selected * views)
     return RunFlops(recipe.name, steps, config.batch_size, train_images, test_images,
-                    tta_forwards, train, test_images * per_image)
+                    round(eval_flops / plain / test_images, 2), train, eval_flops)
 
 
 def lower_bound_seconds(flops: float, peak_tflops: float) -> float:
@@ -198,7 +204,7 @@ def flops_report(recipe, config, train_images: int, test_images: int,
              f"({config.epochs:g} epochs of {train_images} training images)"]
     for part, value, extra in (
             ("training (forward + backward)", flops.train, ""),
-            (f"final eval ({test_images} images x {flops.tta_forwards} forwards)", flops.eval, ""),
+            (f"final eval ({test_images} images x {flops.tta_forwards:g} forwards)", flops.eval, ""),
             ("total", flops.total, published)):
         lines.append(f"  {part:<44} {value / 1e15:9.4g} PFLOPs{extra}")
     if peak is not None:

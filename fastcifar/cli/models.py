@@ -23,9 +23,10 @@ def add_commands(commands) -> None:
     evaluate.add_argument("run", type=Path, help="a run folder written by `fastcifar train`")
     evaluate.add_argument("--data", help="the data to test on, as for `train` (default: the "
                                          "data the run trained on)")
-    evaluate.add_argument("--tta-level", type=int, choices=(0, 1, 2),
-                          help="test-time augmentation: 0 none, 1 mirror, 2 mirror and "
-                               "1-pixel shifts (default the recipe's)")
+    evaluate.add_argument("--tta-level", type=int, choices=(0, 1, 2, 3),
+                          help="test-time augmentation of every image: 0 none, 1 mirror, 2 "
+                               "mirror and 1-pixel shifts, 3 the same six views weighted "
+                               "alike (default the recipe's own, on its share of the images)")
     evaluate.add_argument("--test-subset", type=count_or_all,
                           help="a class-balanced subset of this many test images, or all "
                                "(default: the run's own test subset, if it had one and --data "

@@ -25,6 +25,28 @@ def alternating_flip_mask(first_epoch_mask: torch.Tensor, epoch: int) -> torch.T
     return first_epoch_mask ^ bool(epoch % 2)
 
 
+def colour_jitter(images: torch.Tensor, brightness_draws: torch.Tensor,
+                  contrast_draws: torch.Tensor, brightness: float,
+                  contrast: float) -> torch.Tensor:
+    """Brightness and contrast jitter (hiverge's speed run, kept by Fable) with its draws
+    given: one u1 and one u2 in [0, 1) per image shift all its channels and pixels by
+    b = (2 u1 - 1) * brightness, then scale them by c = (2 u2 - 1) * contrast + 1. On
+    normalised images, so b is in standard deviations and the scale is about the dataset's
+    mean colour (0), not each image's own."""
+    shift = (brightness_draws.view(-1, 1, 1, 1) * 2 - 1) * brightness
+    scale = (contrast_draws.view(-1, 1, 1, 1) * 2 - 1) * contrast + 1
+    return (images + shift) * scale
+
+
+def random_colour_jitter(images: torch.Tensor, brightness: float, contrast: float,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """colour_jitter with its draws made here: brightness's, then contrast's, in the images'
+    dtype, as the originals draw them."""
+    draws = [torch.rand(len(images), 1, 1, 1, dtype=images.dtype, device=images.device,
+                        generator=generator) for _ in range(2)]
+    return colour_jitter(images, *draws, brightness, contrast)
+
+
 def pad_reflect(images: torch.Tensor, pad: int) -> torch.Tensor:
     return F.pad(images, (pad,) * 4, mode="reflect") if pad > 0 else images
 
@@ -109,6 +131,16 @@ def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, flo
     grid = F.affine_grid(theta, [n, images.size(1), size, size], align_corners=False)
     out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection",
                         align_corners=False)
+    return out.to(images.dtype).contiguous(memory_format=torch.channels_last)
+
+
+def resize(images: torch.Tensor, side: int, antialias: bool = True) -> torch.Tensor:
+    """Square images scaled to side x side, bilinear (align_corners False) in float32, cast
+    back, channels_last. antialias averages over each output pixel's whole footprint, as
+    Pillow shrinks; without it each output pixel mixes its nearest 2x2 inputs only, as
+    Fable E1 downsamples."""
+    out = F.interpolate(images.float(), size=(side, side), mode="bilinear",
+                        antialias=antialias, align_corners=False)
     return out.to(images.dtype).contiguous(memory_format=torch.channels_last)
 
 

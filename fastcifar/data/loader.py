@@ -7,14 +7,15 @@ instead of a per-image CPU pipeline.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .augment import (alternating_flip_mask, centre_crop, cutout, flip_where, pad_reflect,
-                      random_crop, random_flip_mask, random_resized_crop)
+                      random_colour_jitter, random_crop, random_flip_mask,
+                      random_resized_crop, resize)
 from .dataset import ImageData
 
 # Official CIFAR-10 training-set statistics, used for every dataset of 32x32 images so
@@ -31,6 +32,9 @@ def normalisation(image_side: int) -> tuple[tuple[float, ...], tuple[float, ...]
     return (CIFAR10_MEAN, CIFAR10_STD) if image_side <= 32 else (IMAGENET_MEAN, IMAGENET_STD)
 
 FLIP_MODES = ("none", "random", "alternating")
+# How an epoch of progressive resizing makes its smaller images: scaled down whole, or a
+# window of them at full scale (Fable E5: no resampling, a narrower view).
+PROGRESSIVE_MODES = ("resize", "crop")
 
 
 @dataclass(frozen=True)
@@ -43,16 +47,31 @@ class Augmentation:
     crop_size: int = 0
     crop_scale: tuple[float, float] = (0.35, 1.0)  # the fraction of the image's area kept
     # Progressive resizing: the side of the training images in epochs 0, 1, ... (each
-    # epoch's augmented images scaled down to it); the epochs after them at full size.
+    # epoch's augmented images scaled down to it, or in crop mode cropped to it); the
+    # epochs after them at full size.
     progressive: tuple[int, ...] = ()
+    progressive_mode: str = "resize"  # one of PROGRESSIVE_MODES
+    progressive_antialias: bool = True  # resize: antialiased; False: plain bilinear (Fable E1)
+    # Colour jitter, in normalised units, after the crop and flip (see augment.colour_jitter):
+    # a shift within +-brightness, then a scale within 1 +- contrast; both 0 for none.
+    brightness: float = 0.0
+    contrast: float = 0.0
 
     def __post_init__(self):
         if self.flip not in FLIP_MODES:
             raise ValueError(f"flip must be one of {FLIP_MODES}, got {self.flip!r}")
+        if self.progressive_mode not in PROGRESSIVE_MODES:
+            raise ValueError(f"progressive_mode must be one of {', '.join(PROGRESSIVE_MODES)}, "
+                             f"got {self.progressive_mode!r}")
+        # A scale of 1 - contrast <= 0 would erase or invert an image.
+        if not (math.isfinite(self.brightness) and math.isfinite(self.contrast)
+                and self.brightness >= 0 and 0 <= self.contrast < 1):
+            raise ValueError(f"brightness must be a finite number >= 0 and contrast one in "
+                             f"[0, 1), got {self.brightness} and {self.contrast}")
         if self.crop_size:
-            if self.progressive:
-                raise ValueError("progressive resizing goes with the speed runs' whole-epoch "
-                                 "augmentation, not with random-resized crops")
+            if self.progressive or self.brightness or self.contrast:
+                raise ValueError("progressive resizing and colour jitter go with the speed "
+                                 "runs' whole-epoch augmentation, not with random-resized crops")
             if self.flip == "alternating" or self.translate or self.cutout:
                 raise ValueError("a random-resized crop (crop_size) goes with flip none or "
                                  "random, and no translate or cutout")
@@ -126,8 +145,13 @@ class DeviceLoader:
     def epoch_images(self, epoch: int) -> torch.Tensor:
         """The whole training set as augmented for `epoch` (epochs must be asked in order
         for alternating flip: the first call draws the random half)."""
-        aug = self.augmentation
-        images = random_crop(self._padded, self.images.size(-1)) if aug.translate else self.images
+        aug, full = self.augmentation, self.images.size(-1)
+        side = min(aug.progressive[epoch], full) if epoch < len(aug.progressive) else full
+        # The translation, a random crop of the padded images. In crop mode a smaller side's
+        # window is cropped from their centred (side + 2 translate) square, so it still
+        # shifts by up to translate pixels about the image's centre (Fable E5).
+        crop = side if aug.progressive_mode == "crop" else full
+        images = random_crop(centre_crop(self._padded, crop + 2 * aug.translate), crop)
         if aug.flip == "random":
             images = flip_where(images, random_flip_mask(len(images), images.device))
         elif aug.flip == "alternating":
@@ -135,11 +159,10 @@ class DeviceLoader:
                 self._first_flip = random_flip_mask(len(images), images.device)
             images = flip_where(images, alternating_flip_mask(self._first_flip, epoch))
         images = cutout(images, aug.cutout)
-        if epoch < len(aug.progressive) and aug.progressive[epoch] < images.size(-1):
-            side = aug.progressive[epoch]
-            images = F.interpolate(images.float(), size=(side, side), mode="bilinear",
-                                   antialias=True, align_corners=False).to(images.dtype)
-            images = images.contiguous(memory_format=torch.channels_last)
+        if aug.brightness or aug.contrast:  # (no draws when off: other recipes' batches stay)
+            images = random_colour_jitter(images, aug.brightness, aug.contrast)
+        if side < images.size(-1):
+            images = resize(images, side, aug.progressive_antialias)
         return images
 
     def state_dict(self) -> dict:

@@ -2,10 +2,12 @@
 
 whitening conv 2x2 -> GELU -> three conv groups -> global max -> linear (no bias) -> x scale
 
-Each conv group is conv -> maxpool 2 -> norm -> GELU, then (convs - 1) times
-conv -> norm -> GELU. airbench94/95 have two convs per group; airbench96 has three and
-adds the group's first activation back before the last GELU (a residual over the later
-convs). The BatchNorm-free variant replaces each norm by a bias on the conv before it.
+Each conv group is conv -> maxpool 2 -> norm -> activation, then (convs - 1) times
+conv -> norm -> activation: GELU, or SiLU as in hiverge's and Fable's nets (whose
+activation after the whitening conv stays GELU, as here). airbench94/95 have two convs per
+group; airbench96 has three and adds the group's first activation back before the last
+activation (a residual over the later convs). The BatchNorm-free variant replaces each norm
+by a bias on the conv before it.
 """
 
 from __future__ import annotations
@@ -15,19 +17,25 @@ from torch import nn
 
 from .layers import BatchNorm, DiracConv, Mul
 
+ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU}  # the conv groups' choices
+
 
 class ConvGroup(nn.Module):
     """Submodules are named conv1, norm1, ..., convN, normN, as in the reference code."""
 
     def __init__(self, in_channels: int, out_channels: int, batchnorm_momentum: float,
-                 convs: int = 2, residual: bool = False, batchnorm: bool = True):
+                 convs: int = 2, residual: bool = False, batchnorm: bool = True,
+                 activation: str = "gelu"):
         super().__init__()
         if convs < 1 or (residual and convs < 2):
             raise ValueError(f"a conv group needs 1 or more convs, 2 or more with a residual; "
                              f"got {convs} (residual={residual})")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {activation!r}")
         self.convs, self.residual = convs, residual
         self.pool = nn.MaxPool2d(2)
-        self.activation = nn.GELU()
+        self.activation = ACTIVATIONS[activation]()
         for i in range(1, convs + 1):
             # Without BatchNorm nothing re-centres the activations, so the convs get biases.
             self.add_module(f"conv{i}", DiracConv(in_channels if i == 1 else out_channels,
@@ -50,7 +58,7 @@ class AirbenchNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (64, 256, 256), num_classes: int = 10,
                  batchnorm_momentum: float = 0.6, output_scale: float = 1 / 9,
                  whiten_kernel_size: int = 2, convs_per_group: int = 2, residual: bool = False,
-                 batchnorm: bool = True, whiten_bias: bool = True):
+                 batchnorm: bool = True, whiten_bias: bool = True, activation: str = "gelu"):
         super().__init__()
         whiten_width = 2 * 3 * whiten_kernel_size**2  # each eigenvector and its negative
         self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel_size, padding=0, bias=whiten_bias)
@@ -58,7 +66,8 @@ class AirbenchNet(nn.Module):
         self.activation = nn.GELU()
         channels = (whiten_width, *widths)
         self.groups = nn.Sequential(*(
-            ConvGroup(cin, cout, batchnorm_momentum, convs_per_group, residual, batchnorm)
+            ConvGroup(cin, cout, batchnorm_momentum, convs_per_group, residual, batchnorm,
+                      activation)
             for cin, cout in zip(channels, channels[1:])))
         # Global max: at 32 px, the reference's MaxPool2d(3) over the 3x3 map left after three
         # 2x2 pools; the same at any other image size.

@@ -14,7 +14,7 @@ from functools import partial
 from torch import nn
 
 from ..errors import InputError
-from ..models.airbench import AirbenchNet
+from ..models.airbench import ACTIVATIONS, AirbenchNet
 from ..models.layers import BatchNorm
 from ..models.whitening import random_images, whitening_conv_init
 from ..optim.averaging import WeightAverage, lookahead_decay
@@ -42,6 +42,7 @@ class AirbenchConfig(TrainConfig):
     residual: bool = False  # add each group's first activation to its last conv's output
     batchnorm: bool = True  # False: no BatchNorm, biases on the convs instead
     batchnorm_momentum: float = 0.6
+    activation: str = "gelu"  # in the conv groups: gelu, or silu as hiverge and Fable have it
     output_scale: float = 1 / 9
     flip: str = "alternating"
     translate: int = 2
@@ -51,6 +52,9 @@ class AirbenchConfig(TrainConfig):
         super().validate()
         # three 2x2 pools take the whitened 31x31 map to the 3x3 the final max pool expects
         check_widths(self.widths, 3, "the three conv groups")
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
         if self.convs_per_group < (2 if self.residual else 1):
             raise InputError(f"convs_per_group must be at least {2 if self.residual else 1} "
                              f"(residual={self.residual}), got {self.convs_per_group}")
@@ -80,7 +84,8 @@ class AirbenchRecipe(Recipe):
     def build_model(self, config: AirbenchConfig, num_classes: int) -> AirbenchNet:
         model = AirbenchNet(config.widths, num_classes, config.batchnorm_momentum,
                             config.output_scale, convs_per_group=config.convs_per_group,
-                            residual=config.residual, batchnorm=config.batchnorm)
+                            residual=config.residual, batchnorm=config.batchnorm,
+                            activation=config.activation)
         if config.zero_whiten_bias:
             nn.init.zeros_(model.whiten.bias)
         return model

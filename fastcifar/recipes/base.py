@@ -30,7 +30,10 @@ class TrainConfig:
     flip: str = "random"  # none | random | alternating
     translate: int = 0  # pixels of random translation (reflect pad + crop)
     cutout: int = 0  # side of the cutout square, 0 for none
-    tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations
+    tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations, 3 their six views alike
+    # The least confident fraction of the test images that take the TTA (hiverge: 0.25);
+    # the rest keep their plain logits (train/evaluate.py, selective_tta_logits).
+    tta_fraction: float = 1.0
     # The side of the square images trained on, in pixels: images of another size are
     # scaled (shorter side) and centre-cropped to it as they load. The networks end in a
     # global max, so any size from 16 up works; CIFAR-10's is 32.
@@ -39,6 +42,14 @@ class TrainConfig:
     # the side of the training images in epochs 0, 1, ..., e.g. (24, 28); later epochs,
     # and every evaluation, at image_size.
     progressive_sizes: tuple[int, ...] = ()
+    # How a smaller epoch is made: resize (the whole image scaled down) or crop (a window of
+    # it at full scale, shifted by up to translate pixels about the centre: Fable E5's).
+    progressive_mode: str = "resize"
+    progressive_antialias: bool = True  # resize: antialiased; false: plain bilinear (Fable E1)
+    # Colour jitter (hiverge, Fable), per image and epoch, in normalised units: a shift
+    # uniform within +-brightness, then a scale uniform within 1 +- contrast (0: none).
+    brightness: float = 0.0
+    contrast: float = 0.0  # colour jitter's scale range, below 1 (0: none; see brightness)
     # Data-parallel runs (--ddp): BatchNorm statistics over the global batch, not over each
     # rank's share of it.
     sync_bn: bool = False
@@ -54,7 +65,10 @@ class TrainConfig:
 
     def augmentation(self) -> Augmentation:
         return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout,
-                            progressive=self.progressive_sizes)
+                            progressive=self.progressive_sizes,
+                            progressive_mode=self.progressive_mode,
+                            progressive_antialias=self.progressive_antialias,
+                            brightness=self.brightness, contrast=self.contrast)
 
     def crop_size(self) -> int:
         """The side of the random-resized crops trained on (0: the images as stored, as
@@ -78,17 +92,23 @@ class TrainConfig:
             raise InputError(f"epochs must be positive, got {self.epochs}")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.tta_level not in (0, 1, 2):
-            raise InputError(f"tta_level must be 0, 1 or 2, got {self.tta_level}")
+        if self.tta_level not in (0, 1, 2, 3):
+            raise InputError(f"tta_level must be 0, 1, 2 or 3, got {self.tta_level}")
+        if not 0 <= self.tta_fraction <= 1:
+            raise InputError(f"tta_fraction must be in [0, 1], got {self.tta_fraction}")
         self.check_image_size()
         if self.translate < 0 or self.cutout < 0:
             raise InputError("translate and cutout must be 0 or more")
         if not 0 <= self.label_smoothing < 1:
             raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         try:
-            self.augmentation()
+            augmentation = self.augmentation()
         except ValueError as e:
             raise InputError(str(e)) from e
+        # A recipe whose augmentation has no colour jitter (the general trainer's) refuses it.
+        if (augmentation.brightness, augmentation.contrast) != (self.brightness, self.contrast):
+            raise InputError(f"{type(self).__name__} has no colour jitter: brightness and "
+                             f"contrast are for the speed-run recipes")
 
 
 @dataclass

@@ -98,7 +98,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
 
     with watch.time("tta_eval"):
         tta_accuracy = evaluate(model, data.test_images, data.test_labels, config.tta_level,
-                                parts.precision, progress, group)
+                                parts.precision, progress, group, config.tta_fraction)
     return RunResult(seed=seed, accuracy=tta_accuracy,
                      accuracy_no_tta=run.records[-1].val_accuracy, seconds=watch.total,
                      seconds_by_part=dict(watch.seconds), epochs=run.records, model=model)
