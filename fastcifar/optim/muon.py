@@ -4,6 +4,12 @@ Each step replaces the momentum direction G = U S V^T of a weight matrix by abou
 every direction the gradient moves in moves by the same amount, however small its singular
 value was. The orthogonalisation is a few Newton-Schulz iterations, cheap matrix products
 that run well in bfloat16, rather than an SVD.
+
+The frontier recipes (hiverge's record, Fulcrum's Fable E1 and E5: their `Muon` and
+`OrthoMomentum`) run the same update with four changes, all options of Muon here: retuned
+coefficients (FRONTIER_COEFFICIENTS), the weights renormalised only at the steps
+renormalisation_steps chooses, the direction normalised in two stages (target_magnitude),
+and decoupled weight decay.
 """
 
 from __future__ import annotations
@@ -16,19 +22,29 @@ import torch
 # of the matrix's Frobenius norm lies in [0.68, 1.21] (above 1.3%: in [0.5, 1.21]). Good
 # enough for training (airbench94_muon), in 3 steps instead of many.
 QUINTIC_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+# hiverge's retuning, which Fable keeps: a little steeper at 0 and overshooting more (after
+# 3 steps, singular values above 1.8% of the norm lie in [0.69, 1.36]).
+FRONTIER_COEFFICIENTS = (3.4576, -4.7391, 2.0843)
 
 
 def newton_schulz(matrix: torch.Tensor, steps: int = 3,
                   coefficients: tuple[float, float, float] = QUINTIC_COEFFICIENTS,
-                  dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7) -> torch.Tensor:
+                  dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7,
+                  magnitude: float | None = None) -> torch.Tensor:
     """An approximately orthogonal matrix with matrix's singular vectors: U S' V^T with S'
     near 1 (in dtype). Dividing by the Frobenius norm first puts every singular value in
     [0, 1], where the quintic pushes them towards 1. A stack of matrices (..., m, n) is
-    done at once, each on its own: one batched product per term instead of one per matrix."""
+    done at once, each on its own: one batched product per term instead of one per matrix.
+
+    With `magnitude` (the frontier recipes), the matrix is first scaled to that norm, then
+    normalised: the two cancel but for the eps of each, which change the result by ~1e-4
+    relative, kept so that the updates are theirs."""
     if matrix.dim() < 2:
         raise ValueError(f"newton_schulz needs a matrix, got shape {tuple(matrix.shape)}")
     a, b, c = coefficients
     x = matrix.to(dtype)
+    if magnitude is not None:
+        x = x * (magnitude / (torch.linalg.matrix_norm(x, keepdim=True) + eps))
     x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
     tall = x.size(-2) > x.size(-1)
     if tall:
@@ -37,6 +53,34 @@ def newton_schulz(matrix: torch.Tensor, steps: int = 3,
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.mT if tall else x
+
+
+# The frontier recipes' per-step schedules, over T steps (hiverge: the run's length; Fable:
+# the lr's decay length D, shorter than the run). k counts the optimiser's steps from 1.
+
+def renormalisation_gap(step: int, schedule_steps: int) -> int:
+    """The steps that must have passed since the last renormalisation at step k: 2 at the
+    start, growing to 17 at step T (and on past it)."""
+    return 2 + int(15 * (step / schedule_steps))
+
+
+def renormalisation_steps(schedule_steps: int, total_steps: int) -> list[int]:
+    """The steps k = 1..total_steps at which the weights are renormalised: k = 2, then
+    whenever renormalisation_gap(k) steps have passed since the last (37 times in T = 243)."""
+    steps, last = [], 0
+    for k in range(1, total_steps + 1):
+        if k - last >= renormalisation_gap(k, schedule_steps):
+            steps.append(k)
+            last = k
+    return steps
+
+
+def target_magnitude(step: int, schedule_steps: int) -> float:
+    """The norm newton_schulz scales the direction to at step k before normalising it:
+    from 0.5012 (k = 0) linearly down to 0.0786 at k = T, then held (as Fable; hiverge
+    never steps past T)."""
+    progress = min(step, schedule_steps) / schedule_steps
+    return 0.5012 * (1 - progress) + 0.0786 * progress
 
 
 class Muon(torch.optim.Optimizer):
@@ -49,17 +93,45 @@ class Muon(torch.optim.Optimizer):
 
     ns_dtype None iterates in bfloat16 on CUDA, as the reference does, and in float32
     elsewhere: CPUs without bfloat16 units emulate it, which made the iteration 30x slower
-    than float32 on an AVX2 CPU, and float32 is the more accurate of the two.
+    than float32 on an AVX2 CPU, and float32 is the more accurate of the two. (The
+    frontier recipes iterate in their weights' dtype, float16 on CUDA.)
+
+    The momentum buffer has the gradient's dtype: float16 on CUDA for the speed runs, whose
+    weights are half, as hiverge and Fable force theirs to be, and float32 on a CPU. (Their
+    code keeps momentum only when its buffer is float16; with any other buffer dtype it
+    steps along (1 + momentum) g, which the normalisation makes plain Muon without
+    momentum. Here momentum is kept whatever the dtype.)
+
+    schedule_steps T switches to the frontier recipes' form: the weights are renormalised
+    (norm + 1e-7) only at renormalisation_steps(T), before that step's update, and the
+    direction is normalised in two stages, to target_magnitude(k, T) and then to 1, each
+    with eps 1e-5. weight_decay multiplies the weights by 1 - lr * weight_decay after each
+    update (decoupled: lr is the step's scheduled lr).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.6, nesterov: bool = True,
-                 ns_steps: int = 3, ns_dtype: torch.dtype | None = None):
+                 ns_steps: int = 3, ns_dtype: torch.dtype | None = None,
+                 coefficients: tuple[float, float, float] = QUINTIC_COEFFICIENTS,
+                 weight_decay: float = 0.0, schedule_steps: int | None = None):
         if lr < 0 or not 0 <= momentum < 1:
             raise ValueError(f"Muon needs lr >= 0 and momentum in [0, 1), got {lr}, {momentum}")
         if nesterov and momentum == 0:
             raise ValueError("Nesterov momentum needs a momentum above 0")
+        if weight_decay < 0 or (schedule_steps is not None and schedule_steps < 1):
+            raise ValueError(f"Muon needs weight_decay >= 0 and schedule_steps >= 1, got "
+                             f"{weight_decay}, {schedule_steps}")
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
-                                      ns_steps=ns_steps, ns_dtype=ns_dtype))
+                                      ns_steps=ns_steps, ns_dtype=ns_dtype,
+                                      coefficients=tuple(coefficients),
+                                      weight_decay=weight_decay,
+                                      schedule_steps=schedule_steps))
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:  # a checkpoint from before these options
+            group.setdefault("coefficients", QUINTIC_COEFFICIENTS)
+            group.setdefault("weight_decay", 0.0)
+            group.setdefault("schedule_steps", None)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -83,25 +155,47 @@ class Muon(torch.optim.Optimizer):
             torch._foreach_add_(buffers, grads)
             directions = (torch._foreach_add(grads, buffers, alpha=momentum)
                           if group["nesterov"] else buffers)
-            scales = torch._foreach_reciprocal(torch._foreach_norm(params))
-            torch._foreach_mul_(scales, [len(p) ** 0.5 for p in params])
-            torch._foreach_mul_(params, scales)
+            k = group["step"] = group.get("step", 0) + 1  # in the group: checkpoints keep it
+            total = group["schedule_steps"]
+            if total is None:
+                renormalise_(params)
+            elif k - group.get("last_renormalised", 0) >= renormalisation_gap(k, total):
+                group["last_renormalised"] = k
+                renormalise_(params, eps=1e-7)
             dtype = group["ns_dtype"] or (torch.bfloat16 if params[0].is_cuda else torch.float32)
-            updates = orthogonalised([d.flatten(1) for d in directions], group["ns_steps"], dtype)
+            normalise = (dict() if total is None else
+                         dict(eps=1e-5, magnitude=target_magnitude(k, total)))
+            updates = orthogonalised([d.flatten(1) for d in directions], group["ns_steps"], dtype,
+                                     group["coefficients"], **normalise)
             torch._foreach_add_(params, [u.view_as(p).to(p.dtype) for u, p in zip(updates, params)],
                                 alpha=-group["lr"])
+            if group["weight_decay"]:
+                torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
         return loss
 
 
-def orthogonalised(matrices: list[torch.Tensor], steps: int,
-                   dtype: torch.dtype) -> list[torch.Tensor]:
-    """newton_schulz of each matrix, those of one shape stacked and done together."""
+def renormalise_(params: list[torch.Tensor], eps: float = 0.0) -> None:
+    """Scale each weight to Frobenius norm sqrt(out_channels), in place."""
+    norms = torch._foreach_norm(params)
+    if eps:
+        torch._foreach_add_(norms, eps)
+    scales = torch._foreach_reciprocal(norms)
+    torch._foreach_mul_(scales, [len(p) ** 0.5 for p in params])
+    torch._foreach_mul_(params, scales)
+
+
+def orthogonalised(matrices: list[torch.Tensor], steps: int, dtype: torch.dtype,
+                   coefficients: tuple[float, float, float] = QUINTIC_COEFFICIENTS,
+                   **normalise) -> list[torch.Tensor]:
+    """newton_schulz of each matrix, those of one shape stacked and done together
+    (normalise: newton_schulz's eps and magnitude)."""
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, m in enumerate(matrices):
         by_shape.setdefault(tuple(m.shape), []).append(i)
     out: list[torch.Tensor] = [None] * len(matrices)  # type: ignore[list-item]
     for indices in by_shape.values():
-        done = newton_schulz(torch.stack([matrices[i] for i in indices]), steps, dtype=dtype)
+        done = newton_schulz(torch.stack([matrices[i] for i in indices]), steps, coefficients,
+                             dtype, **normalise)
         for i, x in zip(indices, done.unbind(0)):
             out[i] = x
     return out

@@ -17,6 +17,13 @@ def piecewise_linear(total_steps: int, knots: list[tuple[float, float]]) -> np.n
     return np.interp(np.arange(total_steps + 1), xs, ys)
 
 
+def linear_to_floor(total_steps: int, decay_steps: int, floor: float) -> np.ndarray:
+    """max(1 - s/decay_steps, floor) for steps s = 0..total_steps: a linear decay laid over
+    decay_steps, not the run, held at floor from (1 - floor) * decay_steps on (Fable's
+    low-lr tail). Exact where piecewise_linear is not: its knots fall on whole steps."""
+    return np.maximum(1 - np.arange(total_steps + 1) / decay_steps, floor)
+
+
 class MultiplierScheduler:
     """Sets every group's lr to its lr at construction times multipliers[step] (steps past
     the end keep the last value); a group holding its own "lr_multipliers" (see
