@@ -54,6 +54,17 @@ def small_cifar10(cifar10) -> ImageData:
                      cifar10.test_labels[test], subset.classes, subset.name)
 
 
+@pytest.fixture(scope="session")
+def short_run_data(small_cifar10):
+    """small_cifar10's 2,000 training images and its first 500 test images, as CPU tensors:
+    the recipes' short runs (tests/test_recipes_*.py)."""
+    from fastcifar.data.loader import DeviceData
+    data = ImageData(small_cifar10.train_images, small_cifar10.train_labels,
+                     small_cifar10.test_images[:500], small_cifar10.test_labels[:500],
+                     small_cifar10.classes, small_cifar10.name)
+    return DeviceData.from_dataset(data, torch.device("cpu"))
+
+
 @pytest.fixture
 def tiny_archive(tmp_path):
     """A .tar.gz image folder of 3 classes, 40 train and 10 test 32x32 PNGs each; each

@@ -11,13 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from fastcifar.data.dataset import ImageData
 from fastcifar.models.airbench import AirbenchNet, ConvGroup
 from fastcifar.models.layers import BatchNorm
 from fastcifar.optim.muon import Muon, newton_schulz
 from fastcifar.optim.schedules import MultiplierScheduler, follow_own_schedule
 from fastcifar.recipes import get_recipe
-from fastcifar.data.loader import DeviceData
 from fastcifar.train.loop import train_run
 
 
@@ -264,14 +262,6 @@ SHORT_RUNS = {
     "airbench96": (dict(widths=(16, 48, 64)), 0.28),
     "airbench94_bnfree": (dict(widths=(16, 64, 64)), 0.28),
 }
-
-
-@pytest.fixture(scope="module")
-def short_run_data(small_cifar10) -> DeviceData:
-    data = ImageData(small_cifar10.train_images, small_cifar10.train_labels,
-                     small_cifar10.test_images[:500], small_cifar10.test_labels[:500],
-                     small_cifar10.classes, small_cifar10.name)
-    return DeviceData.from_dataset(data, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("name", list(SHORT_RUNS))

@@ -11,9 +11,11 @@ from .airbench94_muon import Airbench94Muon
 from .airbench95 import Airbench95
 from .airbench96 import Airbench96
 from .bag_of_tricks import BagOfTricks
+from .fable94 import Fable94E1, Fable94E5
 from .base import Recipe, TrainConfig, describe, override, parse_assignments
 from .general import (ResNet18Cifar, ResNet18ImagewoofAdamW, ResNet18ImagewoofLRFinder,
                       ResNet18ImagewoofOneCycle, ResNet18ImagewoofSGD)
+from .hiverge94 import Hiverge94
 from .hlb import Hlb
 from .hlb_state_sketch import HlbStateSketch
 from .resnet9_dawnbench import ResNet9Dawnbench
@@ -21,6 +23,8 @@ from .resnet9_dawnbench import ResNet9Dawnbench
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Airbench94(), Airbench94Muon(), Airbench95(), Airbench96(), Airbench94BnFree(), BagOfTricks(),
     ResNet9Dawnbench(), Hlb(), HlbStateSketch(),
+    # the frontier: the public records beyond airbench
+    Hiverge94(), Fable94E5(), Fable94E1(),
     # the general trainer (the fast.ai-techniques article on Imagewoof)
     ResNet18ImagewoofSGD(), ResNet18ImagewoofLRFinder(), ResNet18ImagewoofOneCycle(),
     ResNet18ImagewoofAdamW(), ResNet18Cifar())}

@@ -64,16 +64,26 @@ class Airbench94Muon(AirbenchRecipe):
                               ([head], config.head_lr)],
                              decay_per_step=config.weight_decay * config.batch_size,
                              momentum=config.sgd_momentum)
-        whiten_bias_steps = round(total_steps * config.whiten_bias_epochs / config.epochs)
         # The loop gives every group the same multipliers; this one group has its own.
         follow_own_schedule(sgd.param_groups[0],
-                            piecewise_linear(whiten_bias_steps, [(0, 1.0), (1, 0.0)]))
-        muon = Muon(filters, lr=config.muon_lr, momentum=config.muon_momentum,
-                    ns_steps=config.newton_schulz_steps)
-
+                            piecewise_linear(self.whiten_bias_steps(config, total_steps),
+                                             [(0, 1.0), (1, 0.0)]))
         return Training(
-            optimizers=[sgd, muon],
-            lr_multipliers=piecewise_linear(total_steps, [(0, 1.0), (1, 0.0)]),
+            optimizers=[sgd, self.muon(filters, config, total_steps)],
+            lr_multipliers=self.lr_multipliers(config, total_steps),
             loss=summed_cross_entropy(config.label_smoothing),
             before_epoch=self.freeze_whitening_bias(model, config),
         )
+
+    # The parts the frontier recipes (hiverge94, fable94_*) change.
+
+    def whiten_bias_steps(self, config: Airbench94MuonConfig, total_steps: int) -> int:
+        """The steps over which the whitening bias's lr decays to 0."""
+        return round(total_steps * config.whiten_bias_epochs / config.epochs)
+
+    def muon(self, filters, config: Airbench94MuonConfig, total_steps: int) -> Muon:
+        return Muon(filters, lr=config.muon_lr, momentum=config.muon_momentum,
+                    ns_steps=config.newton_schulz_steps)
+
+    def lr_multipliers(self, config: Airbench94MuonConfig, total_steps: int):
+        return piecewise_linear(total_steps, [(0, 1.0), (1, 0.0)])
