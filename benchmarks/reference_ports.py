@@ -4,6 +4,7 @@ listed with its reason.
 
     python benchmarks/reference_ports.py --out .ref/gpu --data .data/cifar10-jpeg.tar.gz
     python benchmarks/reference_ports.py --out .ref/rehearsal --rehearsal --data PATH
+    python benchmarks/reference_ports.py --out .ref/gpu --frontier   # frontier_ports.py's
 
 For each port it writes `<out>/<name>.py` and `<out>/<name>.changes.json` (where the
 original came from, its sha256, every change). `--rehearsal` adds the changes that make a
@@ -163,6 +164,29 @@ ARGUMENTS_WHY = ("argparse: --data-dir, --runs, --out, --logdir (the original's 
 RUNS_WHY = ("--runs timed runs instead of the fixed {runs}; after each, its TTA accuracy and "
             "time are added to --out, which is rewritten whole")
 
+# The changes every original's CifarLoader needs to run without torchvision; the download
+# branch is written with the original's own quotes.
+NO_TORCHVISION = Change("import torchvision\nimport torchvision.transforms as T\n", "",
+                        NO_TORCHVISION_WHY)
+NORMALIZE = Change(
+    "        self.normalize = T.Normalize(CIFAR_MEAN, CIFAR_STD)\n",
+    "        self.normalize = lambda x: (x - CIFAR_MEAN.view(-1, 1, 1).to(x)) / CIFAR_STD.view(-1, 1, 1).to(x)\n",
+    NORMALIZE_WHY)
+
+
+def no_download(q: str, blank_line: bool = True) -> Change:
+    """CifarLoader's torchvision download branch taken out, with the blank line after it if
+    the original has one; `q` is the quote the original writes its dict keys in."""
+    return Change("        if not os.path.exists(data_path):\n"
+                  "            dset = torchvision.datasets.CIFAR10(path, download=True, train=train)\n"
+                  "            images = torch.tensor(dset.data)\n"
+                  "            labels = torch.tensor(dset.targets)\n"
+                  f"            torch.save({{{q}images{q}: images, {q}labels{q}: labels, {q}classes{q}: dset.classes}}, data_path)\n"
+                  + "\n" * blank_line,
+                  "",
+                  "no download branch (it needs torchvision); a missing file fails in torch.load "
+                  "with its path")
+
 
 def main_arguments(runs: int) -> str:
     """What the port's __main__ block parses first (the original's values as defaults)."""
@@ -182,14 +206,26 @@ def recorded_runs(source: str, commit: str, call: str) -> str:
     """The timed runs, --out rewritten whole (temporary file, then rename) after each one,
     and the original's `accs` made from them."""
     return (
-        f'    results = {{"source": "{source}", "commit": "{commit}", "runs": []}}\n'
-        "    for run in range(args.runs):\n"
+        new_record("results", source, commit)
+        + "    for run in range(args.runs):\n"
         f"        tta_val_acc, seconds = {call}\n"
-        '        results["runs"].append({"run": run, "accuracy_tta": tta_val_acc, "seconds": seconds})\n'
+        + added_run("results", "tta_val_acc", "seconds")
+        + '    accs = torch.tensor([r["accuracy_tta"] for r in results["runs"]])\n')
+
+
+def new_record(name: str, source: str, commit: str) -> str:
+    """The line that starts the record of --out, a dict called `name`, with no runs yet."""
+    return f'    {name} = {{"source": "{source}", "commit": "{commit}", "runs": []}}\n'
+
+
+def added_run(name: str, accuracy: str, seconds: str) -> str:
+    """Lines in the loop over `run` that add a run to the record `name` and rewrite --out
+    whole (a temporary file, then a rename, so a reader never sees half of it)."""
+    return (
+        f'        {name}["runs"].append({{"run": run, "accuracy_tta": {accuracy}, "seconds": {seconds}}})\n'
         '        with open(args.out + ".part", "w") as f:\n'
-        "            json.dump(results, f)\n"
-        '        os.replace(args.out + ".part", args.out)\n'
-        '    accs = torch.tensor([r["accuracy_tta"] for r in results["runs"]])\n')
+        f"            json.dump({name}, f)\n"
+        '        os.replace(args.out + ".part", args.out)\n')
 
 
 MUON_SOURCE = "cifar10-airbench/airbench94_muon.py"
@@ -200,19 +236,9 @@ MUON = Port(
     commit=AIRBENCH_COMMIT,
     recipe="airbench94_muon",
     changes=(
-        Change("import torchvision\nimport torchvision.transforms as T\n", "", NO_TORCHVISION_WHY),
-        Change('        if not os.path.exists(data_path):\n'
-               '            dset = torchvision.datasets.CIFAR10(path, download=True, train=train)\n'
-               '            images = torch.tensor(dset.data)\n'
-               '            labels = torch.tensor(dset.targets)\n'
-               '            torch.save({"images": images, "labels": labels, "classes": dset.classes}, data_path)\n'
-               '\n',
-               "",
-               "no download branch (it needs torchvision); a missing file fails in torch.load "
-               "with its path"),
-        Change("        self.normalize = T.Normalize(CIFAR_MEAN, CIFAR_STD)\n",
-               "        self.normalize = lambda x: (x - CIFAR_MEAN.view(-1, 1, 1).to(x)) / CIFAR_STD.view(-1, 1, 1).to(x)\n",
-               NORMALIZE_WHY),
+        NO_TORCHVISION,
+        no_download('"'),
+        NORMALIZE,
         Change('    test_loader = CifarLoader("cifar10", train=False, batch_size=2000)\n'
                '    train_loader = CifarLoader("cifar10", train=True,',
                "    test_loader = CifarLoader(args.data_dir, train=False, batch_size=2000)\n"
@@ -257,20 +283,9 @@ def legacy_port(name: str, recipe: str, call: str, widths: tuple[int, int, int],
         commit=AIRBENCH_COMMIT,
         recipe=recipe,
         changes=(
-            Change("import torchvision\nimport torchvision.transforms as T\n", "",
-                   NO_TORCHVISION_WHY),
-            Change("        if not os.path.exists(data_path):\n"
-                   "            dset = torchvision.datasets.CIFAR10(path, download=True, train=train)\n"
-                   "            images = torch.tensor(dset.data)\n"
-                   "            labels = torch.tensor(dset.targets)\n"
-                   "            torch.save({'images': images, 'labels': labels, 'classes': dset.classes}, data_path)\n"
-                   "\n",
-                   "",
-                   "no download branch (it needs torchvision); a missing file fails in "
-                   "torch.load with its path"),
-            Change("        self.normalize = T.Normalize(CIFAR_MEAN, CIFAR_STD)\n",
-                   "        self.normalize = lambda x: (x - CIFAR_MEAN.view(-1, 1, 1).to(x)) / CIFAR_STD.view(-1, 1, 1).to(x)\n",
-                   NORMALIZE_WHY),
+            NO_TORCHVISION,
+            no_download("'"),
+            NORMALIZE,
             Change("    test_loader = CifarLoader('cifar10', train=False, batch_size=2000)\n"
                    "    train_loader = CifarLoader('cifar10', train=True,",
                    "    test_loader = CifarLoader(args.data_dir, train=False, batch_size=2000)\n"
@@ -334,10 +349,17 @@ def main(argv=None) -> int:
     parser.add_argument("--rehearsal", action="store_true",
                         help="narrow nets, batch 64, 2 epochs: a run in seconds on a CPU under "
                              "the CUDA stand-in")
+    parser.add_argument("--frontier", action="store_true",
+                        help="the ports of hiverge's and Fulcrum's scripts (frontier_ports.py) "
+                             "instead of airbench's")
     args = parser.parse_args(argv)
+    if args.frontier:
+        from frontier_ports import FRONTIER_PORTS as ports  # it builds on this module
+    else:
+        ports = PORTS
     try:
-        for name, path in derive_all(args.out, args.references, args.rehearsal).items():
-            print(describe(PORTS[name], path, args.rehearsal))
+        for name, path in derive_all(args.out, args.references, args.rehearsal, ports).items():
+            print(describe(ports[name], path, args.rehearsal))
         if args.data:
             dataset = load_dataset(args.data)
             folder = write_data(dataset, Path(args.out) / "data")

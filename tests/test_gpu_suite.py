@@ -41,7 +41,7 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
                            *suite_args(tmp_path, ten_classes, "--runs", "1", "--chunks", "1",
-                                       "--other-runs", "1", "--others", "airbench96")],
+                                       "--other-runs", "1", "--others", "hiverge94")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
@@ -51,7 +51,7 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     keys = [s["key"] for s in suite["steps"]]
     assert keys[:2] == ["airbench94_muon-fastcifar-0", "airbench94_muon-reference-0"]
     # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal)
-    assert keys[4:] == ["airbench96-fastcifar-0"]
+    assert keys[4:] == ["hiverge94-fastcifar-0"]
     assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
     rows = {(r["recipe"], r["side"].split()[0]): r for r in suite["rows"]}
     assert rows["airbench94_muon", "reference"]["runs"] == 1

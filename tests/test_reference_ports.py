@@ -42,28 +42,39 @@ def all_changes(port, rehearsal):
     return port.changes + (port.rehearsal_changes if rehearsal else ())
 
 
+def derive_ports(out: Path, ports: dict) -> dict:
+    """Every port of `ports`, plain (out/gpu) and rehearsal (out/rehearsal):
+    (name, rehearsal) -> (the original's text, the port's)."""
+    result = {}
+    for rehearsal, folder in ((False, out / "gpu"), (True, out / "rehearsal")):
+        paths = rp.derive_all(folder, REFERENCES, rehearsal, ports)
+        assert set(paths) == set(ports)
+        for name, path in paths.items():
+            assert path == folder / f"{name}.py"
+            original = (REFERENCES / ports[name].source).read_text()
+            result[name, rehearsal] = (original, path.read_text())
+    return result
+
+
 @pytest.fixture(scope="module")
 def derived(tmp_path_factory):
     """Every port, plain and rehearsal, derived once: (name, rehearsal) -> (original, port)."""
     if not REFERENCES.is_dir():
         pytest.skip(f"the original scripts are not here ({REFERENCES})")
     out = tmp_path_factory.mktemp("ports")
-    result = {}
-    for rehearsal, folder in ((False, out / "gpu"), (True, out / "rehearsal")):
-        paths = rp.derive_all(folder, REFERENCES, rehearsal=rehearsal)
-        assert set(paths) == set(rp.PORTS)
-        for name, path in paths.items():
-            assert path == folder / f"{name}.py"
-            original = (REFERENCES / rp.PORTS[name].source).read_text()
-            result[name, rehearsal] = (original, path.read_text())
-    return result, out
+    return derive_ports(out, rp.PORTS), out
 
 
 @needs_references
 @pytest.mark.parametrize("name, rehearsal", VARIANTS, ids=IDS)
 def test_each_change_is_one_edit_of_the_original_and_is_recorded(derived, name, rehearsal):
+    check_recorded(derived, rp.PORTS[name], name, rehearsal)
+
+
+def check_recorded(derived, port, name: str, rehearsal: bool) -> None:
+    """Each change of the port is one edit of the original, and its changes.json lists them
+    all, with the original's source, commit and digest."""
     (original, port_text), out = derived[0][name, rehearsal], derived[1]
-    port = rp.PORTS[name]
     for change in all_changes(port, rehearsal):
         assert original.count(change.old) == 1, change.why
         assert change.new == "" or change.new in port_text, change.why
@@ -74,8 +85,8 @@ def test_each_change_is_one_edit_of_the_original_and_is_recorded(derived, name, 
     assert record["repository"] == port.repository and record["commit"] == port.commit
     assert record["source"] == port.source and record["recipe"] == port.recipe
     assert record["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert [c["why"] for c in record["changes"]] == [c.why for c in port.changes]
-    assert [c["old"] for c in record["changes"]] == [c.old for c in port.changes]
+    assert [(c["why"], c["old"], c["new"]) for c in record["changes"]] == [
+        (c.why, c.old, c.new) for c in port.changes]
     if rehearsal:
         assert [c["why"] for c in record["rehearsal_changes"]] == [
             c.why for c in port.rehearsal_changes]
