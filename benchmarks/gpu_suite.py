@@ -359,6 +359,10 @@ def check_inputs(args) -> None:
     if args.runs < 1 or args.chunks < 1 or args.chunks > args.runs or args.other_runs < 0:
         raise InputError(f"--runs {args.runs}, --chunks {args.chunks}, --other-runs "
                          f"{args.other_runs}: expected runs >= chunks >= 1, other runs >= 0")
+    unknown = [r for r in args.others if r not in RECIPES]
+    if unknown:
+        raise InputError(f"--others {','.join(args.others)}: no recipe {', '.join(unknown)}; "
+                         f"expected some of {', '.join(OTHERS)}")
     if args.budget <= MARGIN:
         raise InputError(f"--budget {args.budget}: expected more than the {MARGIN:.0f} s "
                          f"margin it keeps")
@@ -368,10 +372,6 @@ def check_inputs(args) -> None:
                          f"carry it) or cifar10")
     for port in PORTS.values():
         reference_file(Path(args.references), port)
-    unknown = [r for r in args.others if r not in RECIPES]
-    if unknown:
-        raise InputError(f"--others {','.join(args.others)}: no recipe {', '.join(unknown)}; "
-                         f"expected some of {', '.join(OTHERS)}")
     if args.inductor_cache and not Path(args.inductor_cache).is_file():
         raise InputError(f"--inductor-cache {args.inductor_cache}: no such file; expected the "
                          f"inductor-cache.tar.gz an earlier call returned")
