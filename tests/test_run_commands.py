@@ -107,6 +107,7 @@ def test_evaluate_refuses_data_of_other_classes_and_bad_levels(tiny, tmp_path, c
     assert code != 0 and "classes ['cat', 'dog'] are not the ones" in err
     code, _, err = run(capsys, "evaluate", tmp_path / "nowhere")
     assert code != 0 and "expected a run folder" in err and "Traceback" not in err
+    assert not (tmp_path / "nowhere").exists(), "a wrong run folder is not made"
     with pytest.raises(InputError, match="0, 1, 2 or 3"):
         api.evaluate_run(folder, tta_level=4, device="cpu")
 

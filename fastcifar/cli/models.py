@@ -69,6 +69,7 @@ def count_or_all(text: str) -> int | str:
 
 
 def cmd_evaluate(args) -> int:
+    recipe = read_run_settings(args.run)["recipe"]  # a wrong run folder: said, nothing made
     out = args.out or args.run
     if out.suffix.lower() == ".png":
         raise InputError(f"--out {out}: expected a folder (confusion.png and evaluation.json "
@@ -77,8 +78,7 @@ def cmd_evaluate(args) -> int:
     result = api.evaluate_run(args.run, args.data, args.tta_level, args.device, args.test_subset)
     print("\n".join(result.lines()))
     try:
-        save_png(result.figure(f"{read_run_settings(args.run)['recipe']}: {args.run}"),
-                 out / "confusion.png")
+        save_png(result.figure(f"{recipe}: {args.run}"), out / "confusion.png")
         with atomic_path(out / "evaluation.json") as tmp:
             tmp.write_text(json.dumps(result.as_dict(), indent=1) + "\n")
     except OSError as e:
