@@ -69,7 +69,7 @@ class Fable94E5(Hiverge94):
     config = Fable94E5Config()
 
     def decay_steps(self, config: Fable94E5Config, total_steps: int) -> int:
-        return ceil(config.decay_epochs * round(total_steps / config.epochs))
+        return ceil(config.decay_epochs * self.steps_per_epoch(config, total_steps))
 
     def schedule_steps(self, config: Fable94E5Config, total_steps: int) -> int:
         return self.decay_steps(config, total_steps)

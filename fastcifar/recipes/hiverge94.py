@@ -59,9 +59,12 @@ class Hiverge94(Airbench94Muon):
     target = Target(0.9401, "94.01% mean, 2.015 s on an A100")
     config = Hiverge94Config()
 
+    @staticmethod
+    def steps_per_epoch(config: Hiverge94Config, total_steps: int) -> int:
+        return round(total_steps / config.epochs)  # (total_steps: ceil of epochs x this)
+
     def whiten_bias_steps(self, config: Hiverge94Config, total_steps: int) -> int:
-        per_epoch = round(total_steps / config.epochs)
-        return ceil(config.whiten_bias_epochs * per_epoch)
+        return ceil(config.whiten_bias_epochs * self.steps_per_epoch(config, total_steps))
 
     def muon(self, filters, config: Hiverge94Config, total_steps: int) -> Muon:
         # On a GPU the original iterates in float16 (airbench94_muon: bfloat16).
