@@ -37,8 +37,36 @@ NO_COMPILE = Change(
     "rehearsal: torch.compile off (TORCHDYNAMO_DISABLE, read as each function is decorated): "
     "capturing the original's many compiled functions takes a 2-core CPU 7-14 s even with "
     "the stand-in's aot_eager, longer than the rest of the rehearsal")
+FLOAT32_WHY = ("CPU run: float32 wherever the original asks for float16 ({what}), since this "
+               "CPU has no native float16 arithmetic; fastcifar's recipe runs in float32 "
+               "beside it")
+
+
+def float32(half_dtypes: int) -> tuple[Change, ...]:
+    """The CPU run's float32: each of the `half_dtypes` mentions of torch.half, and the
+    images' and the network's .half() (twice in each original)."""
+    return (Change("torch.half", "torch.float32", FLOAT32_WHY.format(what="torch.half"),
+                   count=half_dtypes),
+            Change(".half()", ".float()", FLOAT32_WHY.format(what="the images' and the "
+                                                                  "network's .half()"),
+                   count=2))
+
+
+CPU_COMPILE_WHY = ("CPU run: torch.compile off (TORCHDYNAMO_DISABLE, read as each function is "
+                   "decorated): under the stand-in it would compile with aot_eager, which "
+                   "generates no code, so compiling buys nothing; fastcifar's recipe runs "
+                   "uncompiled beside it")
+CPU_NO_COMPILE = Change(NO_COMPILE.old, NO_COMPILE.new, CPU_COMPILE_WHY)
 BATCH_WHY = ("rehearsal: batch size 64 instead of 1536 (the last partial batch is dropped, so "
              "a few hundred images make several batches)")
+
+NO_PIN = Change("        ).pin_memory().contiguous()\n", "        ).contiguous()\n",
+                "on a CPU: the loader's unused CPU buffer is not pinned (pinning needs a CUDA "
+                "driver, which a CPU build of torch refuses before the stand-in sees it)")
+NO_SLEEP = Change("        torch.cuda._sleep(int(6000000000))\n", "",
+                  "on a CPU: no GPU sleep before a run (torch.cuda._sleep is a CUDA kernel, "
+                  "which the stand-in has not)")
+
 
 HIVERGE = Port(
     name="hiverge94",
@@ -80,12 +108,17 @@ HIVERGE = Port(
         Change("    total_train_steps = ceil(7.59 * len(train_loader))\n",
                "    total_train_steps = ceil(2 * len(train_loader))\n",
                "rehearsal: 2 epochs instead of 7.59"),
-        Change("        ).pin_memory().contiguous()\n", "        ).contiguous()\n",
-               "rehearsal: the loader's unused CPU buffer is not pinned (pinning needs a "
-               "CUDA driver, which a CPU build of torch refuses before the stand-in sees it)"),
-        Change("        torch.cuda._sleep(int(6000000000))\n", "",
-               "rehearsal: no GPU sleep before a run (torch.cuda._sleep is a CUDA kernel, "
-               "which the stand-in has not)"),
+        NO_PIN,
+        NO_SLEEP,
+    ),
+    cpu_changes=(
+        CPU_NO_COMPILE,
+        *float32(7),
+        NO_PIN,
+        NO_SLEEP,
+        Change('    main("warmup", model)\n', "",
+               "CPU run: no warm-up run (a whole training run on random data, whose purpose "
+               "is to compile; compile is off)"),
     ),
 )
 
@@ -149,10 +182,12 @@ NO_SLEEP_WHY = ("no 60 s sleep {where}: Fulcrum's harness forbids sleeps over 0.
 
 
 def fable_port(name: str, file: str, tail: str, prepare: str, prepare_why: str,
-               changes: tuple[Change, ...], rehearsal_changes: tuple[Change, ...]) -> Port:
+               changes: tuple[Change, ...], rehearsal_changes: tuple[Change, ...],
+               half_dtypes: int, cpu_changes: tuple[Change, ...] = ()) -> Port:
     """A port of a Fable recipe `file`: without torchvision, `changes` of its own, and the
     harness's __main__ block appended after `tail` (the original's last lines), whose
-    per-run `prepare` is what Fulcrum charges for this recipe."""
+    per-run `prepare` is what Fulcrum charges for this recipe. A full CPU run's changes:
+    compile off, float32 for its `half_dtypes` mentions of torch.half, then `cpu_changes`."""
     source = FABLE + file
     driver = (main_arguments(200) + FABLE_DRIVER.format(prepare=prepare)
               + recorded_runs(source, FULCRUM_COMMIT, "timed_run(run)")
@@ -169,6 +204,7 @@ def fable_port(name: str, file: str, tail: str, prepare: str, prepare_why: str,
         rehearsal_changes=(NO_COMPILE, WIDTHS,
                            Change('"batch_size": 1536,', '"batch_size": 64,', BATCH_WHY),
                            *rehearsal_changes),
+        cpu_changes=(CPU_NO_COMPILE, *float32(half_dtypes), *cpu_changes),
     )
 
 
@@ -198,10 +234,29 @@ FABLE_E5 = fable_port(
     prepare_why="reset_all: reset, whitening, optimiser state zeroed",
     changes=(),
     rehearsal_changes=fable_schedule("8.125", "8.0", [28] * 5 + [32] * 4),
+    half_dtypes=8,
 )
 
-E1_EAGER_WHY = ("rehearsal: no CUDA graphs (the stand-in cannot capture or replay them): "
+E1_EAGER_WHY = ("on a CPU: no CUDA graphs (the stand-in cannot capture or replay them): "
                 "{what}; the graphs run only on a GPU")
+E1_EAGER = (
+    Change("    fs.capture(wb_batch)\n"
+           "    _selftest(model, optimizer1, optimizer2, fs, wb_batch, whiten_bias_train_steps)\n",
+           "", E1_EAGER_WHY.format(what="no capture of the per-step graphs, no self-test")),
+    Change('    fs.capture_mega(epoch_data, total_train_steps, decay_steps, hyp["res_schedule"])\n',
+           "", E1_EAGER_WHY.format(what="no capture of the whole-run graph")),
+    Change("    _mega_check(model, fs, epoch_data, total_train_steps, decay_steps)\n", "",
+           E1_EAGER_WHY.format(what="no check of the whole-run graph")),
+    Change('    fs = extra["fullstep"]\n    fs.prepare()\n    fs.mega.replay()\n',
+           '    run_steps(model, extra["train_loader"], *extra["optimizers"], '
+           'extra["decay_steps"],\n'
+           '              extra["whiten_bias_train_steps"], extra["total_train_steps"], '
+           'ctx=ctx,\n'
+           '              lr_floor=hyp["lr_floor"])\n',
+           E1_EAGER_WHY.format(what="train runs the recipe's own eager loop (run_steps, "
+                                    "its compile warm-up's) instead of replaying the "
+                                    "whole-run graph")),
+)
 FABLE_E1 = fable_port(
     "fable94_e1", "e1_1.74s_single-gpu_CHAMPION.py",
     tail='    ctx.validate(model, step=extra["total_train_steps"])\n# pool-prof2\n',
@@ -215,24 +270,9 @@ FABLE_E1 = fable_port(
         Change("    time.sleep(60)\n\n    _CACHE.update(", "\n    _CACHE.update(",
                NO_SLEEP_WHY.format(where="after the build")),
     ),
-    rehearsal_changes=fable_schedule("8.875", "8.5", [24] * 3 + [28] * 3 + [32] * 3) + (
-        Change("    fs.capture(wb_batch)\n"
-               "    _selftest(model, optimizer1, optimizer2, fs, wb_batch, whiten_bias_train_steps)\n",
-               "", E1_EAGER_WHY.format(what="no capture of the per-step graphs, no self-test")),
-        Change('    fs.capture_mega(epoch_data, total_train_steps, decay_steps, hyp["res_schedule"])\n',
-               "", E1_EAGER_WHY.format(what="no capture of the whole-run graph")),
-        Change("    _mega_check(model, fs, epoch_data, total_train_steps, decay_steps)\n", "",
-               E1_EAGER_WHY.format(what="no check of the whole-run graph")),
-        Change('    fs = extra["fullstep"]\n    fs.prepare()\n    fs.mega.replay()\n',
-               '    run_steps(model, extra["train_loader"], *extra["optimizers"], '
-               'extra["decay_steps"],\n'
-               '              extra["whiten_bias_train_steps"], extra["total_train_steps"], '
-               'ctx=ctx,\n'
-               '              lr_floor=hyp["lr_floor"])\n',
-               E1_EAGER_WHY.format(what="train runs the recipe's own eager loop (run_steps, "
-                                        "its compile warm-up's) instead of replaying the "
-                                        "whole-run graph")),
-    ),
+    rehearsal_changes=fable_schedule("8.875", "8.5", [24] * 3 + [28] * 3 + [32] * 3) + E1_EAGER,
+    half_dtypes=9,
+    cpu_changes=E1_EAGER,
 )
 
 FRONTIER_PORTS: dict[str, Port] = {

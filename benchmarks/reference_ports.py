@@ -5,11 +5,14 @@ listed with its reason.
     python benchmarks/reference_ports.py --out .ref/gpu --data .data/cifar10-jpeg.tar.gz
     python benchmarks/reference_ports.py --out .ref/rehearsal --rehearsal --data PATH
     python benchmarks/reference_ports.py --out .ref/gpu --frontier   # frontier_ports.py's
+    python benchmarks/reference_ports.py --out .ref/cpu --frontier --cpu --data PATH
 
 For each port it writes `<out>/<name>.py` and `<out>/<name>.changes.json` (where the
 original came from, its sha256, every change). `--rehearsal` adds the changes that make a
 port train a narrow net for two epochs on a few hundred images, so that a CPU under the
-CUDA stand-in (tests/standin/) runs it in seconds. `--data` writes the data as the
+CUDA stand-in (tests/standin/) runs it in seconds; `--cpu` adds instead the changes that
+let a port train at full size on a CPU under the stand-in (the frontier ports: compile off,
+float32 for float16), for runs beside fastcifar's recipes on the CPU. `--data` writes the data as the
 originals read it: `<out>/data/train.pt` and `test.pt`.
 
 A port is made from the unmodified file in the references folder (../shared/references,
@@ -38,18 +41,20 @@ REFERENCES = Path(__file__).resolve().parents[1].parent / "shared" / "references
 
 @dataclass(frozen=True)
 class Change:
-    """Replace `old` (which must occur exactly once) by `new`, for the reason `why`."""
+    """Replace `old` (which must occur exactly `count` times, once by default) by `new`,
+    for the reason `why`."""
 
     old: str
     new: str
     why: str
+    count: int = 1
 
 
 @dataclass(frozen=True)
 class Port:
     """An original script (`source`, relative to the references folder, taken from
     `repository` at `commit`) and the changes that make its port. `rehearsal_changes` come
-    on top for a rehearsal on a CPU; `recipe` is the fastcifar recipe it is raced against."""
+    on top for a rehearsal on a CPU, `cpu_changes` for a full-size run on one; `recipe` is the fastcifar recipe it is raced against."""
 
     name: str
     source: str
@@ -58,6 +63,7 @@ class Port:
     changes: tuple[Change, ...]
     rehearsal_changes: tuple[Change, ...] = ()
     recipe: str | None = None
+    cpu_changes: tuple[Change, ...] = ()
 
 
 class ReferenceChanged(InputError):
@@ -68,10 +74,11 @@ class ReferenceChanged(InputError):
 def apply_changes(port_name: str, text: str, changes) -> str:
     for change in changes:
         found = text.count(change.old) if change.old else 0
-        if found != 1:
+        if found != change.count:
             raise ReferenceChanged(
-                f"port {port_name}: the change {change.why!r} expects its old text exactly once "
-                f"in the original, found it {found} times; the reference must have changed "
+                f"port {port_name}: the change {change.why!r} expects its old text exactly "
+                f"{change.count} time(s) in the original, found it {found} times; the "
+                f"reference must have changed "
                 f"(old text begins {change.old[:60]!r})")
         text = text.replace(change.old, change.new)
     return text
@@ -90,17 +97,26 @@ def reference_file(references: Path, port: Port) -> Path:
 
 
 def derive(port: Port, out: Path, references: Path = REFERENCES,
-           rehearsal: bool = False) -> Path:
-    """Write `<out>/<name>.py` (the port) and `<out>/<name>.changes.json`; return the port."""
+           rehearsal: bool = False, cpu: bool = False) -> Path:
+    """Write `<out>/<name>.py` (the port) and `<out>/<name>.changes.json`; return the port.
+    `rehearsal` adds the port's rehearsal changes, `cpu` its full-size CPU run's."""
+    if rehearsal and cpu:
+        raise InputError("a port is derived for a rehearsal or for a full CPU run, not both")
+    if cpu and not port.cpu_changes:
+        raise InputError(f"port {port.name}: no changes for a full run on a CPU are written "
+                         f"for it (only the frontier ports have them)")
     source = reference_file(references, port)
     text = apply_changes(port.name, source.read_bytes().decode("utf-8"), port.changes)
-    if rehearsal:
-        text = apply_changes(port.name, text, port.rehearsal_changes)
+    extra = ("rehearsal_changes", port.rehearsal_changes) if rehearsal else (
+        ("cpu_changes", port.cpu_changes) if cpu else None)
+    if extra:
+        text = apply_changes(port.name, text, extra[1])
     record = {"port": port.name, "repository": port.repository, "commit": port.commit,
               "source": port.source, "sha256": file_digest(source), "recipe": port.recipe,
-              "rehearsal": rehearsal, "changes": [change_record(c) for c in port.changes]}
-    if rehearsal:
-        record["rehearsal_changes"] = [change_record(c) for c in port.rehearsal_changes]
+              "rehearsal": rehearsal, "cpu": cpu,
+              "changes": [change_record(c) for c in port.changes]}
+    if extra:
+        record[extra[0]] = [change_record(c) for c in extra[1]]
     out = Path(out)
     path = out / f"{port.name}.py"
     write_text(path, text)
@@ -109,14 +125,15 @@ def derive(port: Port, out: Path, references: Path = REFERENCES,
 
 
 def derive_all(out: Path, references: Path = REFERENCES, rehearsal: bool = False,
-               ports: dict[str, Port] | None = None) -> dict[str, Path]:
+               ports: dict[str, Port] | None = None, cpu: bool = False) -> dict[str, Path]:
     """Every port of `ports` (default PORTS) derived into `out`: name -> the port's path."""
     ports = PORTS if ports is None else ports
-    return {name: derive(port, out, references, rehearsal) for name, port in ports.items()}
+    return {name: derive(port, out, references, rehearsal, cpu) for name, port in ports.items()}
 
 
 def change_record(change: Change) -> dict:
-    return {"why": change.why, "old": change.old, "new": change.new}
+    record = {"why": change.why, "old": change.old, "new": change.new}
+    return record if change.count == 1 else {**record, "count": change.count}
 
 
 def write_text(path: Path, text: str) -> None:
@@ -329,12 +346,14 @@ PORTS: dict[str, Port] = {
 }
 
 
-def describe(port: Port, path: Path, rehearsal: bool) -> str:
+def describe(port: Port, path: Path, rehearsal: bool, cpu: bool = False) -> str:
     lines = [f"{port.name}: {path} from {port.source} ({port.repository} at {port.commit}), "
              f"raced against fastcifar's {port.recipe}"]
     lines += [f"  - {c.why}" for c in port.changes]
     if rehearsal:
         lines += [f"  - {c.why}" for c in port.rehearsal_changes]
+    if cpu:
+        lines += [f"  - {c.why}" for c in port.cpu_changes]
     return "\n".join(lines)
 
 
@@ -349,6 +368,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rehearsal", action="store_true",
                         help="narrow nets, batch 64, 2 epochs: a run in seconds on a CPU under "
                              "the CUDA stand-in")
+    parser.add_argument("--cpu", action="store_true",
+                        help="full-size ports for a CPU under the CUDA stand-in (compile off, "
+                             "float32); the frontier ports have them")
     parser.add_argument("--frontier", action="store_true",
                         help="the ports of hiverge's and Fulcrum's scripts (frontier_ports.py) "
                              "instead of airbench's")
@@ -358,8 +380,9 @@ def main(argv=None) -> int:
     else:
         ports = PORTS
     try:
-        for name, path in derive_all(args.out, args.references, args.rehearsal, ports).items():
-            print(describe(ports[name], path, args.rehearsal))
+        for name, path in derive_all(args.out, args.references, args.rehearsal, ports,
+                                     args.cpu).items():
+            print(describe(ports[name], path, args.rehearsal, args.cpu))
         if args.data:
             dataset = load_dataset(args.data)
             folder = write_data(dataset, Path(args.out) / "data")

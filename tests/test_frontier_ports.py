@@ -89,14 +89,57 @@ def test_the_gpu_ports_take_the_suites_options_and_record_every_run(derived):
 
 
 @needs_references
-def test_the_command_derives_the_frontier_ports(tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["--rehearsal", "--cpu"])
+def test_the_command_derives_the_frontier_ports(tmp_path, capsys, mode):
     assert rp.main(["--out", str(tmp_path), "--references", str(REFERENCES), "--frontier",
-                    "--rehearsal"]) == 0
+                    mode]) == 0
     out = capsys.readouterr().out
     for name, port in fp.FRONTIER_PORTS.items():
+        extra = port.rehearsal_changes if mode == "--rehearsal" else port.cpu_changes
         assert (tmp_path / f"{name}.py").exists() and f"{name}: " in out
-        assert all(c.why in out for c in port.changes + port.rehearsal_changes)
+        assert all(c.why in out for c in port.changes + extra)
     assert not (tmp_path / "airbench94_muon.py").exists()
+
+
+@needs_references
+def test_the_cpu_ports_run_full_size_in_float32_without_compile(tmp_path):
+    rp.derive_all(tmp_path, REFERENCES, ports=fp.FRONTIER_PORTS, cpu=True)
+    for name, port in fp.FRONTIER_PORTS.items():
+        original = (REFERENCES / port.source).read_text()
+        text = (tmp_path / f"{name}.py").read_text()
+        for change in port.cpu_changes:
+            assert original.count(change.old) == change.count, change.why
+        record = json.loads((tmp_path / f"{name}.changes.json").read_text())
+        assert record["cpu"] and [c["why"] for c in record["cpu_changes"]] == [
+            c.why for c in port.cpu_changes]
+        # float32 throughout, compile off, full size: the original's widths and batch.
+        assert "torch.half" not in text and ".half()" not in text
+        assert text.count("torch.float32") >= original.count("torch.half")
+        assert 'os.environ["TORCHDYNAMO_DISABLE"] = "1"' in text
+        assert "block1=64, block2=256, block3=256" in text and "1536" in text
+        compile(text, f"{name}.py", "exec")
+    hiverge = (tmp_path / "hiverge94.py").read_text()
+    assert 'main("warmup", model)' not in hiverge and "torch.cuda._sleep(" not in hiverge
+    assert "ceil(7.59 * len(train_loader))" in hiverge
+    e1 = (tmp_path / "fable94_e1.py").read_text()
+    assert all(change.old not in e1 for change in fp.E1_EAGER)  # no graph captured or run
+    assert '"train_epochs": 8.875,' in e1 and '"res_schedule": [24, 24, 24, 28, 28, 28' in e1
+
+
+def test_a_port_is_derived_for_a_rehearsal_or_a_cpu_run_and_only_where_written(tmp_path):
+    with pytest.raises(rp.InputError, match="not both"):
+        rp.derive(fp.HIVERGE, tmp_path, REFERENCES, rehearsal=True, cpu=True)
+    with pytest.raises(rp.InputError, match="no changes for a full run on a CPU"):
+        rp.derive(rp.PORTS["airbench94_muon"], tmp_path, REFERENCES, cpu=True)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_change_of_every_occurrence_counts_them():
+    change = rp.Change("torch.half", "torch.float32", "all of them", count=2)
+    assert rp.apply_changes("p", "a torch.half b torch.half", [change]) == \
+        "a torch.float32 b torch.float32"
+    with pytest.raises(rp.ReferenceChanged, match="exactly 2 time"):
+        rp.apply_changes("p", "a torch.half", [change])
 
 
 @pytest.fixture(scope="module")
