@@ -37,6 +37,8 @@ def small_config(name: str):
     changes = dict(batch_size=256, epochs=3, tta_level=0)
     if "widths" in {f.name for f in dataclasses.fields(recipe.config)}:
         changes["widths"] = (16, 32, 32) if name.startswith("airbench") else (8, 16, 16, 32)
+    if "select_keep" in {f.name for f in dataclasses.fields(recipe.config)}:
+        changes["select_keep"] = 96
     return recipe, dataclasses.replace(recipe.config, **changes)
 
 
@@ -59,8 +61,9 @@ def assert_same_state(a: dict, b: dict, path="state"):
 
 
 # lookahead + alternating flip + a frozen bias; Muon + a group on its own schedule;
-# an EMA evaluation model + GhostBatchNorm
-@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "bag_of_tricks"])
+# an EMA evaluation model + GhostBatchNorm; a proxy choosing the examples
+@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "bag_of_tricks",
+                                  "airbench96_faster"])
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(name, small_cifar10, tmp_path):
     recipe, config = small_config(name)
     data = DeviceData.from_dataset(small_cifar10.balanced_subset(1024), torch.device("cpu"))

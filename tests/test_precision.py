@@ -242,6 +242,7 @@ def test_float16_on_a_cpu_rehearses_the_gpu_numerics(name):
     result = train_run(recipe, config, data, CPU, seed=0, precision="float16",
                        model_transform=record)
     assert seen["conv"] == {torch.float16} and seen["norm"] <= {torch.float32}
-    assert seen["batches"] == {batch}
+    # (airbench96_faster's network sees the hardest part of each batch its proxy chose)
+    assert seen["batches"] == {getattr(config, "select_keep", batch)}
     losses = [e.train_loss for e in result.epochs]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses

@@ -72,6 +72,10 @@ def run_flops(recipe, config=None, train_images: int = TRAIN_IMAGES,
     training, per_epoch, steps = run.training, run.steps_per_epoch, run.steps
     model = run.model.to("meta").train()
     channels, full_side = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
+    # With a proxy choosing the examples (airbench96_faster), the network trains on its
+    # `keep` of each batch, and the proxy's own passes are added below.
+    select = training.select
+    batch_size = select.keep if select is not None else config.batch_size
     progressive = getattr(config, "progressive_sizes", ())
 
     step_flops: dict[tuple, int] = {}  # by which parameters train, and the images' side
@@ -83,13 +87,15 @@ def run_flops(recipe, config=None, train_images: int = TRAIN_IMAGES,
         side = min(progressive[epoch], full_side) if epoch < len(progressive) else full_side
         key = (side, *(p.requires_grad for p in model.parameters()))
         if key not in step_flops:
-            batch = torch.empty(config.batch_size, channels, side, side, device="meta")
+            batch = torch.empty(batch_size, channels, side, side, device="meta")
             # Any scalar loss has the same backward FLOPs through the network.
             step_flops[key] = count_flops(lambda: model(batch).float().sum().backward())
         steps_now = min(per_epoch, steps - step)
         train += steps_now * step_flops[key]
         step += steps_now
 
+    if select is not None:
+        train += _proxy_flops(select, config.batch_size, steps)
     # Evaluation FLOPs grow linearly with the images (no batch statistics in eval mode).
     # Selective TTA (hiverge's): plain logits for every image, then the TTA views for the
     # least confident fraction of them.
@@ -102,6 +108,17 @@ def run_flops(recipe, config=None, train_images: int = TRAIN_IMAGES,
                   else test_images * plain + selected * views)
     return RunFlops(recipe.name, steps, config.batch_size, train_images, test_images,
                     round(eval_flops / plain / test_images, 2), train, eval_flops)
+
+
+def _proxy_flops(select, batch_size: int, steps: int) -> int:
+    """A selecting proxy's work in a run: a forward over every whole batch, and on every
+    train_every-th step (0, train_every, ...) a backward through it too."""
+    proxy = select.proxy.to("meta").train()
+    batch = torch.empty(batch_size, *IMAGE_SHAPE, device="meta")
+    forward = count_flops(lambda: proxy(batch))
+    forward_backward = count_flops(lambda: proxy(batch).float().sum().backward())
+    trained = ceil(steps / select.train_every)
+    return (steps - trained) * forward + trained * forward_backward
 
 
 def lower_bound_seconds(flops: float, peak_tflops: float) -> float:

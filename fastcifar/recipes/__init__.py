@@ -9,7 +9,7 @@ from .airbench94 import Airbench94
 from .airbench94_bnfree import Airbench94BnFree
 from .airbench94_muon import Airbench94Muon
 from .airbench95 import Airbench95
-from .airbench96 import Airbench96
+from .airbench96 import Airbench96, Airbench96Faster
 from .bag_of_tricks import BagOfTricks
 from .fable94 import Fable94E1, Fable94E5
 from .base import Recipe, TrainConfig, describe, override, parse_assignments
@@ -24,7 +24,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Airbench94(), Airbench94Muon(), Airbench95(), Airbench96(), Airbench94BnFree(), BagOfTricks(),
     ResNet9Dawnbench(), Hlb(), HlbStateSketch(),
     # the frontier: the public records beyond airbench
-    Hiverge94(), Fable94E5(), Fable94E1(),
+    Hiverge94(), Fable94E5(), Fable94E1(), Airbench96Faster(),
     # the general trainer (the fast.ai-techniques article on Imagewoof)
     ResNet18ImagewoofSGD(), ResNet18ImagewoofLRFinder(), ResNet18ImagewoofOneCycle(),
     ResNet18ImagewoofAdamW(), ResNet18Cifar())}

@@ -113,20 +113,9 @@ class Airbench94(AirbenchRecipe):
     def setup(self, model: AirbenchNet, config: Airbench94Config, train_images,
               total_steps: int) -> Training:
         self.init_whitening(model, config, train_images)
-
-        norm_biases = [p for m in model.modules() if isinstance(m, BatchNorm)
-                       for p in m.parameters() if p.requires_grad]
-        norm_ids = {id(p) for p in norm_biases}
-        others = [p for p in model.parameters() if p.requires_grad and id(p) not in norm_ids]
-        optimizer = decoupled_sgd([(norm_biases, config.bias_lr_scale), (others, 1.0)],
-                                  lr=config.lr, weight_decay=config.weight_decay,
-                                  momentum=config.momentum, batch_size=config.batch_size)
-
         return Training(
-            optimizers=[optimizer],
-            lr_multipliers=piecewise_linear(total_steps, [(0, config.lr_start),
-                                                          (config.lr_peak_at, 1.0),
-                                                          (1, config.lr_end)]),
+            optimizers=[self.sgd(model, config)],
+            lr_multipliers=self.lr_schedule(config, total_steps),
             loss=summed_cross_entropy(config.label_smoothing),
             average=WeightAverage(model, copy_back=True),
             average_every=config.lookahead_every,
@@ -135,3 +124,21 @@ class Airbench94(AirbenchRecipe):
                                   power=config.lookahead_power),
             before_epoch=self.freeze_whitening_bias(model, config),
         )
+
+    @staticmethod
+    def sgd(model: AirbenchNet, config: Airbench94Config):
+        """Nesterov SGD with decoupled hyperparameters over the parameters that train, the
+        BatchNorm biases at bias_lr_scale times the lr."""
+        norm_biases = [p for m in model.modules() if isinstance(m, BatchNorm)
+                       for p in m.parameters() if p.requires_grad]
+        norm_ids = {id(p) for p in norm_biases}
+        others = [p for p in model.parameters() if p.requires_grad and id(p) not in norm_ids]
+        return decoupled_sgd([(norm_biases, config.bias_lr_scale), (others, 1.0)],
+                             lr=config.lr, weight_decay=config.weight_decay,
+                             momentum=config.momentum, batch_size=config.batch_size)
+
+    @staticmethod
+    def lr_schedule(config: Airbench94Config, total_steps: int):
+        """The lr multiplier per step: lr_start up to 1 at lr_peak_at, then down to lr_end."""
+        return piecewise_linear(total_steps, [(0, config.lr_start), (config.lr_peak_at, 1.0),
+                                              (1, config.lr_end)])

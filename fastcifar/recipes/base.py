@@ -126,6 +126,10 @@ class Training:
     before_epoch: Callable[[int], None] | None = None
     # (inputs, labels, epoch) -> (inputs, targets), e.g. cutmix's mixed soft targets
     batch_transform: Callable | None = None
+    # (inputs, labels, autocast) -> a boolean mask of the examples to train on, before
+    # batch_transform: airbench96_faster's proxy selection (optim/selection.py); its
+    # state_dict goes into checkpoints
+    select: Callable | None = None
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,14 @@ class RunState:
     def state_dict(self) -> dict:
         """What a checkpoint holds: plain data and tensors only (see load_checkpoint)."""
         parts, average = self.parts, self.parts.training.average
+        select = parts.training.select  # a proxy that chooses the examples, with its state
         return {"recipe": self.recipe, "config": plain(self.config), "seed": self.seed,
                 "epoch": len(self.records), "step": self.step, "records": plain(self.records),
                 "model": unwrapped(parts.model).state_dict(),
                 "optimizers": [o.state_dict() for o in parts.training.optimizers],
                 "schedulers": [s.state_dict() for s in parts.schedulers],
                 "average": average.state_dict() if average is not None else None,
+                "select": select.state_dict() if select is not None else None,
                 "scaler": parts.precision.scaler.state_dict(),
                 "loader": self.loader.state_dict(), "seconds": dict(self.watch.seconds),
                 "rng": _rng_state(self.device)}
@@ -74,6 +76,8 @@ class RunState:
                 target.load_state_dict(values)
         if average is not None:
             average.load_state_dict(state["average"])
+        if parts.training.select is not None:
+            parts.training.select.load_state_dict(state["select"])
         if state["scaler"]:  # a disabled scaler saves {}
             parts.precision.scaler.load_state_dict(state["scaler"])
         self.loader.load_state_dict(state["loader"])

@@ -86,6 +86,10 @@ def check_data_parallel(recipe, config, world: int) -> None:
         raise InputError(f"--ddp: {recipe.name} normalises fixed splits of one device's batch "
                          f"(ghost batch norm), which a share of the batch would change; "
                          f"train it on one device, or as a battery (--runs) over the ranks")
+    if getattr(config, "select_keep", None):
+        raise InputError(f"--ddp: {recipe.name} keeps the hardest examples of each whole batch "
+                         f"by a proxy net, which a rank's share of the batch cannot choose; "
+                         f"train it on one device, or as a battery (--runs) over the ranks")
 
 
 class SyncedBatchNorm(nn.BatchNorm2d):

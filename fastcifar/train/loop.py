@@ -141,9 +141,8 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
     batches = progress_bar(run.loader, progress, desc=f"epoch {epoch + 1}", leave=False,
                            total=min(len(run.loader), parts.steps - run.step))
     for inputs, labels in batches:
-        targets = labels
-        if training.batch_transform is not None:
-            inputs, targets = training.batch_transform(inputs, labels, epoch)
+        inputs, targets, labels = prepared_batch(training, inputs, labels, epoch,
+                                                 parts.precision)
         outputs, loss = training_step(stepped, inputs, targets, training.loss,
                                       training.optimizers, parts.schedulers, parts.precision)
         loss_sum += loss.detach().float()
@@ -164,6 +163,19 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
             and run.step >= training.average_every:
         training.average.copy_to(model)
     return loss_sum, correct, seen
+
+
+def prepared_batch(training, inputs, labels, epoch: int, precision: Precision):
+    """A loader's batch as the recipe trains on it: (inputs, targets, labels) after its
+    selection of examples (if any; `labels` are then the selected ones) and its
+    batch_transform (targets: the labels, or e.g. cutmix's mixed ones)."""
+    if training.select is not None:
+        chosen = training.select(inputs, labels, precision.autocast)
+        inputs, labels = inputs[chosen], labels[chosen]
+    targets = labels
+    if training.batch_transform is not None:
+        inputs, targets = training.batch_transform(inputs, labels, epoch)
+    return inputs, targets, labels
 
 
 def _evaluation_model(run: RunState):

@@ -42,7 +42,7 @@ import torch
 from ..data.loader import DeviceLoader
 from ..errors import InputError, RunFailed
 from .device import Precision, choose_precision
-from .loop import progress_bar, training_step
+from .loop import prepared_batch, progress_bar, training_step
 from .lr_rules import (SUGGESTION_RULES, BiasCorrectedEMA, LRFinderResult, recommend, smooth,
                        suggestions_for)
 from .setup import set_up_run
@@ -242,7 +242,8 @@ def find_lr(recipe, config, data, device: torch.device, seed: int = 0,
         parts = set_up_run(recipe, config, data.train_images, device, precision,
                            data.num_classes)
         result = lr_range_test(parts.model, parts.training.optimizers, parts.training.loss,
-                               _recipe_batches(loader, parts.training), start, end, num_steps,
+                               _recipe_batches(loader, parts.training, parts.precision),
+                               start, end, num_steps,
                                beta, diverge_factor, base_lrs=base, progress=progress,
                                loss_scale=parts.training.loss_scale, precision=parts.precision)
     result.recipe, result.config = recipe.name, json.loads(json.dumps(dataclasses.asdict(config)))
@@ -252,16 +253,14 @@ def find_lr(recipe, config, data, device: torch.device, seed: int = 0,
     return result
 
 
-def _recipe_batches(loader: DeviceLoader, training):
+def _recipe_batches(loader: DeviceLoader, training, precision):
     """The training loop's batches, epoch after epoch, with its hooks applied."""
     for epoch in itertools.count():
         if training.before_epoch is not None:
             training.before_epoch(epoch)
         for inputs, labels in loader:
-            if training.batch_transform is not None:
-                yield training.batch_transform(inputs, labels, epoch)
-            else:
-                yield inputs, labels
+            inputs, targets, _ = prepared_batch(training, inputs, labels, epoch, precision)
+            yield inputs, targets
 
 
 def read_result(path: Path, recipe) -> LRFinderResult:
