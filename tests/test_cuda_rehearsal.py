@@ -22,7 +22,9 @@ from conftest import make_tiny_archive
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gpu_suite  # noqa: E402
 
-SPEED_RUNS = ["airbench94", "airbench94_muon", *gpu_suite.OTHERS]  # the GPU suite's recipes
+# The GPU suite's recipes: those raced beside their originals, then the others.
+SPEED_RUNS = [*dict.fromkeys(gpu_suite.ALL_PORTS[p].recipe for p in gpu_suite.PAIRS),
+              *gpu_suite.OTHERS]
 TINY = ["--epochs", "1", "--set", "batch_size=16", "--set", "widths=8,16,16"]
 
 

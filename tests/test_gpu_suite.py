@@ -41,7 +41,8 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
                            *suite_args(tmp_path, ten_classes, "--runs", "1", "--chunks", "1",
-                                       "--other-runs", "1", "--others", "hiverge94")],
+                                       "--pairs", "airbench94_muon,fable94_e1",
+                                       "--other-runs", "1", "--others", "airbench94_bnfree")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
@@ -50,12 +51,14 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     suite = json.loads((out / "suite.json").read_text())
     keys = [s["key"] for s in suite["steps"]]
     assert keys[:2] == ["airbench94_muon-fastcifar-0", "airbench94_muon-reference-0"]
+    assert keys[2:4] == ["fable94_e1-fastcifar-0", "fable94_e1-reference-0"]
     # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal)
-    assert keys[4:] == ["hiverge94-fastcifar-0"]
+    assert keys[4:] == ["airbench94_bnfree-fastcifar-0"]
     assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
     rows = {(r["recipe"], r["side"].split()[0]): r for r in suite["rows"]}
     assert rows["airbench94_muon", "reference"]["runs"] == 1
-    assert rows["airbench94", "reference"]["side"].endswith("legacy/airbench94_compiled.py")
+    assert rows["fable94_e1", "reference"]["side"].endswith("e1_1.74s_single-gpu_CHAMPION.py")
+    assert not (tmp_path / "work" / "ports" / "hiverge94.py").exists()  # only the pairs asked
     assert all(0 <= a <= 1 for r in rows.values() for a in r["accuracies"])
     assert "| airbench94_muon | fastcifar (max-autotune) | 1 |" in (out / "table.md").read_text()
     # The run folders and ports went to the work folder, derived from the originals.
@@ -93,6 +96,13 @@ def test_missing_references_are_one_line(cuda_standin, tiny_archive, tmp_path, c
     code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
                                str(tiny_archive), "--references", str(tmp_path / "none"))
     assert code == 2 and "Traceback" not in printed and "no references folder" in printed
+
+
+def test_an_unknown_pair_is_one_line(cuda_standin, tiny_archive, tmp_path, capsys):
+    code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
+                               str(tiny_archive), "--pairs", "hiverge94,airbench99")
+    assert code == 2 and printed.strip().startswith("gpu_suite: --pairs hiverge94,airbench99: "
+                                                    "no port airbench99; expected some of ")
 
 
 def test_an_unknown_other_recipe_is_one_line(cuda_standin, tiny_archive, tmp_path, capsys):
