@@ -21,7 +21,7 @@ from .recipes.base import config_from_dict, with_values
 from .report.evaluation import Evaluation
 from .report.export import check_format, export_model, largest_difference, load_exported
 from .report.lr_finder import summary_lines, write_result
-from .report.records import MODEL, RunFolder, read_run_settings
+from .report.records import MODEL, RunFolder, read_run_settings, recipe_of_run
 from .train.checkpoint import LAST, load_checkpoint
 from .train.device import configure_backend, device_name, place_model, resolve_device
 from .train.evaluate import (TTA_FORMULAS, evaluate as evaluate_tensors, predict as logits_of,
@@ -80,7 +80,7 @@ def load_model(folder: str | Path, device: str = "cpu") -> nn.Module:
 def _run_recipe(folder: Path):
     """(config.json's contents, the recipe, its config as the run used it)."""
     saved = read_run_settings(folder)
-    recipe = get_recipe(saved["recipe"])
+    recipe = recipe_of_run(folder, saved)
     return saved, recipe, config_from_dict(recipe.config, saved["config"],
                                            str(folder / "config.json"))
 

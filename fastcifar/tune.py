@@ -209,7 +209,7 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
 
         try:
             with _one_process():
-                result = train(recipe_obj.name, out=folder, seed=seed, on_epoch=report,
+                result = train(recipe_obj, out=folder, seed=seed, on_epoch=report,
                                verbose=False, progress=False, **fixed, **values)
         except RunFailed as e:  # e.g. a diverging lr: a result of the search, not its end
             trial.set_user_attr("error", str(e))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from ..recipes import get_recipe
+from ..recipes import folder_name, get_recipe
 from ..train.inputs import COMPILE_MODES
 from ..api import lr_find
 from ..train.session import FINDER, SETTINGS, resume, train
@@ -107,9 +107,9 @@ def cmd_train(args) -> int:
         resume(args.resume, device=args.device, progress=args.progress)
         return 0
     recipe = get_recipe(args.recipe or SETTINGS["recipe"])
-    out = args.out or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or Path("runs") / f"{folder_name(recipe)}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        train(recipe.name, out=out, progress=args.progress, **session_options(args, recipe))
+        train(recipe, out=out, progress=args.progress, **session_options(args, recipe))
     except KeyboardInterrupt:
         if (out / "config.json").exists():
             print(f"fastcifar: interrupted; `fastcifar train --resume {out}` continues "
@@ -138,8 +138,9 @@ def launch(processes: int, device: str, argv: list[str]) -> int:
 
 def cmd_lr_find(args) -> int:
     recipe = get_recipe(args.recipe or SETTINGS["recipe"])
-    out = args.out or Path("runs") / f"lr-find-{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    lr_find(recipe.name, start=args.start, end=args.end, steps=args.steps, out=out,
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    out = args.out or Path("runs") / f"lr-find-{folder_name(recipe)}-{stamp}"
+    lr_find(recipe, start=args.start, end=args.end, steps=args.steps, out=out,
             **session_options(args, recipe))
     return 0
 
@@ -151,7 +152,7 @@ def cmd_tune(args) -> int:
     recipe = get_recipe(args.recipe or SETTINGS["recipe"])
     options = session_options(args, recipe)
     options.pop("runs", None)
-    tune(recipe.name, args.space, args.trials, objective=args.objective, storage=args.storage,
-         study=args.study, out=args.out or Path("runs") / f"tune-{recipe.name}",
+    tune(recipe, args.space, args.trials, objective=args.objective, storage=args.storage,
+         study=args.study, out=args.out or Path("runs") / f"tune-{folder_name(recipe)}",
          pruner=args.pruner, **options)
     return 0

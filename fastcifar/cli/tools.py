@@ -7,9 +7,9 @@ from pathlib import Path
 from ..bench.flops import RecordedRun, flops_report, measure_peak_tflops, peak_dtype
 from ..data.cifar10 import TEST_IMAGES, TRAIN_IMAGES
 from ..errors import InputError
-from ..recipes import describe, get_recipe, override, recipe_table
+from ..recipes import describe, folder_name, get_recipe, override, recipe_table
 from ..report.plots import metrics_figure, save_png, schedule_figure
-from ..report.records import read_metric_rows
+from ..report.records import read_metric_rows, read_run_settings, recipe_of_run
 from ..train.device import device_name, resolve_device
 from ..train.setup import set_up_without_data
 from .options import positive
@@ -67,7 +67,10 @@ def cmd_flops(args) -> int:
     if args.peak_tflops is not None and not 0 < args.peak_tflops < float("inf"):
         raise InputError(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
     recorded = RecordedRun.read(args.run) if args.run is not None else None
-    recipe = get_recipe(args.recipe or (recorded.recipe if recorded else "airbench94"))
+    if recorded and not args.recipe:
+        recipe = recipe_of_run(recorded.path, read_run_settings(recorded.path))
+    else:
+        recipe = get_recipe(args.recipe or "airbench94")
     config = recorded.recipe_config(recipe) if recorded else recipe.config
     train_images = args.train_images or (recorded.train_images if recorded else TRAIN_IMAGES)
     peak, peak_device = args.peak_tflops, None
@@ -86,7 +89,7 @@ def cmd_flops(args) -> int:
 
 def cmd_schedule(args) -> int:
     recipe = get_recipe(args.recipe)
-    out = args.out or Path(f"{recipe.name}-schedule.png")
+    out = args.out or Path(f"{folder_name(recipe)}-schedule.png")
     config = override(recipe.config, args.overrides)
     images = args.train_images or TRAIN_IMAGES
     run = set_up_without_data(recipe, config, images)

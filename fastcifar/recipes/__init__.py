@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 
 from ..errors import InputError
 from .airbench94 import Airbench94
@@ -13,6 +14,7 @@ from .airbench96 import Airbench96, Airbench96Faster
 from .bag_of_tricks import BagOfTricks
 from .fable94 import Fable94E1, Fable94E5
 from .base import Recipe, TrainConfig, describe, override, parse_assignments
+from .from_file import is_file_spec, recipe_from_file
 from .general import (ResNet18Cifar, ResNet18ImagewoofAdamW, ResNet18ImagewoofLRFinder,
                       ResNet18ImagewoofOneCycle, ResNet18ImagewoofSGD)
 from .hiverge94 import Hiverge94
@@ -38,17 +40,32 @@ def recipe_table() -> list[str]:
     return [f"{n.ljust(widths[0])}  {t.ljust(widths[1])}  {s}" for n, t, s in rows]
 
 
-def get_recipe(name: str) -> Recipe:
+def get_recipe(name) -> Recipe:
     """The recipe of this name; case and "-" for "_" are forgiven, and an unknown name is
-    an InputError that suggests the closest one."""
+    an InputError that suggests the closest one. A Recipe instance is itself, a Recipe
+    class an instance of it, and `path/to/file.py:Name` the recipe that file defines
+    (from_file.py)."""
+    if isinstance(name, Recipe):
+        return name
+    if isinstance(name, type) and issubclass(name, Recipe):
+        return name()
+    if is_file_spec(name):
+        return recipe_from_file(name)
     key = str(name).strip().lower().replace("-", "_")
     if key in RECIPES:
         return RECIPES[key]
     close = difflib.get_close_matches(key, RECIPES, n=3, cutoff=0.6)
     close.sort(key=lambda c: sorted(c) != sorted(key))  # a transposition first: 49 -> 94
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise InputError(f"unknown recipe {name!r}; {hint}available: {', '.join(RECIPES)}")
+    raise InputError(f"unknown recipe {name!r}; {hint}available: {', '.join(RECIPES)}; or a "
+                     f"recipe of your own, as path/to/file.py:RecipeName")
 
 
-__all__ = ["RECIPES", "Recipe", "TrainConfig", "describe", "get_recipe", "override",
+def folder_name(recipe: Recipe) -> str:
+    """The recipe's name as part of a folder's: a recipe file's "mine.py:Wider" as
+    "mine.py_Wider"."""
+    return re.sub(r"[^\w.-]", "_", recipe.name)
+
+
+__all__ = ["RECIPES", "folder_name", "Recipe", "TrainConfig", "describe", "get_recipe", "override",
            "parse_assignments", "recipe_table"]

@@ -134,7 +134,7 @@ class Training:
 
 @dataclass(frozen=True)
 class Target:
-    accuracy: float  # on the official CIFAR-10 test set, as a fraction
+    accuracy: float | None  # on the official CIFAR-10 test set, as a fraction (None: none)
     text: str  # the published claim, in words
     pflops: float | None = None  # published training FLOPs of one run, in PFLOPs, if given
 

@@ -1,5 +1,6 @@
 """A run folder: config.json (the settings, the resolved config, and which fastcifar ran
-it: version, git commit), source/ (a copy of the package as it ran), metrics.csv and
+it: version, git commit), source/ (a copy of the package as it ran, and of a recipe file
+that --recipe path.py:Name named, whose digest config.json keeps), metrics.csv and
 metrics.jsonl, summary.json, model.pt (the last run's trained weights), TensorBoard event
 files when tensorboard is installed, and checkpoints.
 
@@ -22,7 +23,7 @@ import torch
 
 from ..bench.stats import summarize
 from ..errors import InputError, RunFailed
-from ..files import atomic_path, copy_tree_whole
+from ..files import atomic_path, copy_tree_whole, file_digest
 from ..train.checkpoint import unwrapped
 from ..train.device import device_name
 from ..train.results import RunResult
@@ -33,6 +34,7 @@ METRIC_COLUMNS = ["run", "seed", "epoch", "train_loss", "train_accuracy", "val_l
 
 
 CONFIG, SUMMARY, MODEL = "config.json", "summary.json", "model.pt"
+RECIPE_FILE = "recipe_file"  # source/recipe_file/: the --recipe file's copy
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -73,12 +75,22 @@ class RunFolder:
                      classes: tuple[str, ...], image_side: int) -> None:
         """config.json (what --resume and load_model read back; `image_side`: the side of
         the square images as stored, which evaluation and export start from) and source/."""
+        copy_tree_whole(PACKAGE, self.path / "source" / PACKAGE.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        recipe_file = None
+        if getattr(recipe, "source_file", None) is not None:  # --recipe path.py:Name
+            copy = self.path / "source" / RECIPE_FILE / recipe.source_file.name
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(recipe.source_file, tmp)
+            recipe_file = {"file": getattr(recipe, "recorded_file", str(recipe.source_file)),
+                           "object": recipe.source_object,
+                           "copy": str(copy.relative_to(self.path)),
+                           "sha256": file_digest(copy)}
         self.write_json(CONFIG, {**settings, "recipe": recipe.name, "config": config,
+                                 "recipe_file": recipe_file,
                                  "data": settings["data"] or "cifar10", "device": device,
                                  "classes": list(classes), "image_side": image_side,
                                  "fastcifar": provenance()})
-        copy_tree_whole(PACKAGE, self.path / "source" / PACKAGE.name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
 
     def record_summary(self, recipe, settings: dict, dataset, device, results,
                        load_seconds: float, warmup_seconds: float) -> None:
@@ -191,6 +203,26 @@ def read_run_settings(path: Path) -> dict:
         raise InputError(f"{path}: expected a run folder written by `fastcifar train` (its "
                          f"{CONFIG} could not be read: {e})") from None
     return saved
+
+
+def recipe_of_run(path: Path, saved: dict):
+    """The recipe a run folder's config.json (`saved`) names: a shipped one by its name, a
+    recipe file from the folder's own copy of it (checked against its digest)."""
+    from ..recipes import get_recipe  # (recipes import train, which imports this module)
+    from ..recipes.from_file import recipe_from_file
+
+    record = saved.get("recipe_file")
+    if not record:
+        return get_recipe(saved["recipe"])
+    copy = Path(path) / record["copy"]
+    if not copy.is_file() or file_digest(copy) != record["sha256"]:
+        raise InputError(f"{path}: its copy of the recipe file ({record['copy']}) is missing "
+                         f"or changed since the run; expected the file whose sha256 is "
+                         f"{record['sha256'][:16]}...")
+    recipe = recipe_from_file(f"{copy}:{record['object']}", option=f"{path}: recipe")
+    recipe.name = saved["recipe"]  # as the run was recorded
+    recipe.recorded_file = record["file"]  # where it was when the run began
+    return recipe
 
 
 def read_finished_runs(path: Path) -> list[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from pathlib import Path
 
 from ..data import ImageData
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
@@ -70,9 +71,13 @@ def check_size(size: str | None, data) -> None:
 
 
 def data_name(data) -> str | None:
+    """--data as a run folder records it: a path made absolute (evaluate and resume may run
+    from another folder), a name ("cifar10") as it is."""
     if isinstance(data, ImageData):
         return IN_MEMORY
-    return None if data is None else str(data)
+    if data is None:
+        return None
+    return str(Path(data).resolve()) if Path(data).exists() else str(data)
 
 
 def check_batches(train_images: int, batch: int) -> None:

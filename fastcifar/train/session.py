@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..recipes import get_recipe
 from ..recipes.base import config_from_dict, with_values
 from ..report.lr_finder import write_result
-from ..report.records import RunFolder, read_run_settings, runs_to_keep
+from ..report.records import RunFolder, read_run_settings, recipe_of_run, runs_to_keep
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .data_parallel import DataParallel, check_data_parallel
@@ -110,7 +110,7 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     A session trained on in-memory data needs that `data` again."""
     out, ranks = RunFolder(folder), from_environment()
     saved = read_run_settings(out.path)
-    recipe = get_recipe(saved["recipe"])
+    recipe = recipe_of_run(out.path, saved)
     config = config_from_dict(recipe.config, saved["config"], f"--resume {out.path}")
     settings = {k: saved.get(k, SETTINGS[k]) for k in SETTINGS}
     settings["subset_seed"] = saved.get("subset_seed", settings["seed"])  # older: subsets by --seed
