@@ -13,7 +13,8 @@ from .data import ImageData, load_dataset  # noqa: E402
 from .errors import InputError, OddLabels, RunFailed  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
 from .train.results import TrainResult  # noqa: E402
-from .train.session import FINDER, resume, train  # noqa: E402
+from .train.resume import resume  # noqa: E402
+from .train.session import FINDER, train  # noqa: E402
 
 __all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "OddLabels", "RunFailed", "TrainResult",
            "__version__", "evaluate", "load_dataset", "load_model", "lr_find", "resume",

@@ -73,7 +73,8 @@ def session_options(args, recipe) -> dict:
     if args.image_size is not None:
         options["image_size"] = args.image_size
     for name in ("data", "size", "subset", "test_subset", "subset_seed", "seed", "precision",
-                 "runs", "epochs", "compile", "checkpoints", "lr_from_finder", "ddp"):
+                 "runs", "epochs", "compile", "checkpoints", "lr_from_finder", "ddp",
+                 "record_examples"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     return {"device": args.device, **options}

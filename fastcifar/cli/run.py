@@ -13,7 +13,8 @@ from ..errors import InputError
 from ..recipes import folder_name, get_recipe
 from ..train.inputs import COMPILE_MODES
 from ..api import lr_find
-from ..train.session import FINDER, SETTINGS, resume, train
+from ..train.resume import resume
+from ..train.session import FINDER, SETTINGS, train
 from ..tune import OBJECTIVES, PRUNERS
 from .options import add_run_options, positive, session_options
 
@@ -49,6 +50,11 @@ def add_commands(commands) -> None:
                              "(DistributedDataParallel; each rank a share of every batch; "
                              "--set sync_bn=true for BatchNorm over the global batch) instead "
                              "of giving each rank its own runs")
+    train_.add_argument("--record-examples", action="store_true", default=None,
+                        help="keep what every training image did in every epoch (loss, "
+                             "right or wrong, margin, error) and the test images' final "
+                             "logits, in the run folder's examples.npz (`fastcifar examples "
+                             "RUN` scores them)")
     train_.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the interrupted run in this run folder from its last "
                              "checkpoint, with the settings it was started with")

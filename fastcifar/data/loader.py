@@ -139,6 +139,7 @@ class DeviceLoader:
         self.epoch = 0
         self._padded = pad_reflect(images, self.augmentation.translate)
         self._first_flip = None
+        self.last_index = None  # the positions of the images of the batch last yielded
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
@@ -185,6 +186,7 @@ class DeviceLoader:
         mine = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            self.last_index = index[mine]
             if per_batch:  # the whole batch's random crops drawn, as on one device
                 batch = random_resized_crop(images[index], aug.crop_size, aug.crop_scale,
                                             flip=aug.flip == "random")[mine]

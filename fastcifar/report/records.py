@@ -19,6 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..bench.stats import summarize
@@ -34,6 +35,7 @@ METRIC_COLUMNS = ["run", "seed", "epoch", "train_loss", "train_accuracy", "val_l
 
 
 CONFIG, SUMMARY, MODEL = "config.json", "summary.json", "model.pt"
+EXAMPLES = "examples.npz"  # with record_examples
 RECIPE_FILE = "recipe_file"  # source/recipe_file/: the --recipe file's copy
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -106,6 +108,12 @@ class RunFolder:
             "accuracy": accuracy.as_dict(), "train_seconds_mean": seconds.mean,
             "train_seconds": seconds.as_dict(),
             "untimed_seconds": {"data_loading": load_seconds, "warmup": warmup_seconds}})
+
+    def save_examples(self, examples: dict) -> None:
+        """examples.npz: the session's per-example records (train/examples.all_examples)."""
+        with atomic_path(self.path / EXAMPLES) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **examples)
 
     def save_model(self, model: torch.nn.Module) -> None:
         """model.pt: the trained weights (a state_dict, readable with weights_only). Written

@@ -49,6 +49,7 @@ class RunState:
     watch: Stopwatch
     step: int = 0
     records: list[EpochRecord] = field(default_factory=list)
+    examples: object = None  # an examples.ExampleRecorder, with record_examples
 
     def state_dict(self) -> dict:
         """What a checkpoint holds: plain data and tensors only (see load_checkpoint)."""
@@ -61,6 +62,7 @@ class RunState:
                 "schedulers": [s.state_dict() for s in parts.schedulers],
                 "average": average.state_dict() if average is not None else None,
                 "select": select.state_dict() if select is not None else None,
+                "examples": self.examples.state_dict() if self.examples is not None else None,
                 "scaler": parts.precision.scaler.state_dict(),
                 "loader": self.loader.state_dict(), "seconds": dict(self.watch.seconds),
                 "rng": _rng_state(self.device)}
@@ -78,6 +80,8 @@ class RunState:
             average.load_state_dict(state["average"])
         if parts.training.select is not None:
             parts.training.select.load_state_dict(state["select"])
+        if self.examples is not None:
+            self.examples.load_state_dict(state.get("examples"))
         if state["scaler"]:  # a disabled scaler saves {}
             parts.precision.scaler.load_state_dict(state["scaler"])
         self.loader.load_state_dict(state["loader"])

@@ -184,10 +184,18 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """Top-1 accuracy at `tta_level` for the least confident `tta_fraction` of the images
     (all by default; see selective_tta_logits), plain for the rest; over the ranks' shards
     with `group`."""
+    return evaluate_with_logits(model, images, labels, tta_level, precision, progress, group,
+                                tta_fraction)[0]
+
+
+def evaluate_with_logits(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                         tta_level: int = 0, precision=None, progress: bool = False,
+                         group=None, tta_fraction: float = 1.0) -> tuple[float, torch.Tensor]:
+    """evaluate's accuracy, and the logits it came from (this rank's shard with `group`)."""
     logits, labels = _sharded_logits(model, images, labels, tta_level, precision, progress,
                                      group, tta_fraction)
     correct, n = _summed(group, _top_k_correct(logits, labels, 1), len(labels))
-    return correct / n
+    return correct / n, logits
 
 
 def _sharded_logits(model, images, labels, tta_level, precision, progress, group,

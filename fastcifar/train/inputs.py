@@ -8,6 +8,7 @@ import functools
 from pathlib import Path
 
 from ..data import ImageData
+from ..data.dataset import balanced_subset_index
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
 from ..data.fastai_images import SIZES as FASTAI_SIZES
 from ..errors import InputError, RunFailed
@@ -57,6 +58,21 @@ def balanced_subsets(dataset: ImageData, subset: int | None, test_subset: int | 
     if test_subset is not None:
         dataset = dataset.balanced_test_subset(test_subset, seed=seed)
     return dataset
+
+
+def subset_indices(dataset: ImageData, settings: dict) -> dict:
+    """The whole data's sizes and, with --subset or --test-subset, which of its training
+    (test) images the subsets are, in their order: what maps a subset's per-example records
+    back to each image's position (balanced_subsets draws the same ones)."""
+    classes, seed = len(dataset.classes), settings["subset_seed"]
+    return {"num_train": len(dataset.train_labels), "num_test": len(dataset.test_labels),
+            "train_labels": dataset.train_labels, "test_labels": dataset.test_labels,
+            "classes": list(dataset.classes),
+            "train_index": None if settings["subset"] is None else balanced_subset_index(
+                dataset.train_labels, settings["subset"], classes, seed),
+            "test_index": None if settings["test_subset"] is None else balanced_subset_index(
+                dataset.test_labels, settings["test_subset"], classes, seed,
+                what="--test-subset", split="test")}
 
 
 def check_size(size: str | None, data) -> None:

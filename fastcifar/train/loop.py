@@ -18,7 +18,8 @@ from ..errors import RunFailed
 from .checkpoint import CheckpointFolder, RunState
 from .data_parallel import DataParallel, synced_batch_norms
 from .device import Precision
-from .evaluate import evaluate, evaluation_metrics
+from .evaluate import evaluate_with_logits, evaluation_metrics
+from .examples import ExampleRecorder
 from .results import EpochRecord, RunResult
 from .setup import set_up_run
 from .timing import Stopwatch
@@ -29,7 +30,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
               model_transform: Callable | None = None, progress: bool = False,
               checkpoints: CheckpointFolder | None = None,
               precision: str = "auto", group: DataParallel | None = None,
-              model: torch.nn.Module | None = None) -> RunResult:
+              model: torch.nn.Module | None = None,
+              record_examples: bool = False) -> RunResult:
     """Train and evaluate one run of `recipe` with `config`, seeded by `seed`, in
     `precision` (see device.choose_precision; the data must be in its weights' dtype).
 
@@ -45,6 +47,9 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     trains it, re-initialised in place, instead of building one (see setup.set_up_run):
     a compiled network is compiled once. Not under `group` with sync_bn: SyncedBatchNorm
     replaces the recipe's BatchNorms after its set-up, which finds them by type.
+
+    With `record_examples`, the result's `examples` holds what every training image did in
+    every epoch and the test images' final logits (see examples.py); not under `group`.
     """
     synced = group is not None and config.sync_bn
     if synced and model is not None:
@@ -58,7 +63,9 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                        model=model)
     if synced:
         synced_batch_norms(parts.model)
-    run = RunState(recipe.name, config, seed, device, parts, loader, watch)
+    run = RunState(recipe.name, config, seed, device, parts, loader, watch,
+                   examples=ExampleRecorder(len(data.train_labels), device)
+                   if record_examples else None)
     saved = checkpoints.resume_state() if checkpoints is not None else None
     if group is not None:
         saved = group.from_leader(saved)
@@ -71,6 +78,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     for epoch in epochs:
         with watch.time("train"):
             loss_sum, correct, seen = train_epoch(run, epoch, progress, group)
+        if run.examples is not None:
+            run.examples.end_epoch()
         if group is not None:  # the global batches' loss and accuracy, not this rank's
             sums = group.sum(torch.stack([loss_sum.double(), correct.double(),
                                           torch.tensor(seen, dtype=torch.float64,
@@ -97,11 +106,16 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
             on_epoch(record)
 
     with watch.time("tta_eval"):
-        tta_accuracy = evaluate(model, data.test_images, data.test_labels, config.tta_level,
-                                parts.precision, progress, group, config.tta_fraction)
+        tta_accuracy, logits = evaluate_with_logits(
+            model, data.test_images, data.test_labels, config.tta_level, parts.precision,
+            progress, group, config.tta_fraction)
+    examples = None
+    if run.examples is not None:
+        examples = {**run.examples.arrays(), "test_logits": logits.float().cpu().numpy()}
     return RunResult(seed=seed, accuracy=tta_accuracy,
                      accuracy_no_tta=run.records[-1].val_accuracy, seconds=watch.total,
-                     seconds_by_part=dict(watch.seconds), epochs=run.records, model=model)
+                     seconds_by_part=dict(watch.seconds), epochs=run.records, model=model,
+                     examples=examples)
 
 
 def training_step(model, inputs, targets, loss_fn, optimizers, schedulers,
@@ -141,10 +155,12 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
     batches = progress_bar(run.loader, progress, desc=f"epoch {epoch + 1}", leave=False,
                            total=min(len(run.loader), parts.steps - run.step))
     for inputs, labels in batches:
-        inputs, targets, labels = prepared_batch(training, inputs, labels, epoch,
-                                                 parts.precision)
+        inputs, targets, labels, index = prepared_batch(training, inputs, labels, epoch,
+                                                        parts.precision, run.loader.last_index)
         outputs, loss = training_step(stepped, inputs, targets, training.loss,
                                       training.optimizers, parts.schedulers, parts.precision)
+        if run.examples is not None:
+            run.examples.record(index, outputs, labels)
         loss_sum += loss.detach().float()
         correct += (outputs.detach().argmax(1) == labels).sum()
         seen += len(labels)
@@ -165,17 +181,19 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
     return loss_sum, correct, seen
 
 
-def prepared_batch(training, inputs, labels, epoch: int, precision: Precision):
-    """A loader's batch as the recipe trains on it: (inputs, targets, labels) after its
-    selection of examples (if any; `labels` are then the selected ones) and its
-    batch_transform (targets: the labels, or e.g. cutmix's mixed ones)."""
+def prepared_batch(training, inputs, labels, epoch: int, precision: Precision, index=None):
+    """A loader's batch as the recipe trains on it: (inputs, targets, labels, index) after
+    its selection of examples (if any; `labels` and the images' `index` in the training
+    set are then the selected ones) and its batch_transform (targets: the labels, or e.g.
+    cutmix's mixed ones)."""
     if training.select is not None:
         chosen = training.select(inputs, labels, precision.autocast)
         inputs, labels = inputs[chosen], labels[chosen]
+        index = index[chosen] if index is not None else None
     targets = labels
     if training.batch_transform is not None:
         inputs, targets = training.batch_transform(inputs, labels, epoch)
-    return inputs, targets, labels
+    return inputs, targets, labels, index
 
 
 def _evaluation_model(run: RunState):

@@ -259,7 +259,7 @@ def _recipe_batches(loader: DeviceLoader, training, precision):
         if training.before_epoch is not None:
             training.before_epoch(epoch)
         for inputs, labels in loader:
-            inputs, targets, _ = prepared_batch(training, inputs, labels, epoch, precision)
+            inputs, targets, *_ = prepared_batch(training, inputs, labels, epoch, precision)
             yield inputs, targets
 
 

@@ -31,6 +31,9 @@ class RunResult:
     model: nn.Module | None = field(default=None, repr=False)  # the trained network
     rank: int = 0  # the torchrun rank that trained it (see train/distributed.py), ...
     host: str = ""  # ... and its machine
+    # With record_examples: what every training image did each epoch, and the test images'
+    # final logits (numpy arrays; see examples.py); not in summary.json
+    examples: dict | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         """What summary.json records of the run."""
@@ -54,6 +57,9 @@ class TrainResult:
     out: Path | None  # the run folder, if the session wrote one
     accuracy: object  # a bench.stats.Summary (mean, std, ci95, min, max) of the TTA accuracy
     seconds: object  # the same of the timed seconds
+    # With record_examples: every run's per-example records, (runs, epochs, images) by each
+    # image's position in the whole training set (see examples.all_examples); else None
+    examples: dict | None = None
 
     @property
     def model(self) -> nn.Module | None:

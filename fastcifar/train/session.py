@@ -5,7 +5,7 @@ recipe's config (keyword overrides checked like `--set`), loads the data once, o
 takes its lr from the LR finder and warms up torch.compile, then trains `runs` seeds one
 after another on one network, re-initialised in place for each, printing a row per epoch,
 and returns their results with statistics. Given a run folder it records everything there
-(see report/records.py) and can be resumed.
+(see report/records.py) and can be resumed (resume.py).
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ from ..data.memory import check_fits
 from ..data.loader import DeviceData
 from ..errors import InputError
 from ..recipes import get_recipe
-from ..recipes.base import config_from_dict, with_values
+from ..recipes.base import with_values
 from ..report.lr_finder import write_result
-from ..report.records import RunFolder, read_run_settings, recipe_of_run, runs_to_keep
+from ..report.records import RunFolder
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .data_parallel import DataParallel, check_data_parallel
 from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
-from .inputs import (IN_MEMORY, check_batches, check_compile, check_runs, check_size,
-                     balanced_subsets, compiler, data_name, removed_if_unused)
+from .inputs import (check_batches, check_compile, check_runs, check_size,
+                     balanced_subsets, compiler, data_name, removed_if_unused, subset_indices)
 from .device import choose_precision, configure_backend, device_name, resolve_device
+from .examples import all_examples
 from .loop import train_run
 from .lr_finder import lr_from_finder
 from .results import EpochRecord, RunResult, TrainResult
@@ -46,7 +47,7 @@ WARMUP_STEPS = 10  # training steps of the untimed warm-up on CUDA (without --co
 SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
             "test_subset": None, "subset_seed": 0, "runs": 1,
             "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
-            "lr_from_finder": None, "ddp": False}
+            "lr_from_finder": None, "ddp": False, "record_examples": False}
 
 
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
@@ -54,7 +55,8 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
           subset_seed: int = 0, size: str | None = None, compile: bool | str = False,
           checkpoints: bool | None = None, lr_from_finder: str | Path | None = None,
-          ddp: bool = False, progress: bool | None = None, out: str | Path | None = None,
+          ddp: bool = False, record_examples: bool = False, progress: bool | None = None,
+          out: str | Path | None = None,
           verbose: bool = True, on_epoch: Callable[[EpochRecord], None] | None = None,
           **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
@@ -74,7 +76,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     `lr_from_finder`: a saved LR-finder result, or FINDER to run it. `on_epoch`: called
     with each epoch's EpochRecord (what `fastcifar tune` prunes by). `ddp`, under torchrun:
     the ranks train each run together, data-parallel (see train/data_parallel.py), instead
-    of a share of the runs each."""
+    of a share of the runs each. `record_examples`: what every training image did in every
+    epoch, on each run's result (`.examples`) and in the run folder's examples.npz (see
+    train/examples.py)."""
     recipe_obj = get_recipe(recipe)
     check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
@@ -87,7 +91,11 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
                 "test_subset": test_subset, "subset_seed": subset_seed, "runs": runs,
                 "seed": seed, "precision": precision, "compile": compile,
                 "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
-                "data": data_name(data) or recipe_obj.default_data, "ddp": ddp}
+                "data": data_name(data) or recipe_obj.default_data, "ddp": ddp,
+                "record_examples": bool(record_examples)}
+    if record_examples and ddp:
+        raise InputError("--record-examples records each run on one device: not with --ddp "
+                         "(a battery over the ranks, without --ddp, records every run)")
     if checkpoints and out is None:
         raise InputError("checkpoints are kept in a run folder: give out= (--out)")
     settings["checkpoints"] = (checkpoints if checkpoints is not None
@@ -101,40 +109,6 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     with removed_if_unused(folder):
         return Session(recipe_obj, config, settings, device, data, folder, progress,
                         verbose and ranks.leader, ranks, on_epoch).run()
-
-
-def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
-           progress: bool | None = None, verbose: bool = True) -> TrainResult:
-    """Continue the session recorded in `folder` with its own settings: finished runs are
-    kept, an interrupted one continues from its last checkpoint, the rest are trained.
-    A session trained on in-memory data needs that `data` again."""
-    out, ranks = RunFolder(folder), from_environment()
-    saved = read_run_settings(out.path)
-    recipe = recipe_of_run(out.path, saved)
-    config = config_from_dict(recipe.config, saved["config"], f"--resume {out.path}")
-    settings = {k: saved.get(k, SETTINGS[k]) for k in SETTINGS}
-    settings["subset_seed"] = saved.get("subset_seed", settings["seed"])  # older: subsets by --seed
-    if data is None and settings["data"] == IN_MEMORY:
-        raise InputError(f"{out.path} was trained on in-memory data: pass it again "
-                         f"(fastcifar.resume(folder, data=...))")
-    finished, missing = runs_to_keep(out.path, settings["runs"])
-    out.metric_rows = [r for r in out.read_metrics() if r["run"] <= len(finished)]
-    device = saved["device"] if device == "auto" and ranks.world == 1 else device
-    session = Session(recipe, config, settings, resolve_device(rank_device(ranks, device)),
-                       data if data is not None else settings["data"],
-                       out if ranks.leader else None, progress, verbose and ranks.leader, ranks)
-    runs = settings["runs"]
-    if len(finished) >= runs:
-        session.say(f"{out.path} is already finished: {len(finished)} of {runs} run(s); "
-                    f"nothing to train (its results are in {out.path / 'summary.json'})")
-        return _result(recipe.name, config, finished, out.path)
-    if settings["checkpoints"]:
-        then = "the interrupted run continues from its last checkpoint, if it saved one"
-    else:
-        then = (f"this run kept no checkpoints, so run {len(finished) + 1} starts over "
-                f"(--checkpoints keeps them)")
-    session.say(f"resuming {out.path}: {missing}{len(finished)} of {runs} run(s) finished; {then}")
-    return session.run(finished)
 
 
 class Session:
@@ -203,6 +177,10 @@ class Session:
             for r in results:
                 r.model = None
             results.extend(self.one_round(len(results), data, table))
+            examples = (all_examples(results, self.subsets)
+                        if self.settings["record_examples"] else None)
+            if self.out is not None and examples is not None:
+                self.out.save_examples(examples)
             if self.out is not None:  # the model first: the summary declares the runs done
                 model = next((r.model for r in results if r.model is not None), None)
                 if model is not None:
@@ -211,6 +189,7 @@ class Session:
                                         results, load_seconds, warmup_seconds)
         result = _result(self.recipe.name, self.config, results,
                          self.out.path if self.out else None)
+        result.examples = examples
         self.say(f"\n{self.recipe.name}: accuracy {result.accuracy.percent()} over "
                  f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
         if self.out is not None:
@@ -228,6 +207,7 @@ class Session:
             dataset = load_dataset(source or self.recipe.default_data,
                                    size=self.settings["size"] or "160", resize=side,
                                    say=self.say)
+        self.subsets = subset_indices(dataset, self.settings)  # for the per-example records
         dataset = balanced_subsets(dataset, self.settings["subset"],
                                    self.settings["test_subset"], self.settings["subset_seed"])
         check_batches(len(dataset.train_images), self.config.batch_size)
@@ -334,7 +314,8 @@ class Session:
         its own (see loop.train_run)."""
         result = train_run(self.recipe, config, data, self.device, seed, model=self.network,
                            model_transform=compiler(self.settings["compile"]),
-                           precision=self.settings["precision"], group=self.group, **options)
+                           precision=self.settings["precision"], group=self.group,
+                           record_examples=self.settings["record_examples"], **options)
         if self.group is None or not config.sync_bn:
             self.network = result.model
         return result
