@@ -8,6 +8,8 @@ from ..bench.flops import RecordedRun, flops_report, measure_peak_tflops, peak_d
 from ..data.cifar10 import TEST_IMAGES, TRAIN_IMAGES
 from ..errors import InputError
 from ..recipes import describe, folder_name, get_recipe, override, recipe_table
+from ..files import check_writable_folder
+from ..report.examples import write_report
 from ..report.plots import metrics_figure, save_png, schedule_figure
 from ..report.records import read_metric_rows, read_run_settings, recipe_of_run
 from ..train.device import device_name, resolve_device
@@ -16,6 +18,18 @@ from .options import positive
 
 
 def add_commands(commands) -> None:
+    examples = commands.add_parser(
+        "examples", help="score every training example of a run recorded with "
+                         "--record-examples: forgetting, EL2N, AUM, the data map")
+    examples.add_argument("run", type=Path, help="the run folder (or its examples.npz)")
+    examples.add_argument("--out", type=Path, help="folder for scores.csv and data_map.png "
+                                                   "(default: the run folder)")
+    examples.add_argument("--el2n-epoch", type=positive(int),
+                          help="the epoch whose errors give EL2N (default a fifth of the way)")
+    examples.add_argument("--per-class", type=positive(int), default=5,
+                          help="hardest images listed per class (default 5)")
+    examples.set_defaults(handler=cmd_examples)
+
     recipes = commands.add_parser("recipes", help="list the recipes and their published targets")
     recipes.add_argument("--show", metavar="RECIPE",
                          help="print this recipe's full config: every hyperparameter, its "
@@ -83,6 +97,14 @@ def cmd_flops(args) -> int:
     lines = flops_report(recipe, config, train_images,
                          recorded.test_images if recorded else TEST_IMAGES, peak, peak_device,
                          recorded)
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_examples(args) -> int:
+    out = args.out or (args.run if args.run.is_dir() else args.run.parent)
+    check_writable_folder(out, "--out")
+    _, lines = write_report(args.run, out, args.el2n_epoch, args.per_class)
     print("\n".join(lines))
     return 0
 
