@@ -4,9 +4,12 @@
     python benchmarks/step_time.py --device cpu --precision bfloat16 --recipe bag_of_tricks \
         --batch-size 512
     python benchmarks/step_time.py --device cuda --full-runs 5 --data PATH
+    python benchmarks/step_time.py --device cpu --record-examples  # its cost on a step
 
 The step is the training loop's own hot path (train.loop.training_step) on a random
-batch; the first steps are warm-up and not counted.
+batch; the first steps are warm-up and not counted. --record-examples times steps with
+and without the per-example records (train/examples.py) alternately, one of each in turn,
+so that a change in the machine's load falls on both alike, and gives the overhead.
 Full runs go through `fastcifar train`, timed by its airbench rule.
 """
 
@@ -24,6 +27,7 @@ import torch
 
 from fastcifar.bench.stats import summarize
 from fastcifar.recipes import get_recipe
+from fastcifar.train.examples import ExampleRecorder
 from fastcifar.train.device import (PRECISION_CHOICES, choose_precision, configure_backend,
                                     device_name, resolve_device)
 from fastcifar.train.loop import training_step
@@ -32,7 +36,10 @@ from fastcifar.train.timing import Stopwatch
 
 
 def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: int,
-               warmup: int, precision: str = "auto") -> list[float]:
+               warmup: int, precision: str = "auto",
+               record_examples: bool = False) -> list[float] | tuple[list[float], list[float]]:
+    """The timed steps' seconds; with `record_examples`, (without records, with them),
+    each variant `steps` times, alternately."""
     recipe = get_recipe(recipe_name)
     # One "epoch" of exactly the steps timed, so the schedules span them.
     config = dataclasses.replace(recipe.config, batch_size=batch_size, epochs=1)
@@ -44,16 +51,21 @@ def time_steps(recipe_name: str, device: torch.device, batch_size: int, steps: i
                      num_train_images=batch_size * (warmup + steps))
     training = run.training
     watch = Stopwatch(device)
-    times = []
+    recorder = ExampleRecorder(batch_size, device) if record_examples else None
+    index = torch.randperm(batch_size, device=device)
+    times, recorded = [], []
     run.model.train()
     for i in range(warmup + steps):
-        before = watch.total
-        with watch.time("step"):
-            training_step(run.model, images, labels, training.loss, training.optimizers,
-                          run.schedulers, run.precision)
-        if i >= warmup:
-            times.append(watch.total - before)
-    return times
+        for record in (False, True) if record_examples else (False,):
+            before = watch.total
+            with watch.time("step"):
+                outputs, _ = training_step(run.model, images, labels, training.loss,
+                                           training.optimizers, run.schedulers, run.precision)
+                if record:
+                    recorder.record(index, outputs, labels)
+            if i >= warmup:
+                (recorded if record else times).append(watch.total - before)
+    return (times, recorded) if record_examples else times
 
 
 def main(argv=None) -> int:
@@ -67,12 +79,16 @@ def main(argv=None) -> int:
     parser.add_argument("--full-runs", type=int, default=0, help="also time this many full runs")
     parser.add_argument("--data", default=None, help="data for the full runs (see fastcifar train)")
     parser.add_argument("--json", default=None, help="write the numbers to this file")
+    parser.add_argument("--record-examples", action="store_true",
+                        help="also time steps that keep the per-example records, alternately")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
     configure_backend(device)
     times = time_steps(args.recipe, device, args.batch_size, args.steps, args.warmup,
-                       args.precision)
+                       args.precision, args.record_examples)
+    if args.record_examples:
+        times, recorded = times
     result = {"recipe": args.recipe, "device": device_name(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "batch_size": args.batch_size,
               "precision": args.precision,
@@ -83,6 +99,12 @@ def main(argv=None) -> int:
           f"batch {args.batch_size}: "
           f"mean {result['step_seconds_mean']:.4f} s, median {result['step_seconds_median']:.4f} s "
           f"over {len(times)} steps after {args.warmup} warm-up")
+    if args.record_examples:
+        plain, kept = statistics.median(times), statistics.median(recorded)
+        result.update(recorded_step_seconds=recorded, recorded_step_seconds_median=kept,
+                      record_examples_overhead=kept / plain - 1)
+        print(f"with --record-examples: median {kept:.4f} s, {100 * (kept / plain - 1):+.2f}% "
+              f"(steps timed alternately with and without)")
 
     if args.full_runs:
         from fastcifar.cli import main as fastcifar_main
