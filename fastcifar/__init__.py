@@ -12,10 +12,12 @@ from .api import evaluate, load_model, lr_find  # noqa: E402
 from .data import ImageData, load_dataset  # noqa: E402
 from .errors import InputError, OddLabels, RunFailed  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
+from .recipes.base import Recipe, Training  # noqa: E402 (what a recipe file subclasses)
+from .report.examples import read_examples, score as score_examples  # noqa: E402
 from .train.results import TrainResult  # noqa: E402
 from .train.resume import resume  # noqa: E402
 from .train.session import FINDER, train  # noqa: E402
 
-__all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "OddLabels", "RunFailed", "TrainResult",
-           "__version__", "evaluate", "load_dataset", "load_model", "lr_find", "resume",
-           "train"]
+__all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "OddLabels", "Recipe", "RunFailed",
+           "TrainResult", "Training", "__version__", "evaluate", "load_dataset", "load_model",
+           "lr_find", "read_examples", "resume", "score_examples", "train"]
