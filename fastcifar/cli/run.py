@@ -99,6 +99,25 @@ def add_commands(commands) -> None:
                                                 "(default runs/tune-<recipe>)")
     tune_.set_defaults(handler=cmd_tune)
 
+    ablate = commands.add_parser("ablate", help="what each trick of a recipe is worth: the "
+                                                "recipe with each left out (or --ladder)")
+    add_run_options(ablate, "recipe name (see `fastcifar recipes`; default airbench94)")
+    ablate.add_argument("--tricks", type=lambda text: [t for t in text.split(",") if t],
+                        help="the tricks to ablate, comma-separated (default: all the recipe "
+                             "declares; `fastcifar ablate --list` shows them)")
+    ablate.add_argument("--ladder", action="store_true",
+                        help="from the plainest version (every trick off) add them back one "
+                             "at a time, in the recipe's order")
+    ablate.add_argument("--runs", type=positive(int), default=2,
+                        help="runs (seeds) a variant, the same seeds for each (default 2)")
+    ablate.add_argument("--test-subset", type=positive(int),
+                        help="evaluate on a class-balanced subset of this many test images")
+    ablate.add_argument("--epochs", type=positive(float), help="override the recipe's epochs")
+    ablate.add_argument("--list", action="store_true", help="list the recipe's tricks and stop")
+    ablate.add_argument("--out", type=Path, help="the ablation's folder (default "
+                                                 "runs/ablate-<recipe>); run again to continue")
+    ablate.set_defaults(handler=cmd_ablate)
+
 
 def cmd_train(args) -> int:
     if args.gpus is not None and "WORLD_SIZE" not in os.environ:
@@ -161,4 +180,26 @@ def cmd_tune(args) -> int:
     tune(recipe, args.space, args.trials, objective=args.objective, storage=args.storage,
          study=args.study, out=args.out or Path("runs") / f"tune-{folder_name(recipe)}",
          pruner=args.pruner, **options)
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from ..ablate import default_out, run_ablation
+    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    if args.list:
+        for trick in recipe.tricks:
+            print(f"{trick.name}: {trick.what} (off: "
+                  f"{', '.join(f'{k}={v}' for k, v in trick.off.items())})")
+        if not recipe.tricks:
+            print(f"{recipe.name} declares no tricks")
+        return 0
+    options = session_options(args, recipe)
+    runs, seed = options.pop("runs", 2), options.pop("seed", 0)
+    out = args.out or default_out(recipe)
+    try:
+        run_ablation(recipe, out, args.tricks, args.ladder, runs, seed, **options)
+    except KeyboardInterrupt:
+        print(f"fastcifar: interrupted; the same command continues the ablation in {out} "
+              f"(finished variants and runs are kept)", file=sys.stderr)
+        return 130
     return 0

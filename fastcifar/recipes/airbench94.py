@@ -21,7 +21,7 @@ from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import decoupled_sgd
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig, check_widths
+from .base import Recipe, Target, Training, TrainConfig, Trick, check_widths
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class AirbenchConfig(TrainConfig):
     whiten_bias_epochs: int = 3  # the whitening bias trains this long, then freezes
     whiten_images: int = 5000  # training images whose patches set the whitening filters
     whiten_eps: float = 5e-4
+    # False: the first conv is an ordinary one, randomly initialised and trained (the
+    # ablation of patch whitening; its width and the rest of the net are unchanged)
+    whiten: bool = True
     # The whitening bias starts at 0, as airbench94's reference has it; False keeps torch's
     # random default (uniform within +-1/sqrt(12)), as airbench94_muon's reference has it.
     zero_whiten_bias: bool = True
@@ -73,9 +76,18 @@ class Airbench94Config(AirbenchConfig):
     # Lookahead: every lookahead_every steps the weights and their average move to
     # decay * average + (1 - decay) * weights, with decay lookahead_base**lookahead_every *
     # (step / steps)**lookahead_power: it follows the weights early on and holds them later.
-    lookahead_every: int = 5
+    lookahead_every: int = 5  # 0: no lookahead
     lookahead_base: float = 0.95
     lookahead_power: float = 3.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_lookahead(self)
+
+
+def check_lookahead(config) -> None:
+    if config.lookahead_every < 0:
+        raise InputError(f"lookahead_every must be 0 (none) or more, got {config.lookahead_every}")
 
 
 class AirbenchRecipe(Recipe):
@@ -92,6 +104,9 @@ class AirbenchRecipe(Recipe):
 
     @staticmethod
     def init_whitening(model: AirbenchNet, config: AirbenchConfig, train_images) -> None:
+        if not config.whiten:  # a plain first conv: trained from its random start
+            model.whiten.weight.requires_grad = True
+            return
         whitening_conv_init(model.whiten, random_images(train_images, config.whiten_images),
                             config.whiten_eps)
 
@@ -109,6 +124,20 @@ class Airbench94(AirbenchRecipe):
     summary = "Keller Jordan's airbench94: whitening conv, lookahead, alternating flip, TTA"
     target = Target(0.9401, "94.01% mean, 3.83 s on an A100", pflops=0.36)
     config = Airbench94Config()
+    tricks = (
+        Trick("whitening", "the first conv's filters whiten 2x2 patches, fixed", {"whiten": False}),
+        Trick("whiten_bias_freeze", "the whitening bias trains its first epochs, then freezes",
+              {"whiten_bias_epochs": 1000}),
+        Trick("bias_lr", "BatchNorm biases learn 64x faster", {"bias_lr_scale": 1.0}),
+        Trick("label_smoothing", "label smoothing", {"label_smoothing": 0.0}),
+        Trick("translate", "random translation (crops of the reflect-padded image)",
+              {"translate": 0}),
+        Trick("alternating_flip", "each image flipped every other epoch, not at random",
+              {"flip": "random"}),
+        Trick("lookahead", "lookahead: the weights pulled to their running average",
+              {"lookahead_every": 0}),
+        Trick("tta", "test-time augmentation: mirror and 1-pixel shifts", {"tta_level": 0}),
+    )
 
     def setup(self, model: AirbenchNet, config: Airbench94Config, train_images,
               total_steps: int) -> Training:
@@ -117,7 +146,7 @@ class Airbench94(AirbenchRecipe):
             optimizers=[self.sgd(model, config)],
             lr_multipliers=self.lr_schedule(config, total_steps),
             loss=summed_cross_entropy(config.label_smoothing),
-            average=WeightAverage(model, copy_back=True),
+            average=WeightAverage(model, copy_back=True) if config.lookahead_every else None,
             average_every=config.lookahead_every,
             average_decay=partial(lookahead_decay, total_steps=total_steps,
                                   every=config.lookahead_every, base=config.lookahead_base,

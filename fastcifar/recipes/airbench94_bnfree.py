@@ -31,3 +31,4 @@ class Airbench94BnFree(Airbench94):
     summary = "airbench94 with BatchNorm removed and conv biases added"
     target = Target(0.906, "90.6% mean, about 6 s on an H100")
     config = Airbench94BnFreeConfig()
+    tricks = tuple(t for t in Airbench94.tricks if t.name != "bias_lr")  # (no BatchNorm)

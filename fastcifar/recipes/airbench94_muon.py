@@ -17,6 +17,7 @@ from ..optim.schedules import follow_own_schedule, piecewise_linear
 from ..optim.sgd import sgd_with_decay
 from ..optim.losses import summed_cross_entropy
 from .airbench94 import AirbenchConfig, AirbenchRecipe
+from .airbench94 import Airbench94
 from .base import Target, Training
 
 
@@ -45,6 +46,8 @@ class Airbench94Muon(AirbenchRecipe):
     summary = "airbench94's net trained by Muon (conv filters) and Nesterov SGD, 8 epochs"
     target = Target(0.9401, "94.01% mean, 2.59 s on an A100", pflops=0.29)
     config = Airbench94MuonConfig()
+    tricks = tuple(t for t in Airbench94.tricks if t.name in (
+        "whitening", "label_smoothing", "translate", "alternating_flip", "tta"))
 
     def build_model(self, config: Airbench94MuonConfig, num_classes: int) -> AirbenchNet:
         model = super().build_model(config, num_classes)

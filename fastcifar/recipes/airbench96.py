@@ -19,7 +19,7 @@ from ..models.whitening import random_images
 from ..optim.selection import ProxySelection, per_example_cross_entropy
 from ..train.device import place_model
 from .airbench94 import Airbench94, Airbench94Config
-from .base import Target, Training, check_widths
+from .base import Target, Training, Trick, check_widths
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Airbench96(Airbench94):
     summary = "airbench94 with 3 convs and a residual per group, 128/384/512, cutout, 37 epochs"
     target = Target(0.9603, "96.03% mean, 34.7 s on an A100", pflops=4.9)
     config = Airbench96Config()
+    tricks = Airbench94.tricks + (Trick("cutout", "a random square of each image zeroed",
+                                        {"cutout": 0}),)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class Airbench96Faster(Airbench96):
                "proxy net; 45 epochs")
     target = Target(0.9600, "96.00% mean, 27.3 s on an A100", pflops=3.1)
     config = Airbench96FasterConfig()
+    tricks = Airbench96.tricks + (Trick("proxy_selection", "train on the half of each batch a "
+                                                           "proxy finds hardest (off: all)",
+                                        {"select_keep": 1024}),)
 
     def setup(self, model: AirbenchNet, config: Airbench96FasterConfig, train_images,
               total_steps: int) -> Training:

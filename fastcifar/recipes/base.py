@@ -133,6 +133,16 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Trick:
+    """One of a recipe's tricks, for `fastcifar ablate`: its name, what it does in a line,
+    and the config values that switch it off (the plain alternative)."""
+
+    name: str
+    what: str
+    off: dict
+
+
+@dataclass(frozen=True)
 class Target:
     accuracy: float | None  # on the official CIFAR-10 test set, as a fraction (None: none)
     text: str  # the published claim, in words
@@ -150,6 +160,8 @@ class Recipe:
     mixed_precision: bool = False  # False: half-precision weights on a GPU, as the speed runs
     default_data: str | None = None  # what --data defaults to (None: CIFAR-10)
     progress_on_gpu: bool = False  # progress bars' host syncs would slow a timed speed run
+    # Its tricks, in the order its authors added them (`fastcifar ablate` switches each off).
+    tricks: tuple[Trick, ...] = ()
 
     def build_model(self, config, num_classes: int) -> nn.Module:
         raise NotImplementedError

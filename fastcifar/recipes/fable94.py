@@ -27,7 +27,7 @@ from math import ceil
 
 from ..optim.averaging import WeightAverage
 from ..optim.schedules import linear_to_floor
-from .base import Target, Training
+from .base import Target, Training, Trick
 from .hiverge94 import Hiverge94, Hiverge94Config
 
 
@@ -67,6 +67,10 @@ class Fable94E5(Hiverge94):
                "8.25 epochs")
     target = Target(0.94, "94% (mean of 200), 1.865 s on an A100")
     config = Fable94E5Config()
+    tricks = Hiverge94.tricks + (
+        Trick("curriculum", "the first epochs train on smaller images", {"progressive_sizes": ()}),
+        Trick("lookahead_tail", "lookahead averaging in the low-lr tail", {"lookahead_every": 0}),
+    )
 
     def decay_steps(self, config: Fable94E5Config, total_steps: int) -> int:
         return ceil(config.decay_epochs * self.steps_per_epoch(config, total_steps))
@@ -82,7 +86,8 @@ class Fable94E5(Hiverge94):
         training = super().setup(model, config, train_images, total_steps)
         start = self.decay_steps(config, total_steps) - config.lookahead_tail
         return dataclasses.replace(
-            training, average=WeightAverage(model, copy_back=True),
+            training, average=WeightAverage(model, copy_back=True) if config.lookahead_every
+            else None,
             average_every=config.lookahead_every,
             # Before the tail the average is the weights themselves (decay 0): the tail's
             # first update, at step `start`, takes its snapshot.

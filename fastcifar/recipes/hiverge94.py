@@ -24,7 +24,7 @@ import torch
 
 from ..optim.muon import FRONTIER_COEFFICIENTS, Muon
 from .airbench94_muon import Airbench94Muon, Airbench94MuonConfig
-from .base import Target
+from .base import Target, Trick
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,12 @@ class Hiverge94(Airbench94Muon):
                "TTA for the least sure quarter; 7.59 epochs")
     target = Target(0.9401, "94.01% mean, 2.015 s on an A100")
     config = Hiverge94Config()
+    tricks = Airbench94Muon.tricks + (
+        Trick("colour_jitter", "random brightness and contrast per image",
+              {"brightness": 0.0, "contrast": 0.0}),
+        Trick("selective_tta", "TTA for the least confident quarter only (off: for all)",
+              {"tta_fraction": 1.0}),
+    )
 
     @staticmethod
     def steps_per_epoch(config: Hiverge94Config, total_steps: int) -> int:

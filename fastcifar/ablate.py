@@ -1,0 +1,203 @@
+"""`fastcifar ablate`: what each of a recipe's tricks is worth, measured.
+
+A recipe declares its tricks (`Recipe.tricks`: a name, what it does, and the config values
+that switch it off). An ablation trains the full recipe and each variant as a battery of
+the same seeds, on the same options as `train`:
+- leave-one-out (default): the full recipe, then each trick switched off alone;
+- `ladder=True`: from the plainest version (every chosen trick off) each trick switched
+  back on in the recipe's order, cumulatively, up to the full recipe (Page's and Fulcrum's
+  way of showing where the gains came from).
+Each variant's accuracy (mean and 95% CI), its difference to the full recipe paired by
+seed (mean and 95% CI of the per-seed differences), and its timed seconds; written as
+ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
+`out/variants/`: a stopped ablation continues where it stopped (finished variants are read
+back, an interrupted one is resumed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .bench.stats import summarize
+from .errors import InputError
+from .files import atomic_path, check_writable_folder
+from .recipes import folder_name, get_recipe
+from .recipes.base import with_values
+from .report.plots import new_figure, save_png
+from .report.records import read_finished_runs, read_run_settings
+from .train.resume import resume
+from .train.session import train
+
+FULL = "full recipe"
+
+
+@dataclass
+class Variant:
+    name: str
+    off: dict  # config values: the tricks switched off in it
+    tricks_off: tuple[str, ...]
+
+
+def plan(recipe, tricks: list[str] | None = None, ladder: bool = False) -> list[Variant]:
+    """The variants of an ablation of `tricks` (default: all the recipe declares)."""
+    declared = {t.name: t for t in recipe.tricks}
+    if not declared:
+        raise InputError(f"{recipe.name} declares no tricks to ablate (Recipe.tricks); "
+                         f"recipes that do: the airbench family and the frontier recipes")
+    unknown = [name for name in tricks or [] if name not in declared]
+    if unknown:
+        raise InputError(f"--tricks: {recipe.name} has no trick {', '.join(unknown)}; its "
+                         f"tricks: {', '.join(declared)}")
+    chosen = [t for t in recipe.tricks if tricks is None or t.name in tricks]
+    for trick in chosen:  # each switched-off config must be a valid one
+        with_values(recipe.config, trick.off, f"trick {trick.name}").validate()
+    if not ladder:
+        return [Variant(FULL, {}, ())] + [Variant(f"without {t.name}", dict(t.off), (t.name,))
+                                          for t in chosen]
+    variants = []
+    for i in range(len(chosen) + 1):
+        off = chosen[i:]
+        values = {k: v for t in off for k, v in t.off.items()}
+        name = "plainest" if i == 0 else (FULL if i == len(chosen) else f"+ {chosen[i - 1].name}")
+        variants.append(Variant(name, values, tuple(t.name for t in off)))
+    return variants
+
+
+def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: bool = False,
+                 runs: int = 2, seed: int = 0, verbose: bool = True, **train_options) -> dict:
+    """Train every variant (see plan) as `runs` runs from `seed`; write and return the
+    ablation's table. `train_options`: as fastcifar.train's (data, device, precision,
+    epochs, subset, ...)."""
+    recipe = get_recipe(recipe)
+    variants = plan(recipe, tricks, ladder)
+    out = Path(out)
+    check_writable_folder(out, "--out")
+    say = print if verbose else (lambda *_: None)
+    say(f"ablation of {recipe.name}: {len(variants)} variants x {runs} run(s) = "
+        f"{len(variants) * runs} runs ({'ladder' if ladder else 'each trick left out'})")
+    results = {}
+    for variant in variants:
+        folder = out / "variants" / slug(variant.name)
+        results[variant.name] = _variant_runs(recipe, variant, folder, runs, seed, say,
+                                              train_options)
+    table = summary(variants, results, recipe.name, ladder)
+    write(out, table)
+    say(text_table(table))
+    say(f"wrote {out / 'ablation.csv'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
+    return table
+
+
+def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, say,
+                  options: dict) -> list[dict]:
+    """The variant's runs: read back if finished, resumed if begun, else trained."""
+    finished = read_finished_runs(folder) if (folder / "summary.json").exists() else []
+    if len(finished) >= runs:
+        say(f"{variant.name}: done before ({folder})")
+        return finished[:runs]
+    if (folder / "config.json").exists():
+        settings = read_run_settings(folder)
+        if settings.get("runs") != runs or settings.get("seed") != seed:
+            raise InputError(f"{folder}: begun with {settings.get('runs')} runs from seed "
+                             f"{settings.get('seed')}, not {runs} from {seed}; give the same "
+                             f"--runs and --seed, or another --out")
+        say(f"{variant.name}: continuing ({folder})")
+        resume(folder, device=options.get("device", "auto"), verbose=False)
+    else:
+        say(f"{variant.name}: {', '.join(f'{k}={v}' for k, v in variant.off.items()) or 'as published'}")
+        train(recipe, runs=runs, seed=seed, out=folder, verbose=False,
+              progress=False, **{**options, **variant.off})
+    return read_finished_runs(folder)[:runs]
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
+def summary(variants: list[Variant], results: dict, recipe: str, ladder: bool) -> dict:
+    full = {r["seed"]: r["accuracy"] for r in results[FULL]}
+    rows = []
+    for v in variants:
+        runs = results[v.name]
+        accuracy = summarize([r["accuracy"] for r in runs])
+        paired = [r["accuracy"] - full[r["seed"]] for r in runs if r["seed"] in full]
+        difference = summarize(paired) if paired and v.name != FULL else None
+        rows.append({
+            "variant": v.name, "tricks_off": list(v.tricks_off),
+            "values": {k: list(x) if isinstance(x, tuple) else x for k, x in v.off.items()},
+            "runs": len(runs), "seeds": [r["seed"] for r in runs],
+            "accuracy": [r["accuracy"] for r in runs], "accuracy_mean": accuracy.mean,
+            "accuracy_ci95": list(accuracy.ci95),
+            "difference_mean": difference.mean if difference else 0.0,
+            "difference_ci95": list(difference.ci95) if difference else [0.0, 0.0],
+            "seconds_mean": summarize([r["train_seconds"] for r in runs]).mean})
+    return {"recipe": recipe, "ladder": ladder, "rows": rows}
+
+
+def text_table(table: dict) -> str:
+    lines = ["| variant | runs | accuracy (mean, 95% CI) | minus the full recipe (paired) | "
+             "timed s |", "| --- | --- | --- | --- | --- |"]
+    for r in table["rows"]:
+        low, high = max(r["accuracy_ci95"][0], 0.0), min(r["accuracy_ci95"][1], 1.0)  # shown
+        d_low, d_high = r["difference_ci95"]
+        diff = "" if r["variant"] == FULL else (
+            f"{100 * r['difference_mean']:+.2f} [{100 * d_low:+.2f}, {100 * d_high:+.2f}]")
+        lines.append(f"| {r['variant']} | {r['runs']} | {100 * r['accuracy_mean']:.2f}% "
+                     f"[{100 * low:.2f}, {100 * high:.2f}] | {diff} | "
+                     f"{r['seconds_mean']:.1f} |")
+    return "\n".join(lines)
+
+
+def write(out: Path, table: dict) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["variant", "tricks_off", "runs", "accuracy_mean", "accuracy_ci95_low",
+                     "accuracy_ci95_high", "difference_mean", "difference_ci95_low",
+                     "difference_ci95_high", "seconds_mean"])
+    for r in table["rows"]:
+        writer.writerow([r["variant"], " ".join(r["tricks_off"]), r["runs"],
+                         f"{r['accuracy_mean']:.6f}", *(f"{x:.6f}" for x in r["accuracy_ci95"]),
+                         f"{r['difference_mean']:.6f}",
+                         *(f"{x:.6f}" for x in r["difference_ci95"]), f"{r['seconds_mean']:.3f}"])
+    with atomic_path(out / "ablation.csv") as tmp:
+        tmp.write_text(buffer.getvalue())
+    with atomic_path(out / "ablation.json") as tmp:
+        tmp.write_text(json.dumps(table, indent=1) + "\n")
+    save_png(figure(table), out / "ablation.png")
+
+
+def figure(table: dict):
+    """Each variant's accuracy difference to the full recipe (paired, with its 95% CI) as
+    horizontal bars, and its timed seconds beside them."""
+    rows = table["rows"]
+    fig = new_figure(figsize=(10, 0.5 * len(rows) + 1.8))
+    left, right = fig.subplots(1, 2, sharey=True, width_ratios=(3, 1))
+    names = [r["variant"] for r in rows]
+    y = list(range(len(rows)))[::-1]
+    diffs = [100 * r["difference_mean"] for r in rows]
+    errors = [[100 * (r["difference_mean"] - r["difference_ci95"][0]) for r in rows],
+              [100 * (r["difference_ci95"][1] - r["difference_mean"]) for r in rows]]
+    colours = ["0.5" if r["variant"] == FULL else ("tab:red" if d < 0 else "tab:green")
+               for r, d in zip(rows, diffs)]
+    left.barh(y, diffs, xerr=errors, color=colours, capsize=3)
+    left.axvline(0, color="black", lw=0.8)
+    left.set_yticks(y, names)
+    left.set_xlabel("accuracy minus the full recipe's (points; bars: 95% CI, paired by seed)")
+    for yi, r, d in zip(y, rows, diffs):  # each variant's own accuracy, right of its CI
+        left.annotate(f"{100 * r['accuracy_mean']:.2f}%",
+                      (max(d, 100 * r["difference_ci95"][1]), yi), xytext=(4, 0),
+                      textcoords="offset points", va="center", fontsize=8)
+    right.barh(y, [r["seconds_mean"] for r in rows], color="tab:blue")
+    right.set_xlabel("timed seconds a run")
+    kind = "ladder: tricks added one by one" if table["ladder"] else "each trick left out"
+    runs = max(r["runs"] for r in rows)
+    fig.suptitle(f"{table['recipe']}: {kind} ({runs} run(s) a variant)")
+    return fig
+
+
+def default_out(recipe) -> Path:
+    return Path("runs") / f"ablate-{folder_name(get_recipe(recipe))}"
