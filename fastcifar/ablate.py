@@ -68,24 +68,52 @@ def plan(recipe, tricks: list[str] | None = None, ladder: bool = False) -> list[
     return variants
 
 
+# --epochs-for-accuracy: the longer runs of a variant that lost accuracy, as multiples of
+# the recipe's epochs; its epochs to the full recipe's accuracy are interpolated on them.
+SWEEP = (1.25, 1.5, 2.0)
+
+
 def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: bool = False,
-                 runs: int = 2, seed: int = 0, verbose: bool = True, **train_options) -> dict:
+                 runs: int = 2, seed: int = 0, verbose: bool = True,
+                 epochs_for_accuracy: bool = False, **train_options) -> dict:
     """Train every variant (see plan) as `runs` runs from `seed`; write and return the
     ablation's table. `train_options`: as fastcifar.train's (data, device, precision,
-    epochs, subset, ...)."""
+    epochs, subset, ...). `epochs_for_accuracy`: for each trick left out that cost
+    accuracy, also train the variant for SWEEP times the epochs, and interpolate the epochs
+    (and seconds) it needs to match the full recipe: what the trick is worth in time."""
     recipe = get_recipe(recipe)
     variants = plan(recipe, tricks, ladder)
+    if epochs_for_accuracy and ladder:
+        raise InputError("--epochs-for-accuracy measures each trick left out: not with --ladder")
     out = Path(out)
     check_writable_folder(out, "--out")
     say = print if verbose else (lambda *_: None)
     say(f"ablation of {recipe.name}: {len(variants)} variants x {runs} run(s) = "
         f"{len(variants) * runs} runs ({'ladder' if ladder else 'each trick left out'})")
+    if epochs_for_accuracy:
+        say(f"--epochs-for-accuracy: then up to {len(variants) - 1} x {len(SWEEP)} x {runs} = "
+            f"{(len(variants) - 1) * len(SWEEP) * runs} more runs, of {', '.join(map(str, SWEEP))}"
+            f" times the epochs, for the variants that lose accuracy")
     results = {}
     for variant in variants:
         folder = out / "variants" / slug(variant.name)
         results[variant.name] = _variant_runs(recipe, variant, folder, runs, seed, say,
                                               train_options)
     table = summary(variants, results, recipe.name, ladder)
+    if epochs_for_accuracy:
+        base = train_options.get("epochs") or recipe.config.epochs
+        for variant, row in zip(variants[1:], table["rows"][1:]):
+            if row["difference_mean"] >= 0:
+                continue  # it bought no accuracy here: nothing to buy back with epochs
+            sweep = {1.0: (row["accuracy_mean"], row["seconds_mean"])}
+            for factor in SWEEP:
+                longer = Variant(f"{variant.name} x{factor:g} epochs", variant.off,
+                                 variant.tricks_off)
+                got = _variant_runs(recipe, longer, out / "variants" / slug(longer.name), runs,
+                                    seed, say, {**train_options, "epochs": base * factor})
+                sweep[factor] = (summarize([r["accuracy"] for r in got]).mean,
+                                 summarize([r["train_seconds"] for r in got]).mean)
+            row.update(to_match(sweep, table["rows"][0]["accuracy_mean"], base))
     write(out, table)
     say(text_table(table))
     say(f"wrote {out / 'ablation.csv'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
@@ -112,6 +140,22 @@ def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, 
         train(recipe, runs=runs, seed=seed, out=folder, verbose=False,
               progress=False, **{**options, **variant.off})
     return read_finished_runs(folder)[:runs]
+
+
+def to_match(sweep: dict[float, tuple[float, float]], target: float, base: float) -> dict:
+    """The epochs (and timed seconds) at which the variant's accuracy, linear between the
+    sweep's points (epoch factor -> (accuracy, seconds)), first reaches `target`; None if
+    it does not within the sweep."""
+    points = sorted(sweep.items())
+    record = {"sweep": {f"{f:g}": {"accuracy": a, "seconds": s} for f, (a, s) in points},
+              "epochs_to_match": None, "seconds_to_match": None}
+    for (f0, (a0, s0)), (f1, (a1, s1)) in zip(points, points[1:]):
+        if a0 < target <= a1:
+            w = (target - a0) / (a1 - a0)
+            record.update(epochs_to_match=base * (f0 + w * (f1 - f0)),
+                          seconds_to_match=s0 + w * (s1 - s0))
+            break
+    return record
 
 
 def slug(name: str) -> str:
@@ -149,6 +193,14 @@ def text_table(table: dict) -> str:
         lines.append(f"| {r['variant']} | {r['runs']} | {100 * r['accuracy_mean']:.2f}% "
                      f"[{100 * low:.2f}, {100 * high:.2f}] | {diff} | "
                      f"{r['seconds_mean']:.1f} |")
+    for r in table["rows"]:
+        if "sweep" in r:
+            longest = max(float(f) for f in r["sweep"])
+            lines.append(f"{r['variant']}: matches the full recipe at "
+                         f"{r['epochs_to_match']:.2f} epochs, {r['seconds_to_match']:.1f} s"
+                         if r["epochs_to_match"] is not None else
+                         f"{r['variant']}: not the full recipe's accuracy within {longest:g}x "
+                         f"its epochs")
     return "\n".join(lines)
 
 
@@ -157,12 +209,15 @@ def write(out: Path, table: dict) -> None:
     writer = csv.writer(buffer)
     writer.writerow(["variant", "tricks_off", "runs", "accuracy_mean", "accuracy_ci95_low",
                      "accuracy_ci95_high", "difference_mean", "difference_ci95_low",
-                     "difference_ci95_high", "seconds_mean"])
+                     "difference_ci95_high", "seconds_mean", "epochs_to_match",
+                     "seconds_to_match"])
     for r in table["rows"]:
         writer.writerow([r["variant"], " ".join(r["tricks_off"]), r["runs"],
                          f"{r['accuracy_mean']:.6f}", *(f"{x:.6f}" for x in r["accuracy_ci95"]),
                          f"{r['difference_mean']:.6f}",
-                         *(f"{x:.6f}" for x in r["difference_ci95"]), f"{r['seconds_mean']:.3f}"])
+                         *(f"{x:.6f}" for x in r["difference_ci95"]), f"{r['seconds_mean']:.3f}",
+                         *("" if r.get(k) is None else f"{r[k]:.3f}"
+                           for k in ("epochs_to_match", "seconds_to_match"))])
     with atomic_path(out / "ablation.csv") as tmp:
         tmp.write_text(buffer.getvalue())
     with atomic_path(out / "ablation.json") as tmp:

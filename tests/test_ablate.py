@@ -144,3 +144,26 @@ def test_a_stopped_ablation_continues_where_it_stopped(tmp_path, monkeypatch, ca
     # other settings in the same folder: one clear line, nothing retrained
     assert main([*args, "--runs", "3"]) == 2
     assert "begun with 2 runs from seed 0, not 3 from 0" in capsys.readouterr().err
+
+
+def test_epochs_to_match_interpolate_the_sweep():
+    sweep = {1.0: (0.90, 10.0), 1.25: (0.92, 12.5), 1.5: (0.935, 15.0), 2.0: (0.94, 20.0)}
+    found = ablate.to_match(sweep, target=0.93, base=8.0)
+    assert found["epochs_to_match"] == pytest.approx(8.0 * (1.25 + 0.25 * 2 / 3))
+    assert found["seconds_to_match"] == pytest.approx(12.5 + 2.5 * 2 / 3)
+    assert ablate.to_match(sweep, target=0.95, base=8.0)["epochs_to_match"] is None
+
+
+def test_epochs_for_accuracy_sweeps_only_the_variants_that_lost(tmp_path, capsys):
+    archive = make_tiny_archive(tmp_path)
+    args = ["ablate", "--data", str(archive), "--device", "cpu", "--epochs", "1",
+            "--tricks", "translate,tta", "--set", "widths=8,16,16", "--set", "batch_size=30",
+            "--epochs-for-accuracy", "--out", str(tmp_path / "abl")]
+    assert main(args) == 0
+    assert "then up to 2 x 3 x 2 = 12 more runs" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())["rows"]
+    for row in rows[1:]:
+        assert ("sweep" in row) == (row["difference_mean"] < 0), row["variant"]
+        if "sweep" in row:
+            assert sorted(row["sweep"]) == ["1", "1.25", "1.5", "2"]
+    assert main([*args, "--ladder"]) == 2

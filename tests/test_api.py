@@ -209,7 +209,7 @@ def test_a_subset_is_data_drawn_by_its_own_seed_the_same_for_every_run(tiny):
 def test_a_run_folder_from_before_subset_seed_resumes_with_the_subsets_it_drew(tiny,
                                                                                 monkeypatch):
     """Such a folder drew its subsets with --seed: resumed, it draws the same ones."""
-    from fastcifar.train import session
+    from fastcifar.train import resume as resuming, session
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])
     fastcifar.train("airbench94", data=data, seed=3, subset=500, epochs=1, batch_size=100,
@@ -219,7 +219,7 @@ def test_a_run_folder_from_before_subset_seed_resumes_with_the_subsets_it_drew(t
     Path("old/config.json").write_text(json.dumps(config))
     settings = []
     real_session = session.Session
-    monkeypatch.setattr(session, "Session",
+    monkeypatch.setattr(resuming, "Session",
                         lambda *args, **kw: settings.append(args[2]) or real_session(*args, **kw))
     fastcifar.resume("old", data=data, verbose=False)
     assert settings[0]["subset_seed"] == 3

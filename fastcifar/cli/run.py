@@ -113,6 +113,10 @@ def add_commands(commands) -> None:
     ablate.add_argument("--test-subset", type=positive(int),
                         help="evaluate on a class-balanced subset of this many test images")
     ablate.add_argument("--epochs", type=positive(float), help="override the recipe's epochs")
+    ablate.add_argument("--epochs-for-accuracy", action="store_true",
+                        help="for each trick whose absence costs accuracy, also train longer "
+                             "(1.25, 1.5, 2x the epochs) and interpolate the epochs and seconds "
+                             "that buy it back (the runs it costs are said first)")
     ablate.add_argument("--list", action="store_true", help="list the recipe's tricks and stop")
     ablate.add_argument("--out", type=Path, help="the ablation's folder (default "
                                                  "runs/ablate-<recipe>); run again to continue")
@@ -197,7 +201,8 @@ def cmd_ablate(args) -> int:
     runs, seed = options.pop("runs", 2), options.pop("seed", 0)
     out = args.out or default_out(recipe)
     try:
-        run_ablation(recipe, out, args.tricks, args.ladder, runs, seed, **options)
+        run_ablation(recipe, out, args.tricks, args.ladder, runs, seed,
+                     epochs_for_accuracy=args.epochs_for_accuracy, **options)
     except KeyboardInterrupt:
         print(f"fastcifar: interrupted; the same command continues the ablation in {out} "
               f"(finished variants and runs are kept)", file=sys.stderr)
