@@ -16,6 +16,7 @@ from .data.dataset import uint8_channels_last
 from .data.imagefolder import IMAGE_SUFFIXES, decode_image, why_undecodable
 from .data.loader import evaluation_tensor, normalisation, to_device_tensor
 from .errors import InputError
+from .models.layers import place_model
 from .recipes import get_recipe
 from .recipes.base import config_from_dict, with_values
 from .report.evaluation import Evaluation
@@ -23,7 +24,7 @@ from .report.export import check_format, export_model, largest_difference, load_
 from .report.lr_finder import summary_lines, write_result
 from .report.records import MODEL, RunFolder, read_run_settings, recipe_of_run
 from .train.checkpoint import LAST, load_checkpoint
-from .train.device import configure_backend, device_name, place_model, resolve_device
+from .train.device import configure_backend, device_name, resolve_device
 from .train.evaluate import (TTA_FORMULAS, evaluate as evaluate_tensors, predict as logits_of,
                              tta_formula)
 from .train.inputs import check_size, check_subset_seed, data_name, removed_if_unused

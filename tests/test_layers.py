@@ -20,7 +20,7 @@ LAYERS = [
     ("fastcifar.train",),
     ("fastcifar.bench",),
     ("fastcifar.report",),
-    ("fastcifar.train.session",),
+    ("fastcifar.train.session", "fastcifar.train.resume"),
     ("fastcifar.api", "fastcifar.tune", "fastcifar.cli", "fastcifar.__main__", "fastcifar"),
 ]
 

@@ -174,6 +174,7 @@ class RecordedRun:
     device: str  # the name of the device it ran on
     train_seconds: list[float]  # the timed seconds of each run
     precision: str = "auto"  # --precision as it ran
+    recipe_file: dict | None = None  # config.json's record of a --recipe path.py:Name
 
     @classmethod
     def read(cls, path: Path) -> "RecordedRun":
@@ -185,7 +186,8 @@ class RecordedRun:
             seconds = [float(run["train_seconds"]) for run in summary["runs"]]
             return cls(path, config["recipe"], dict(config["config"]),
                        int(summary["train_images"]), int(summary["test_images"]),
-                       summary["device"], seconds, summary.get("precision", "auto"))
+                       summary["device"], seconds, summary.get("precision", "auto"),
+                       config.get("recipe_file"))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"--run {path}: not a run folder written by `fastcifar train` "
                              f"(config.json or summary.json lacks {e})") from None

@@ -11,7 +11,7 @@ from ..recipes import describe, folder_name, get_recipe, override, recipe_table
 from ..files import check_writable_folder
 from ..report.examples import write_report
 from ..report.plots import metrics_figure, save_png, schedule_figure
-from ..report.records import read_metric_rows, read_run_settings, recipe_of_run
+from ..report.records import read_metric_rows, recipe_of_run
 from ..train.device import device_name, resolve_device
 from ..train.setup import set_up_without_data
 from .options import positive
@@ -82,7 +82,8 @@ def cmd_flops(args) -> int:
         raise InputError(f"--peak-tflops must be a positive number, got {args.peak_tflops}")
     recorded = RecordedRun.read(args.run) if args.run is not None else None
     if recorded and not args.recipe:
-        recipe = recipe_of_run(recorded.path, read_run_settings(recorded.path))
+        recipe = recipe_of_run(recorded.path, {"recipe": recorded.recipe,
+                                               "recipe_file": recorded.recipe_file})
     else:
         recipe = get_recipe(args.recipe or "airbench94")
     config = recorded.recipe_config(recipe) if recorded else recipe.config

@@ -84,3 +84,14 @@ class Mul(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
+
+
+def place_model(model: nn.Module, device: torch.device,
+                dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Move to device in channels_last and `dtype`, keeping norms in float32: their
+    statistics and tiny eps need the range."""
+    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.float()
+    return model

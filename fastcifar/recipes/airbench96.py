@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..models.airbench import AirbenchNet
+from ..models.layers import place_model
 from ..models.whitening import random_images
 from ..optim.selection import ProxySelection, per_example_cross_entropy
-from ..train.device import place_model
 from .airbench94 import Airbench94, Airbench94Config
 from .base import Target, Training, Trick, check_widths
 

@@ -9,7 +9,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..errors import InputError, SlowChoice
 
@@ -50,17 +49,6 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     """Half precision on CUDA (BatchNorm stays in float32, see place_model); float32 on CPU
     and Apple GPUs, whose mixed half/float BatchNorm support is not to be relied on."""
     return torch.float16 if device.type == "cuda" else torch.float32
-
-
-def place_model(model: nn.Module, device: torch.device,
-                dtype: torch.dtype = torch.float32) -> nn.Module:
-    """Move to device in channels_last and `dtype`, keeping norms in float32: their
-    statistics and tiny eps need the range."""
-    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.float()
-    return model
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from ..data.cifar10 import IMAGE_SHAPE, TRAIN_IMAGES
+from ..models.layers import place_model
 from ..optim.schedules import MultiplierScheduler
 from ..recipes.base import Training
-from .device import Precision, choose_precision, place_model
+from .device import Precision, choose_precision
 
 SETUP_IMAGES = 256  # random images for a recipe's data-dependent init when no data is at hand
 
