@@ -156,11 +156,12 @@ def test_epochs_to_match_interpolate_the_sweep():
 
 def test_epochs_for_accuracy_sweeps_only_the_variants_that_lost(tmp_path, capsys):
     archive = make_tiny_archive(tmp_path)
-    args = ["ablate", "--data", str(archive), "--device", "cpu", "--epochs", "1",
-            "--tricks", "translate,tta", "--set", "widths=8,16,16", "--set", "batch_size=30",
-            "--epochs-for-accuracy", "--out", str(tmp_path / "abl")]
+    args = ["ablate", "--data", str(archive), "--device", "cpu", "--epochs", "1", "--runs",
+            "1", "--tricks", "translate,tta", "--set", "widths=8,16,16", "--set",
+            "batch_size=30", "--test-subset", "15", "--epochs-for-accuracy", "--out",
+            str(tmp_path / "abl")]
     assert main(args) == 0
-    assert "then up to 2 x 3 x 2 = 12 more runs" in capsys.readouterr().out
+    assert "then up to 2 x 3 x 1 = 6 more runs" in capsys.readouterr().out
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())["rows"]
     for row in rows[1:]:
         assert ("sweep" in row) == (row["difference_mean"] < 0), row["variant"]
