@@ -21,7 +21,9 @@ What it does, within --budget seconds counted from the process's start:
    with max-autotune as the originals are. With a warm Inductor cache (--inductor-cache)
    each side is split into two processes run alternately (ours, the original, ours, the
    original); on a cold one each process pays minutes of compile, so each side is one;
-5. the other speed-run recipes, --other-runs each, uncompiled, as time allows.
+5. the other speed-run recipes, --other-runs each, uncompiled, as time allows;
+6. when time allows, airbench94's ablation (`fastcifar ablate`: each trick left out,
+   --ablation-runs runs a variant, uncompiled), whose ablation.json and .png come back too.
 Every step is a process of its own: each starts from a clean Dynamo cache, and the one
 that would not end within the budget is cut off (what it finished is kept, since both
 sides write their results after every run). Before a step starts, its time is estimated
@@ -29,7 +31,7 @@ sides write their results after every run). Before a step starts, its time is es
 cannot fit is skipped, with the reason.
 
 What comes back in --out (at most 8 files are returned by the device tool): suite.json
-(rewritten after every step), table.md, suite.log (every process's output, with Dynamo's
+(rewritten after every step), table.md, suite.log, ablation.json and ablation.png (every process's output, with Dynamo's
 recompile and graph-break log), and inductor-cache.tar.gz when it is under 16 MiB (carry
 it to the next call and give it to --inductor-cache: its compiles are then warm). The run
 folders, ports and data go in --work. The exit status is 1 when any step failed, or was
@@ -64,7 +66,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 
-from fastcifar import load_dataset  # noqa: E402
+from fastcifar import ablate, load_dataset  # noqa: E402
 from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
 from fastcifar.files import atomic_path, check_writable_folder  # noqa: E402
@@ -150,6 +152,9 @@ class Suite:
         self.steps: list[Step] = []
 
     # Time.
+    def ablation_tricks(self) -> list[str]:
+        return self.args.ablation_tricks or [t.name for t in get_recipe("airbench94").tricks]
+
     def left(self) -> float:
         return self.args.budget - MARGIN - elapsed_since_start()
 
@@ -162,7 +167,8 @@ class Suite:
             last = done[-1].result
             return last["wall"] / (last["runs"] + 1) * (step.runs + 1)
         start = COMPILED_START if step.compile else UNCOMPILED_START
-        return start + step.runs * RUN_SECONDS.get(step.recipe, 30.0)
+        variants = len(self.ablation_tricks()) + 1 if step.side == "ablation" else 1
+        return start + variants * step.runs * RUN_SECONDS.get(step.recipe, 30.0)
 
     # Output.
     def say(self, line: str) -> None:
@@ -219,6 +225,8 @@ class Suite:
                 steps += [Step(recipe, "fastcifar", n, chunk, compile=True),
                           Step(recipe, "reference", n, chunk, port=port, compile=True)]
         steps += [Step(r, "fastcifar", self.args.other_runs) for r in self.args.others]
+        if self.args.ablation_runs:
+            steps.append(Step("airbench94", "ablation", self.args.ablation_runs))
         return steps
 
     # The steps.
@@ -234,6 +242,14 @@ class Suite:
 
     def command(self, step: Step) -> tuple[list[str], Path]:
         """The step's command line and the file it leaves its results in."""
+        if step.side == "ablation":
+            folder = self.work / "ablation"
+            command = [sys.executable, "-m", "fastcifar", "ablate", "--recipe", step.recipe,
+                       "--data", self.args.data, "--device", "cuda", "--runs", str(step.runs),
+                       "--tricks", ",".join(self.ablation_tricks()), "--out", str(folder)]
+            if self.args.rehearsal:
+                command += set_options(rehearsal_overrides(step.recipe))
+            return command, folder / "ablation.json"
         if step.side == "reference":
             result = self.work / f"{step.key}.json"
             return [sys.executable, str(self.ports[step.port]), "--data-dir",
@@ -271,6 +287,10 @@ class Suite:
             except subprocess.TimeoutExpired:
                 status, note = "cut off", "cut off by the budget"
         accuracies, seconds = read_runs(step.side, result_file)
+        if step.side == "ablation" and result_file.exists():  # its table and picture back
+            for name in ("ablation.json", "ablation.png"):
+                with atomic_path(self.out / name) as tmp:
+                    tmp.write_bytes((result_file.parent / name).read_bytes())
         if not accuracies and status == "done":
             status, note = "failed", "no run finished"
         step.result = {"status": status, "note": note, "wall": time.monotonic() - t0,
@@ -356,6 +376,9 @@ def read_runs(side: str, path: Path) -> tuple[list[float], list[float]]:
     data = json.loads(path.read_text())
     if side == "reference":
         return ([r["accuracy_tta"] for r in data["runs"]], [r["seconds"] for r in data["runs"]])
+    if side == "ablation":  # the full recipe's runs (every variant's are in ablation.json)
+        full = data["rows"][0]
+        return full["accuracy"], [full["seconds_mean"]] * full["runs"]
     return ([r["accuracy"] for r in data["runs"]], [r["train_seconds"] for r in data["runs"]])
 
 
@@ -367,6 +390,10 @@ def check_inputs(args) -> None:
     if args.runs < 1 or args.chunks < 1 or args.chunks > args.runs or args.other_runs < 0:
         raise InputError(f"--runs {args.runs}, --chunks {args.chunks}, --other-runs "
                          f"{args.other_runs}: expected runs >= chunks >= 1, other runs >= 0")
+    if args.ablation_runs < 0:
+        raise InputError(f"--ablation-runs {args.ablation_runs}: expected 0 (no ablation) or more")
+    if args.ablation_tricks:
+        ablate.plan(get_recipe("airbench94"), args.ablation_tricks)  # unknown: one line
     unknown = [p for p in args.pairs if p not in ALL_PORTS]
     if unknown:
         raise InputError(f"--pairs {','.join(args.pairs)}: no port {', '.join(unknown)}; "
@@ -412,6 +439,11 @@ def main(argv=None) -> int:
     parser.add_argument("--others", type=lambda text: [r for r in text.split(",") if r],
                         default=OTHERS, help=f"the other recipes, comma-separated (default "
                                              f"{','.join(OTHERS)})")
+    parser.add_argument("--ablation-runs", type=int, default=2,
+                        help="runs a variant of airbench94's ablation, last, as time allows "
+                             "(0: none)")
+    parser.add_argument("--ablation-tricks", type=lambda text: [t for t in text.split(",") if t],
+                        help="the tricks it leaves out (default: all airbench94 declares)")
     parser.add_argument("--budget", type=float, default=540.0,
                         help="seconds from the process's start to its end (the device tool "
                              "allows 600 a command)")

@@ -42,17 +42,21 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
                            *suite_args(tmp_path, ten_classes, "--runs", "1", "--chunks", "1",
                                        "--pairs", "fable94_e1", "--other-runs", "1",
-                                       "--others", "airbench94_bnfree")],
+                                       "--others", "airbench94_bnfree", "--ablation-runs", "1",
+                                       "--ablation-tricks", "tta")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} <= {"inductor-cache.tar.gz", "suite.json",
-                                                "suite.log", "table.md"}
+                                                "suite.log", "table.md", "ablation.json",
+                                                "ablation.png"}
     suite = json.loads((out / "suite.json").read_text())
     keys = [s["key"] for s in suite["steps"]]
     assert keys[:2] == ["fable94_e1-fastcifar-0", "fable94_e1-reference-0"]
     # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal)
-    assert keys[2:] == ["airbench94_bnfree-fastcifar-0"]
+    assert keys[2:] == ["airbench94_bnfree-fastcifar-0", "airbench94-ablation-0"]
+    ablation = json.loads((out / "ablation.json").read_text())  # airbench94 without TTA too
+    assert [r["variant"] for r in ablation["rows"]] == ["full recipe", "without tta"]
     assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
     rows = {(r["recipe"], r["side"].split()[0]): r for r in suite["rows"]}
     assert rows["fable94_e1", "reference"]["runs"] == 1
