@@ -134,12 +134,12 @@ def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, 
                              f"{settings.get('seed')}, not {runs} from {seed}; give the same "
                              f"--runs and --seed, or another --out")
         say(f"{variant.name}: continuing ({folder})")
-        resume(folder, device=options.get("device", "auto"), verbose=False)
+        result = resume(folder, device=options.get("device", "auto"), verbose=False)
     else:
         say(f"{variant.name}: {', '.join(f'{k}={v}' for k, v in variant.off.items()) or 'as published'}")
-        train(recipe, runs=runs, seed=seed, out=folder, verbose=False,
-              progress=False, **{**options, **variant.off})
-    return read_finished_runs(folder)[:runs]
+        result = train(recipe, runs=runs, seed=seed, out=folder, verbose=False,
+                       progress=False, **{**options, **variant.off})
+    return [r.as_dict() for r in result.runs][:runs]
 
 
 def to_match(sweep: dict[float, tuple[float, float]], target: float, base: float) -> dict:

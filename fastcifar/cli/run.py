@@ -113,6 +113,8 @@ def add_commands(commands) -> None:
     ablate.add_argument("--test-subset", type=positive(int),
                         help="evaluate on a class-balanced subset of this many test images")
     ablate.add_argument("--epochs", type=positive(float), help="override the recipe's epochs")
+    ablate.add_argument("--compile", nargs="?", const=True, choices=COMPILE_MODES,
+                        metavar="MODE", help="torch.compile each variant's network (as train)")
     ablate.add_argument("--epochs-for-accuracy", action="store_true",
                         help="for each trick whose absence costs accuracy, also train longer "
                              "(1.25, 1.5, 2x the epochs) and interpolate the epochs and seconds "
