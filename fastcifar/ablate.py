@@ -7,7 +7,8 @@ the same seeds, on the same options as `train`:
 - `ladder=True`: from the plainest version (every chosen trick off) each trick switched
   back on in the recipe's order, cumulatively, up to the full recipe (Page's and Fulcrum's
   way of showing where the gains came from).
-Each variant's accuracy (mean and 95% CI), its difference to the full recipe paired by
+Under torchrun (`--gpus N`) each variant's battery is shared out over the ranks, as
+`train`'s. Each variant's accuracy (mean and 95% CI), its difference to the full recipe paired by
 seed (mean and 95% CI of the per-seed differences), and its timed seconds; written as
 ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
 `out/variants/`: a stopped ablation continues where it stopped (finished variants are read
@@ -30,6 +31,7 @@ from .recipes import folder_name, get_recipe
 from .recipes.base import with_values
 from .report.plots import new_figure, save_png
 from .report.records import read_finished_runs, read_run_settings
+from .train.distributed import from_environment
 from .train.resume import resume
 from .train.session import train
 
@@ -87,7 +89,8 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
         raise InputError("--epochs-for-accuracy measures each trick left out: not with --ladder")
     out = Path(out)
     check_writable_folder(out, "--out")
-    say = print if verbose else (lambda *_: None)
+    leader = from_environment().leader  # under torchrun, rank 0 speaks and writes
+    say = print if verbose and leader else (lambda *_: None)
     say(f"ablation of {recipe.name}: {len(variants)} variants x {runs} run(s) = "
         f"{len(variants) * runs} runs ({'ladder' if ladder else 'each trick left out'})")
     if epochs_for_accuracy:
@@ -114,7 +117,8 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
                 sweep[factor] = (summarize([r["accuracy"] for r in got]).mean,
                                  summarize([r["train_seconds"] for r in got]).mean)
             row.update(to_match(sweep, table["rows"][0]["accuracy_mean"], base))
-    write(out, table)
+    if leader:
+        write(out, table)
     say(text_table(table))
     say(f"wrote {out / 'ablation.csv'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
     return table
