@@ -8,9 +8,9 @@ the same seeds, on the same options as `train`:
   back on in the recipe's order, cumulatively, up to the full recipe (Page's and Fulcrum's
   way of showing where the gains came from).
 Under torchrun (`--gpus N`) each variant's battery is shared out over the ranks, as
-`train`'s. Each variant's accuracy (mean and 95% CI), its difference to the full recipe paired by
-seed (mean and 95% CI of the per-seed differences), and its timed seconds; written as
-ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
+`train`'s. Each variant's accuracy (mean and 95% CI), its difference to the full recipe
+paired by seed (mean and 95% CI of the per-seed differences), and its timed seconds;
+written as ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
 `out/variants/`: a stopped ablation continues where it stopped (finished variants are read
 back, an interrupted one is resumed).
 """
