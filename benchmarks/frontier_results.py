@@ -69,7 +69,8 @@ def add_ours(run: Path, load_log: Path | None) -> Path:
     for name in RUN_FILES:
         shutil.copy2(run / name, target / name)
     if load_log is not None:
-        started, ended = (run / "config.json").stat().st_mtime, (run / "summary.json").stat().st_mtime
+        started = (run / "config.json").stat().st_mtime  # written as the run starts
+        ended = (run / "summary.json").stat().st_mtime
         load = {"started": started, "ended": ended, **load_during(load_log, started, ended)}
         (target / "load.json").write_text(json.dumps(load, indent=1) + "\n")
     print(f"{run} -> {target} ({config['recipe']}, seed {summary['runs'][0]['seed']})")

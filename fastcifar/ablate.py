@@ -140,7 +140,8 @@ def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, 
         say(f"{variant.name}: continuing ({folder})")
         result = resume(folder, device=options.get("device", "auto"), verbose=False)
     else:
-        say(f"{variant.name}: {', '.join(f'{k}={v}' for k, v in variant.off.items()) or 'as published'}")
+        values = ", ".join(f"{k}={v}" for k, v in variant.off.items())
+        say(f"{variant.name}: {values or 'as published'}")
         result = train(recipe, runs=runs, seed=seed, out=folder, verbose=False,
                        progress=False, **{**options, **variant.off})
     return [r.as_dict() for r in result.runs][:runs]

@@ -100,7 +100,8 @@ def test_tta_off_is_one_view_per_image():
 
 
 def test_the_difference_to_the_full_recipe_is_paired_by_seed():
-    variants = [ablate.Variant("full recipe", {}, ()), ablate.Variant("without x", {"x": 0}, ("x",))]
+    variants = [ablate.Variant("full recipe", {}, ()),
+                ablate.Variant("without x", {"x": 0}, ("x",))]
     results = {"full recipe": [{"seed": 0, "accuracy": 0.50, "train_seconds": 2.0},
                                {"seed": 1, "accuracy": 0.70, "train_seconds": 2.0}],
                "without x": [{"seed": 1, "accuracy": 0.69, "train_seconds": 1.0},
