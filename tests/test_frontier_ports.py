@@ -158,7 +158,8 @@ def rehearsal_ports(tmp_path_factory):
 
 
 @needs_references
-@pytest.mark.parametrize("name", list(fp.FRONTIER_PORTS))
+# (E1's rehearsal runs inside the GPU suite's, tests/test_gpu_suite.py: not twice)
+@pytest.mark.parametrize("name", [n for n in fp.FRONTIER_PORTS if n != "fable94_e1"])
 def test_the_rehearsal_trains_under_the_stand_in_and_records_its_run(rehearsal_ports, name,
                                                                      tmp_path):
     ports, data = rehearsal_ports
