@@ -154,3 +154,12 @@ def test_an_import_error_shows_the_files_own_traceback(tmp_path, capsys):
     assert code == 2
     assert f'File "{path}", line 2' in printed and "ValueError: my own bug" in printed
     assert "importlib" not in printed  # only the user's frames
+
+
+def test_a_run_records_a_data_path_absolute_and_a_name_as_it_is(tmp_path, monkeypatch):
+    from fastcifar.train.inputs import data_name
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cifar10").mkdir()  # a folder named as the official data: still the name
+    (tmp_path / "mine.zip").write_bytes(b"")
+    assert data_name("cifar10") == "cifar10" and data_name("imagewoof") == "imagewoof"
+    assert data_name("mine.zip") == str(tmp_path / "mine.zip") and data_name(None) is None

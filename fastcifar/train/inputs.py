@@ -91,8 +91,8 @@ def data_name(data) -> str | None:
     from another folder), a name ("cifar10") as it is."""
     if isinstance(data, ImageData):
         return IN_MEMORY
-    if data is None:
-        return None
+    if data is None or str(data) in ("cifar10", *FASTAI_CLASS_NAMES):
+        return None if data is None else str(data)  # names, even beside a folder so named
     return str(Path(data).resolve()) if Path(data).exists() else str(data)
 
 
