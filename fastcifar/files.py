@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,3 +77,9 @@ def copy_tree_whole(source: Path, final: Path, ignore=None) -> None:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_safe(name: str) -> str:
+    """`name` as part of a file or folder name: every run of characters other than
+    letters, digits, "_", "." and "-" one "_" ("mine.py:Wider" -> "mine.py_Wider")."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")

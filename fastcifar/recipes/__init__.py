@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import re
 
 from ..errors import InputError
+from ..files import file_safe
 from .airbench94 import Airbench94
 from .airbench94_bnfree import Airbench94BnFree
 from .airbench94_muon import Airbench94Muon
@@ -64,7 +64,7 @@ def get_recipe(name) -> Recipe:
 def folder_name(recipe: Recipe) -> str:
     """The recipe's name as part of a folder's: a recipe file's "mine.py:Wider" as
     "mine.py_Wider"."""
-    return re.sub(r"[^\w.-]", "_", recipe.name)
+    return file_safe(recipe.name)
 
 
 __all__ = ["RECIPES", "folder_name", "Recipe", "TrainConfig", "describe", "get_recipe", "override",
