@@ -7,8 +7,8 @@ the same seeds, on the same options as `train`:
 - `ladder=True`: from the plainest version (every chosen trick off) each trick switched
   back on in the recipe's order, cumulatively, up to the full recipe (Page's and Fulcrum's
   way of showing where the gains came from).
-Under torchrun (`--gpus N`) each variant's battery is shared out over the ranks, as
-`train`'s. Each variant's accuracy (mean and 95% CI), its difference to the full recipe
+Not yet under torchrun: each rank decides from the variants' folders whether to train,
+resume or read back, and the ranks must decide alike. Each variant's accuracy (mean and 95% CI), its difference to the full recipe
 paired by seed (mean and 95% CI of the per-seed differences), and its timed seconds;
 written as ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
 `out/variants/`: a stopped ablation continues where it stopped (finished variants are read
@@ -20,13 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .bench.stats import summarize
 from .errors import InputError
-from .files import atomic_path, check_writable_folder
+from .files import atomic_path, check_writable_folder, file_safe
 from .recipes import folder_name, get_recipe
 from .recipes.base import with_values
 from .report.plots import new_figure, save_png
@@ -89,8 +88,10 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
         raise InputError("--epochs-for-accuracy measures each trick left out: not with --ladder")
     out = Path(out)
     check_writable_folder(out, "--out")
-    leader = from_environment().leader  # under torchrun, rank 0 speaks and writes
-    say = print if verbose and leader else (lambda *_: None)
+    if from_environment().world > 1:
+        raise InputError("fastcifar ablate runs in one process: not under torchrun (each "
+                         "rank would decide alone which variants are done)")
+    say = print if verbose else (lambda *_: None)
     say(f"ablation of {recipe.name}: {len(variants)} variants x {runs} run(s) = "
         f"{len(variants) * runs} runs ({'ladder' if ladder else 'each trick left out'})")
     if epochs_for_accuracy:
@@ -99,7 +100,7 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
             f" times the epochs, for the variants that lose accuracy")
     results = {}
     for variant in variants:
-        folder = out / "variants" / slug(variant.name)
+        folder = out / "variants" / file_safe(variant.name)
         results[variant.name] = _variant_runs(recipe, variant, folder, runs, seed, say,
                                               train_options)
     table = summary(variants, results, recipe.name, ladder)
@@ -112,13 +113,12 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
             for factor in SWEEP:
                 longer = Variant(f"{variant.name} x{factor:g} epochs", variant.off,
                                  variant.tricks_off)
-                got = _variant_runs(recipe, longer, out / "variants" / slug(longer.name), runs,
+                got = _variant_runs(recipe, longer, out / "variants" / file_safe(longer.name), runs,
                                     seed, say, {**train_options, "epochs": base * factor})
                 sweep[factor] = (summarize([r["accuracy"] for r in got]).mean,
                                  summarize([r["train_seconds"] for r in got]).mean)
             row.update(to_match(sweep, table["rows"][0]["accuracy_mean"], base))
-    if leader:
-        write(out, table)
+    write(out, table)
     say(text_table(table))
     say(f"wrote {out / 'ablation.csv'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
     return table
@@ -161,10 +161,6 @@ def to_match(sweep: dict[float, tuple[float, float]], target: float, base: float
                           seconds_to_match=s0 + w * (s1 - s0))
             break
     return record
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name).strip("_")
 
 
 def summary(variants: list[Variant], results: dict, recipe: str, ladder: bool) -> dict:

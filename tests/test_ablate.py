@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_tiny_archive, torchrun
+from conftest import make_tiny_archive
 from fastcifar import ablate
 from fastcifar.cli import main
 from fastcifar.data.loader import DeviceLoader
@@ -169,18 +169,3 @@ def test_epochs_for_accuracy_sweeps_only_the_variants_that_lost(tmp_path, capsys
         if "sweep" in row:
             assert sorted(row["sweep"]) == ["1", "1.25", "1.5", "2"]
     assert main([*args, "--ladder"]) == 2
-
-
-def test_an_ablation_shares_each_variants_runs_over_torchruns_ranks(tmp_path):
-    archive = make_tiny_archive(tmp_path)
-    done = torchrun(2, "--data", archive, "--device", "cpu", "--epochs", "1", "--tricks", "tta",
-                    "--set", "widths=8,16,16", "--set", "batch_size=30", "--test-subset", "15",
-                    "--out", tmp_path / "abl", command="ablate")
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["full recipe", "without tta"]
-    assert all(r["seeds"] == [0, 1] for r in rows)
-    summary = json.loads((tmp_path / "abl" / "variants" / "without_tta" / "summary.json")
-                         .read_text())
-    assert sorted(r["rank"] for r in summary["runs"]) == [0, 1]  # one run on each rank
-    assert done.stdout.count("ablation of airbench94") == 1  # rank 0 speaks

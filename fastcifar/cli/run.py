@@ -119,9 +119,6 @@ def add_commands(commands) -> None:
                         help="for each trick whose absence costs accuracy, also train longer "
                              "(1.25, 1.5, 2x the epochs) and interpolate the epochs and seconds "
                              "that buy it back (the runs it costs are said first)")
-    ablate.add_argument("--gpus", type=positive(int), metavar="N",
-                        help="start this command on N processes through torchrun, each "
-                             "variant's runs shared out over them (as train --gpus)")
     ablate.add_argument("--list", action="store_true", help="list the recipe's tricks and stop")
     ablate.add_argument("--out", type=Path, help="the ablation's folder (default "
                                                  "runs/ablate-<recipe>); run again to continue")
@@ -194,8 +191,6 @@ def cmd_tune(args) -> int:
 
 def cmd_ablate(args) -> int:
     from ..ablate import default_out, run_ablation
-    if args.gpus is not None and "WORLD_SIZE" not in os.environ:
-        return launch(args.gpus, args.device, args.argv)
     recipe = get_recipe(args.recipe or SETTINGS["recipe"])
     if args.list:
         for trick in recipe.tricks:
