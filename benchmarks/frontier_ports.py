@@ -183,7 +183,8 @@ NO_SLEEP_WHY = ("no 60 s sleep {where}: Fulcrum's harness forbids sleeps over 0.
 
 def fable_port(name: str, file: str, tail: str, prepare: str, prepare_why: str,
                changes: tuple[Change, ...], rehearsal_changes: tuple[Change, ...],
-               half_dtypes: int, cpu_changes: tuple[Change, ...] = ()) -> Port:
+               half_dtypes: int, cpu_changes: tuple[Change, ...] = (),
+               uncompiled_changes: tuple[Change, ...] = ()) -> Port:
     """A port of a Fable recipe `file`: without torchvision, `changes` of its own, and the
     harness's __main__ block appended after `tail` (the original's last lines), whose
     per-run `prepare` is what Fulcrum charges for this recipe. A full CPU run's changes:
@@ -205,6 +206,7 @@ def fable_port(name: str, file: str, tail: str, prepare: str, prepare_why: str,
                            Change('"batch_size": 1536,', '"batch_size": 64,', BATCH_WHY),
                            *rehearsal_changes),
         cpu_changes=(CPU_NO_COMPILE, *float32(half_dtypes), *cpu_changes),
+        uncompiled_changes=uncompiled_changes,
     )
 
 
@@ -239,24 +241,35 @@ FABLE_E5 = fable_port(
 
 E1_EAGER_WHY = ("on a CPU: no CUDA graphs (the stand-in cannot capture or replay them): "
                 "{what}; the graphs run only on a GPU")
-E1_EAGER = (
-    Change("    fs.capture(wb_batch)\n"
-           "    _selftest(model, optimizer1, optimizer2, fs, wb_batch, whiten_bias_train_steps)\n",
-           "", E1_EAGER_WHY.format(what="no capture of the per-step graphs, no self-test")),
-    Change('    fs.capture_mega(epoch_data, total_train_steps, decay_steps, hyp["res_schedule"])\n',
-           "", E1_EAGER_WHY.format(what="no capture of the whole-run graph")),
-    Change("    _mega_check(model, fs, epoch_data, total_train_steps, decay_steps)\n", "",
-           E1_EAGER_WHY.format(what="no check of the whole-run graph")),
-    Change('    fs = extra["fullstep"]\n    fs.prepare()\n    fs.mega.replay()\n',
-           '    run_steps(model, extra["train_loader"], *extra["optimizers"], '
-           'extra["decay_steps"],\n'
-           '              extra["whiten_bias_train_steps"], extra["total_train_steps"], '
-           'ctx=ctx,\n'
-           '              lr_floor=hyp["lr_floor"])\n',
-           E1_EAGER_WHY.format(what="train runs the recipe's own eager loop (run_steps, "
-                                    "its compile warm-up's) instead of replaying the "
-                                    "whole-run graph")),
-)
+
+
+def e1_eager(why: str) -> tuple[Change, ...]:
+    """E1 without its CUDA graphs, for the reason `why` (a format with {what})."""
+    return (
+        Change("    fs.capture(wb_batch)\n"
+               "    _selftest(model, optimizer1, optimizer2, fs, wb_batch, whiten_bias_train_steps)\n",
+               "", why.format(what="no capture of the per-step graphs, no self-test")),
+        Change('    fs.capture_mega(epoch_data, total_train_steps, decay_steps, hyp["res_schedule"])\n',
+               "", why.format(what="no capture of the whole-run graph")),
+        Change("    _mega_check(model, fs, epoch_data, total_train_steps, decay_steps)\n", "",
+               why.format(what="no check of the whole-run graph")),
+        Change('    fs = extra["fullstep"]\n    fs.prepare()\n    fs.mega.replay()\n',
+               '    run_steps(model, extra["train_loader"], *extra["optimizers"], '
+               'extra["decay_steps"],\n'
+               '              extra["whiten_bias_train_steps"], extra["total_train_steps"], '
+               'ctx=ctx,\n'
+               '              lr_floor=hyp["lr_floor"])\n',
+               why.format(what="train runs the recipe's own eager loop (run_steps, its compile "
+                               "warm-up's) instead of replaying the whole-run graph")),
+    )
+
+
+E1_EAGER = e1_eager(E1_EAGER_WHY)
+# An uncompiled race on a GPU compares accuracy: graphs captured from eager code would add a
+# GPU-only path that no CPU rehearsal runs, for no accuracy.
+E1_UNCOMPILED = e1_eager(
+    "uncompiled run on a GPU (an accuracy comparison): no CUDA graphs either, {what}; the "
+    "recipe's own eager path, the one its CPU port runs")
 FABLE_E1 = fable_port(
     "fable94_e1", "e1_1.74s_single-gpu_CHAMPION.py",
     tail='    ctx.validate(model, step=extra["total_train_steps"])\n# pool-prof2\n',
@@ -273,6 +286,7 @@ FABLE_E1 = fable_port(
     rehearsal_changes=fable_schedule("8.875", "8.5", [24] * 3 + [28] * 3 + [32] * 3) + E1_EAGER,
     half_dtypes=9,
     cpu_changes=E1_EAGER,
+    uncompiled_changes=E1_UNCOMPILED,
 )
 
 FRONTIER_PORTS: dict[str, Port] = {

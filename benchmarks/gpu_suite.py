@@ -14,16 +14,23 @@ What it does, within --budget seconds counted from the process's start:
    float16 matrix products;
 3. derives the ports of the originals (benchmarks/reference_ports.py) and writes the data
    in their own train.pt / test.pt form, in a fixed shuffled order;
-4. the record pairs (--pairs), each recipe beside its original: airbench94_muon beside
-   `airbench94_muon.py`, hiverge94 beside hiverge's `cifar10_speedrun.py`, fable94_e1 and
-   fable94_e5 beside Fulcrum's E1 and E5 (benchmarks/frontier_ports.py), airbench94 beside
-   `legacy/airbench94_compiled.py`: --runs runs a side, each process compiled once
-   with max-autotune as the originals are. With a warm Inductor cache (--inductor-cache)
-   each side is split into two processes run alternately (ours, the original, ours, the
-   original); on a cold one each process pays minutes of compile, so each side is one;
-5. the other speed-run recipes, --other-runs each, uncompiled, as time allows;
-6. when time allows, airbench94's ablation (`fastcifar ablate`: each trick left out,
-   --ablation-runs runs a variant, uncompiled), whose ablation.json and .png come back too.
+4. the steps, in the order --steps gives (by default pairs, others, ablation, pruning):
+   - pairs: the record pairs (--pairs), each recipe beside its original: airbench94_muon
+     beside `airbench94_muon.py`, hiverge94 beside hiverge's `cifar10_speedrun.py`,
+     fable94_e1 and fable94_e5 beside Fulcrum's E1 and E5 (benchmarks/frontier_ports.py),
+     airbench94 beside `legacy/airbench94_compiled.py`: --runs runs a side, each process
+     compiled once with max-autotune as the originals are. With a warm Inductor cache
+     (--inductor-cache) each side is split into two processes run alternately (ours, the
+     original, ours, the original); on a cold one each process pays minutes of compile, so
+     each side is one. --uncompiled races both sides uncompiled instead (the originals'
+     torch.compile off by TORCHDYNAMO_DISABLE, and each port's uncompiled changes): an
+     accuracy comparison that spends no minutes compiling, its seconds not a record's;
+   - others: the other speed-run recipes, --other-runs each, uncompiled, as time allows;
+   - ablation: airbench94's ablation (`fastcifar ablate`: each trick left out,
+     --ablation-runs runs a variant, uncompiled), whose ablation.json and .png come back;
+   - pruning: examples/pruning.py on the whole training set (score it with 2 runs of
+     airbench94's per-example records, keep the hardest half by AUM and a random half,
+     --pruning-runs runs on each and on all), uncompiled.
 Every step is a process of its own: each starts from a clean Dynamo cache, and the one
 that would not end within the budget is cut off (what it finished is kept, since both
 sides write their results after every run). Before a step starts, its time is estimated
@@ -31,9 +38,12 @@ sides write their results after every run). Before a step starts, its time is es
 cannot fit is skipped, with the reason.
 
 What comes back in --out (at most 8 files are returned by the device tool): suite.json
-(rewritten after every step), table.md, suite.log, ablation.json and ablation.png (every process's output, with Dynamo's
-recompile and graph-break log), and inductor-cache.tar.gz when it is under 16 MiB (carry
-it to the next call and give it to --inductor-cache: its compiles are then warm). The run
+(rewritten after every step), table.md, suite.log (every process's output, with Dynamo's
+recompile and graph-break log), ablation.json and ablation.png, results.tar.gz (each run
+folder's summary and per-epoch metrics, the ports' results and changes, the ablation's and
+the pruning's tables, scores and pictures), and inductor-cache.tar.gz when it is under
+16 MiB (carry it to the next call and give it to --inductor-cache: its compiles are then
+warm). The run
 folders, ports and data go in --work. The exit status is 1 when any step failed, or was
 cut off before its first run, or when no step finished a run (all skipped: nothing measured).
 
@@ -75,11 +85,12 @@ from fastcifar.recipes.base import with_values  # noqa: E402
 from fastcifar.report.records import provenance  # noqa: E402
 from fastcifar.train.device import device_name  # noqa: E402
 from frontier_ports import FRONTIER_PORTS  # noqa: E402
-from reference_ports import PORTS, REFERENCES, derive_all, reference_file, write_data  # noqa: E402
+from reference_ports import PORTS, REFERENCES, derive, derive_all, reference_file, write_data  # noqa: E402
 
 ALL_PORTS = {**PORTS, **FRONTIER_PORTS}
 # The ports raced by their recipes, in the order they run: the fastest known recipes first.
 PAIRS = ["airbench94_muon", "hiverge94", "fable94_e1", "fable94_e5", "airbench94_compiled"]
+STEPS = ["pairs", "others", "ablation", "pruning"]
 OTHERS = ["airbench94_bnfree", "hlb", "airbench95", "bag_of_tricks", "hlb_state_sketch",
           "resnet9_dawnbench", "airbench96", "airbench96_faster"]
 MARGIN = 20.0  # seconds kept free at the end for the table, the cache's tarball and exit
@@ -100,6 +111,12 @@ RUN_SECONDS = {"airbench94_muon": 4.0, "airbench94": 5.0, "hiverge94": 3.5, "fab
                "hlb_state_sketch": 14.0, "resnet9_dawnbench": 80.0, "airbench96": 37.0,
                "airbench96_faster": 30.0}
 REHEARSAL = {"epochs": 1, "batch_size": 32}  # and every width at most 16
+SCORE_RUNS = 2  # the pruning step's scoring runs
+# What results.tar.gz takes from the work folder: small files only (no checkpoints, no
+# per-example records: examples.npz is tens of MB at full size).
+BUNDLED = ("summary.json", "metrics.csv", "config.json", "*.changes.json", "*-reference-*.json",
+           "ablation.csv", "ablation.json", "ablation.png", "pruning.md", "pruning.json",
+           "scores.csv", "data_map.png")
 
 
 @dataclass
@@ -129,12 +146,14 @@ def rehearsal_overrides(recipe: str) -> dict:
     return {**REHEARSAL, **narrow}
 
 
-def set_options(overrides: dict) -> list[str]:
-    """`--epochs`/`--set` options of `fastcifar train` for a dict of overrides."""
+def set_options(overrides: dict, epochs_option: bool = True) -> list[str]:
+    """`--epochs`/`--set` options of `fastcifar train` for a dict of overrides (the epochs a
+    `--set` too where `epochs_option` is false)."""
     options = []
     for key, value in overrides.items():
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        options += ["--epochs", text] if key == "epochs" else ["--set", f"{key}={text}"]
+        options += (["--epochs", text] if key == "epochs" and epochs_option
+                    else ["--set", f"{key}={text}"])
     return options
 
 
@@ -148,6 +167,7 @@ class Suite:
         self.cache = self.work / "inductor-cache"
         self.results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                               "budget": args.budget, "rehearsal": args.rehearsal,
+                              "uncompiled": args.uncompiled, "argv": sys.argv[1:],
                               "steps": [], "rows": []}
         self.steps: list[Step] = []
 
@@ -167,8 +187,9 @@ class Suite:
             last = done[-1].result
             return last["wall"] / (last["runs"] + 1) * (step.runs + 1)
         start = COMPILED_START if step.compile else UNCOMPILED_START
-        variants = len(self.ablation_tricks()) + 1 if step.side == "ablation" else 1
-        return start + variants * step.runs * RUN_SECONDS.get(step.recipe, 30.0)
+        runs = step.runs * (len(self.ablation_tricks()) + 1) if step.side == "ablation" else (
+            SCORE_RUNS + 3 * step.runs if step.side == "pruning" else step.runs)
+        return start + runs * RUN_SECONDS.get(step.recipe, 30.0)
 
     # Output.
     def say(self, line: str) -> None:
@@ -209,7 +230,8 @@ class Suite:
         write_data(dataset, self.work / "data")
         self.ports = derive_all(self.work / "ports", Path(self.args.references),
                                 rehearsal=self.args.rehearsal,
-                                ports={name: ALL_PORTS[name] for name in self.args.pairs})
+                                ports={name: ALL_PORTS[name] for name in self.args.pairs},
+                                uncompiled=self.args.uncompiled)
         if self.args.inductor_cache:
             with tarfile.open(self.args.inductor_cache) as t:
                 t.extractall(self.cache.parent, filter="data")
@@ -218,16 +240,20 @@ class Suite:
     def plan(self) -> list[Step]:
         runs, chunks = self.args.runs, self.args.chunks
         sizes = [runs // chunks + (i < runs % chunks) for i in range(chunks)]
-        steps = []
+        compiled = not self.args.uncompiled
+        pairs = []
         for port in self.args.pairs:
             recipe = ALL_PORTS[port].recipe
             for chunk, n in enumerate(sizes):
-                steps += [Step(recipe, "fastcifar", n, chunk, compile=True),
-                          Step(recipe, "reference", n, chunk, port=port, compile=True)]
-        steps += [Step(r, "fastcifar", self.args.other_runs) for r in self.args.others]
-        if self.args.ablation_runs:
-            steps.append(Step("airbench94", "ablation", self.args.ablation_runs))
-        return steps
+                pairs += [Step(recipe, "fastcifar", n, chunk, compile=compiled),
+                          Step(recipe, "reference", n, chunk, port=port, compile=compiled)]
+        kinds = {"pairs": pairs,
+                 "others": [Step(r, "fastcifar", self.args.other_runs) for r in self.args.others],
+                 "ablation": [Step("airbench94", "ablation", self.args.ablation_runs)]
+                 if self.args.ablation_runs else [],
+                 "pruning": [Step("airbench94", "pruning", self.args.pruning_runs)]
+                 if self.args.pruning_runs else []}
+        return [step for kind in self.args.steps for step in kinds[kind]]
 
     # The steps.
     def environ(self) -> dict:
@@ -235,6 +261,8 @@ class Suite:
                "FASTCIFAR_DATA": os.environ.get("FASTCIFAR_DATA") or str(self.work / "cache"),
                "TORCH_LOGS": os.environ.get("TORCH_LOGS", "recompiles,graph_breaks"),
                "PYTHONUNBUFFERED": "1"}
+        if self.args.uncompiled:  # the originals' torch.compile calls, off
+            env["TORCHDYNAMO_DISABLE"] = "1"
         # Absolute: the processes run in the work folder.
         paths = [str(ROOT), *env.get("PYTHONPATH", "").split(os.pathsep)]
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
@@ -250,6 +278,17 @@ class Suite:
             if self.args.rehearsal:
                 command += set_options(rehearsal_overrides(step.recipe))
             return command, folder / "ablation.json"
+        if step.side == "pruning":
+            folder = self.work / "pruning"
+            command = [sys.executable, str(ROOT / "examples" / "pruning.py"), "--data",
+                       self.args.data, "--device", "cuda", "--recipe", step.recipe,
+                       "--score-runs", str(SCORE_RUNS), "--runs", str(step.runs),
+                       "--out", str(folder)]
+            if self.args.rehearsal:  # half the batch: the kept half makes as many batches
+                overrides = {**rehearsal_overrides(step.recipe),
+                             "batch_size": REHEARSAL["batch_size"] // 2}
+                command += set_options(overrides, epochs_option=False)  # (its epochs a --set)
+            return command, folder / "pruning.json"
         if step.side == "reference":
             result = self.work / f"{step.key}.json"
             return [sys.executable, str(self.ports[step.port]), "--data-dir",
@@ -291,6 +330,8 @@ class Suite:
             for name in ("ablation.json", "ablation.png"):
                 with atomic_path(self.out / name) as tmp:
                     tmp.write_bytes((result_file.parent / name).read_bytes())
+        if step.side == "pruning" and result_file.exists():  # its table into the log
+            self.say((result_file.parent / "pruning.md").read_text().rstrip())
         if not accuracies and status == "done":
             status, note = "failed", "no run finished"
         step.result = {"status": status, "note": note, "wall": time.monotonic() - t0,
@@ -342,10 +383,22 @@ class Suite:
                 acc = f"{100 * r['accuracy_mean']:.2f}% ± {100 * r['accuracy_std']:.2f}"
                 sec = f"{r['seconds_mean']:.3f} ± {r['seconds_std']:.3f}"
                 share = f"{100 * r['share_of_peak']:.1f}%"
-            side = r["side"] + (" (max-autotune)" if r["compile"] else "")
+            side = r["side"] + (" (max-autotune)" if r["compile"] else " (uncompiled)")
             lines.append(f"| {r['recipe']} | {side} | {r['runs']} | {acc} | {sec} | {share} "
                          f"| {'; '.join(r['notes'])} |")
         return "\n".join(lines)
+
+    def bundle(self) -> None:
+        """results.tar.gz in --out: the small files of the work folder (BUNDLED), by their
+        paths there."""
+        files = sorted({p for pattern in BUNDLED for p in self.work.rglob(pattern)
+                        if p.is_file() and "inductor-cache" not in p.parts})
+        with atomic_path(self.out / "results.tar.gz") as tmp:
+            with tarfile.open(tmp, "w:gz") as t:
+                for path in files:
+                    t.add(path, arcname=str(path.relative_to(self.work)))
+        size = (self.out / "results.tar.gz").stat().st_size
+        self.say(f"results.tar.gz: {len(files)} files, {size / 2 ** 20:.1f} MiB")
 
     def keep_inductor_cache(self) -> None:
         """Inductor's cache as a tarball in --out, if it is small enough to come back."""
@@ -379,6 +432,8 @@ def read_runs(side: str, path: Path) -> tuple[list[float], list[float]]:
     if side == "ablation":  # the full recipe's runs (every variant's are in ablation.json)
         full = data["rows"][0]
         return full["accuracy"], [full["seconds_mean"]] * full["runs"]
+    if side == "pruning":  # the runs on all the images (the subsets' are in pruning.json)
+        return data["accuracy"]["all"], data["seconds"]["all"]
     return ([r["accuracy"] for r in data["runs"]], [r["train_seconds"] for r in data["runs"]])
 
 
@@ -390,6 +445,11 @@ def check_inputs(args) -> None:
     if args.runs < 1 or args.chunks < 1 or args.chunks > args.runs or args.other_runs < 0:
         raise InputError(f"--runs {args.runs}, --chunks {args.chunks}, --other-runs "
                          f"{args.other_runs}: expected runs >= chunks >= 1, other runs >= 0")
+    unknown = [s for s in args.steps if s not in STEPS]
+    if unknown or not args.steps:
+        raise InputError(f"--steps {','.join(args.steps)}: expected some of {', '.join(STEPS)}")
+    if args.pruning_runs < 0:
+        raise InputError(f"--pruning-runs {args.pruning_runs}: expected 0 (no pruning) or more")
     if args.ablation_runs < 0:
         raise InputError(f"--ablation-runs {args.ablation_runs}: expected 0 (no ablation) or more")
     if args.ablation_tricks:
@@ -417,7 +477,7 @@ def check_inputs(args) -> None:
     check_writable_folder(Path(args.out), "--out")
 
 
-def main(argv=None) -> int:
+def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for suite.json, table.md, suite.log")
     parser.add_argument("--work", help="folder for run folders, ports and data (default: a "
@@ -444,6 +504,15 @@ def main(argv=None) -> int:
                              "(0: none)")
     parser.add_argument("--ablation-tricks", type=lambda text: [t for t in text.split(",") if t],
                         help="the tricks it leaves out (default: all airbench94 declares)")
+    parser.add_argument("--pruning-runs", type=int, default=2,
+                        help="runs on each pruned subset and on all the images, as time "
+                             "allows (0: none)")
+    parser.add_argument("--steps", type=lambda text: [s for s in text.split(",") if s],
+                        default=STEPS, help=f"the kinds of step, comma-separated, in the order "
+                                            f"they run (default {','.join(STEPS)})")
+    parser.add_argument("--uncompiled", action="store_true",
+                        help="race the pairs uncompiled on both sides: accuracy beside the "
+                             "originals without minutes of compile a process")
     parser.add_argument("--budget", type=float, default=540.0,
                         help="seconds from the process's start to its end (the device tool "
                              "allows 600 a command)")
@@ -453,6 +522,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.chunks is None:
         args.chunks = 2 if args.inductor_cache else 1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
     try:
         check_inputs(args)
         suite = Suite(args)
@@ -464,6 +538,7 @@ def main(argv=None) -> int:
     for step in suite.plan():
         suite.run(step)
     suite.keep_inductor_cache()
+    suite.bundle()
     table = suite.table()
     with atomic_path(suite.out / "table.md") as tmp:
         tmp.write_text(table + "\n")

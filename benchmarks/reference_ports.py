@@ -54,7 +54,10 @@ class Change:
 class Port:
     """An original script (`source`, relative to the references folder, taken from
     `repository` at `commit`) and the changes that make its port. `rehearsal_changes` come
-    on top for a rehearsal on a CPU, `cpu_changes` for a full-size run on one; `recipe` is the fastcifar recipe it is raced against."""
+    on top for a rehearsal on a CPU, `cpu_changes` for a full-size run on one,
+    `uncompiled_changes` for an uncompiled run on a GPU (whose compile is switched off by
+    TORCHDYNAMO_DISABLE in the process's environment, not in the file); `recipe` is the
+    fastcifar recipe it is raced against."""
 
     name: str
     source: str
@@ -64,6 +67,7 @@ class Port:
     rehearsal_changes: tuple[Change, ...] = ()
     recipe: str | None = None
     cpu_changes: tuple[Change, ...] = ()
+    uncompiled_changes: tuple[Change, ...] = ()
 
 
 class ReferenceChanged(InputError):
@@ -97,9 +101,10 @@ def reference_file(references: Path, port: Port) -> Path:
 
 
 def derive(port: Port, out: Path, references: Path = REFERENCES,
-           rehearsal: bool = False, cpu: bool = False) -> Path:
+           rehearsal: bool = False, cpu: bool = False, uncompiled: bool = False) -> Path:
     """Write `<out>/<name>.py` (the port) and `<out>/<name>.changes.json`; return the port.
-    `rehearsal` adds the port's rehearsal changes, `cpu` its full-size CPU run's."""
+    `rehearsal` adds the port's rehearsal changes, `cpu` its full-size CPU run's;
+    `uncompiled` then adds its uncompiled run's, less those the rehearsal made already."""
     if rehearsal and cpu:
         raise InputError("a port is derived for a rehearsal or for a full CPU run, not both")
     if cpu and not port.cpu_changes:
@@ -111,12 +116,17 @@ def derive(port: Port, out: Path, references: Path = REFERENCES,
         ("cpu_changes", port.cpu_changes) if cpu else None)
     if extra:
         text = apply_changes(port.name, text, extra[1])
+    made = {c.old for c in extra[1]} if extra else set()
+    unmade = [c for c in port.uncompiled_changes if c.old not in made] if uncompiled else []
+    text = apply_changes(port.name, text, unmade)
     record = {"port": port.name, "repository": port.repository, "commit": port.commit,
               "source": port.source, "sha256": file_digest(source), "recipe": port.recipe,
-              "rehearsal": rehearsal, "cpu": cpu,
+              "rehearsal": rehearsal, "cpu": cpu, "uncompiled": uncompiled,
               "changes": [change_record(c) for c in port.changes]}
     if extra:
         record[extra[0]] = [change_record(c) for c in extra[1]]
+    if uncompiled:
+        record["uncompiled_changes"] = [change_record(c) for c in unmade]
     out = Path(out)
     path = out / f"{port.name}.py"
     write_text(path, text)
@@ -125,10 +135,12 @@ def derive(port: Port, out: Path, references: Path = REFERENCES,
 
 
 def derive_all(out: Path, references: Path = REFERENCES, rehearsal: bool = False,
-               ports: dict[str, Port] | None = None, cpu: bool = False) -> dict[str, Path]:
+               ports: dict[str, Port] | None = None, cpu: bool = False,
+               uncompiled: bool = False) -> dict[str, Path]:
     """Every port of `ports` (default PORTS) derived into `out`: name -> the port's path."""
     ports = PORTS if ports is None else ports
-    return {name: derive(port, out, references, rehearsal, cpu) for name, port in ports.items()}
+    return {name: derive(port, out, references, rehearsal, cpu, uncompiled)
+            for name, port in ports.items()}
 
 
 def change_record(change: Change) -> dict:

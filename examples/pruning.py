@@ -44,6 +44,14 @@ def hardest(scores, keep: int, name: str) -> np.ndarray:
 
 
 def main(argv=None) -> int:
+    try:
+        return prune(argv)
+    except fastcifar.InputError as e:  # bad data or options: one line, as fastcifar's own
+        print(f"pruning: {e}", file=sys.stderr)
+        return 2
+
+
+def prune(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="cifar10", help="as fastcifar train's --data")
     parser.add_argument("--pool", type=int, help="prune a class-balanced subset of this many "
@@ -88,12 +96,13 @@ def main(argv=None) -> int:
                hardest(scores, keep, args.score),
                f"random {args.keep:.0%}": np.sort(rng.choice(len(scores.index), keep,
                                                                replace=False))}
-    results = {}
+    results, seconds = {}, {}
     for name, index in subsets.items():
         print(f"training on {name}: {args.runs} run(s)")
         result = fastcifar.train(recipe, data=data if index is None else data.subset(index),
                                  runs=args.runs, seed=args.seed, epochs=epochs, **options)
         results[name] = [r.accuracy for r in result.runs]
+        seconds[name] = [r.seconds for r in result.runs]
 
     random_name = list(subsets)[2]
     rows = ["| trained on | images | accuracy (mean, 95% CI) | minus random (paired) |",
@@ -117,7 +126,7 @@ def main(argv=None) -> int:
         "score": args.score, "score_runs": args.score_runs, "runs": args.runs,
         "seed": args.seed, "epochs": epochs, "overrides": {
             k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-        "accuracy": results, "fastcifar": fastcifar.__version__}, indent=1) + "\n")
+        "accuracy": results, "seconds": seconds, "fastcifar": fastcifar.__version__}, indent=1) + "\n")
     return 0
 
 

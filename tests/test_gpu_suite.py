@@ -36,25 +36,26 @@ def suite_args(tmp_path: Path, data: Path, *more: str) -> list[str]:
 
 
 @needs_references
-def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, ten_classes,
+def test_the_rehearsal_reaches_every_step_and_returns_its_files(cuda_standin, ten_classes,
                                                                   tmp_path, monkeypatch):
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
                            *suite_args(tmp_path, ten_classes, "--runs", "1", "--chunks", "1",
                                        "--pairs", "fable94_e1", "--other-runs", "1",
                                        "--others", "airbench94_bnfree", "--ablation-runs", "1",
-                                       "--ablation-tricks", "tta")],
+                                       "--ablation-tricks", "tta", "--pruning-runs", "1")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} <= {"inductor-cache.tar.gz", "suite.json",
                                                 "suite.log", "table.md", "ablation.json",
-                                                "ablation.png"}
+                                                "ablation.png", "results.tar.gz"}
     suite = json.loads((out / "suite.json").read_text())
     keys = [s["key"] for s in suite["steps"]]
     assert keys[:2] == ["fable94_e1-fastcifar-0", "fable94_e1-reference-0"]
     # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal)
-    assert keys[2:] == ["airbench94_bnfree-fastcifar-0", "airbench94-ablation-0"]
+    assert keys[2:] == ["airbench94_bnfree-fastcifar-0", "airbench94-ablation-0",
+                        "airbench94-pruning-0"]
     ablation = json.loads((out / "ablation.json").read_text())  # airbench94 without TTA too
     assert [r["variant"] for r in ablation["rows"]] == ["full recipe", "without tta"]
     assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
@@ -69,6 +70,43 @@ def test_the_rehearsal_reaches_every_step_and_returns_three_files(cuda_standin, 
     changes = json.loads((work / "ports" / "fable94_e1.changes.json").read_text())
     assert changes["source"].endswith("fable-100m/recipes/e1_1.74s_single-gpu_CHAMPION.py")
     assert (work / "runs" / "fable94_e1-fastcifar-0" / "summary.json").exists()
+    # The pruning trained on all the images, the hardest half and a random half.
+    pruning = json.loads((work / "pruning" / "pruning.json").read_text())
+    assert [len(a) for a in pruning["accuracy"].values()] == [1, 1, 1]
+    with tarfile.open(out / "results.tar.gz") as t:
+        bundled = set(t.getnames())
+    assert {"runs/fable94_e1-fastcifar-0/summary.json", "fable94_e1-reference-0.json",
+            "ports/fable94_e1.changes.json", "ablation/ablation.png", "pruning/pruning.md",
+            "pruning/scoring/data_map.png"} <= bundled
+    assert not any(name.endswith((".pt", ".npz")) for name in bundled)
+
+
+@needs_references
+def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(cuda_standin,
+                                                                       ten_classes, tmp_path):
+    """--uncompiled: neither side compiles (ours without --compile, the originals under
+    TORCHDYNAMO_DISABLE), E1's port runs its eager loop, and the steps run in --steps order."""
+    parser_args = suite_args(tmp_path, ten_classes, "--uncompiled", "--pairs", "fable94_e1",
+                             "--steps", "pruning,pairs", "--runs", "2")
+    (tmp_path / "out").mkdir()
+    suite = gpu_suite.Suite(gpu_suite.parse(parser_args))
+    suite.prepare()
+    steps = suite.plan()
+    assert [s.key for s in steps] == ["airbench94-pruning-0", "fable94_e1-fastcifar-0",
+                                      "fable94_e1-reference-0"]
+    ours, theirs = (suite.command(s)[0] for s in steps[1:])
+    assert "--compile" not in ours and suite.environ()["TORCHDYNAMO_DISABLE"] == "1"
+    port = Path(theirs[1]).read_text()
+    replay = '    fs = extra["fullstep"]\n    fs.prepare()\n    fs.mega.replay()\n'
+    assert replay not in port and "run_steps(model" in port
+    record = json.loads((tmp_path / "work" / "ports" / "fable94_e1.changes.json").read_text())
+    assert record["uncompiled"] and record["uncompiled_changes"] == []  # the rehearsal's did it
+    # At full size the uncompiled changes do it, and are listed.
+    full = gpu_suite.derive(gpu_suite.ALL_PORTS["fable94_e1"], tmp_path / "full", REFERENCES,
+                            uncompiled=True)
+    assert replay not in full.read_text() and "run_steps(model" in full.read_text()
+    record = json.loads((tmp_path / "full" / "fable94_e1.changes.json").read_text())
+    assert len(record["uncompiled_changes"]) == 4
 
 
 @pytest.fixture(autouse=True)
