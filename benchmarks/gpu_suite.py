@@ -522,6 +522,8 @@ def parse(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.chunks is None:
         args.chunks = 2 if args.inductor_cache else 1
+    if Path(args.data).exists():  # the steps run in the work folder
+        args.data = str(Path(args.data).resolve())
     return args
 
 

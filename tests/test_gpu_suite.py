@@ -82,11 +82,13 @@ def test_the_rehearsal_reaches_every_step_and_returns_its_files(cuda_standin, te
 
 
 @needs_references
-def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(cuda_standin,
-                                                                       ten_classes, tmp_path):
+def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(
+        cuda_standin, ten_classes, tmp_path, monkeypatch):
     """--uncompiled: neither side compiles (ours without --compile, the originals under
-    TORCHDYNAMO_DISABLE), E1's port runs its eager loop, and the steps run in --steps order."""
-    parser_args = suite_args(tmp_path, ten_classes, "--uncompiled", "--pairs", "fable94_e1",
+    TORCHDYNAMO_DISABLE), E1's port runs its eager loop, and the steps run in --steps order,
+    each given the data by its absolute path (they run in the work folder)."""
+    monkeypatch.chdir(ten_classes.parent)
+    parser_args = suite_args(tmp_path, Path(ten_classes.name), "--uncompiled", "--pairs", "fable94_e1",
                              "--steps", "pruning,pairs", "--runs", "2")
     (tmp_path / "out").mkdir()
     suite = gpu_suite.Suite(gpu_suite.parse(parser_args))
@@ -96,6 +98,7 @@ def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(cuda_sta
                                       "fable94_e1-reference-0"]
     ours, theirs = (suite.command(s)[0] for s in steps[1:])
     assert "--compile" not in ours and suite.environ()["TORCHDYNAMO_DISABLE"] == "1"
+    assert ours[ours.index("--data") + 1] == str(ten_classes.resolve())
     port = Path(theirs[1]).read_text()
     replay = '    fs = extra["fullstep"]\n    fs.prepare()\n    fs.mega.replay()\n'
     assert replay not in port and "run_steps(model" in port

@@ -76,7 +76,7 @@ def check_recorded(derived, port, name: str, rehearsal: bool) -> None:
     all, with the original's source, commit and digest."""
     (original, port_text), out = derived[0][name, rehearsal], derived[1]
     for change in all_changes(port, rehearsal):
-        assert original.count(change.old) == 1, change.why
+        assert original.count(change.old) == change.count, change.why
         assert change.new == "" or change.new in port_text, change.why
         assert change.old not in port_text or change.old in change.new, change.why
     folder = out / ("rehearsal" if rehearsal else "gpu")
@@ -98,10 +98,12 @@ def touched_lines(original: str, changes) -> set[int]:
     """The original's line numbers (from 0) that some change's old text covers."""
     lines = set()
     for change in changes:
-        start = original.index(change.old)
-        first = original.count("\n", 0, start)
-        last = original.count("\n", 0, start + len(change.old) - 1)
-        lines.update(range(first, last + 1))
+        start = original.find(change.old)
+        while start >= 0:  # every occurrence (a change may name several)
+            first = original.count("\n", 0, start)
+            last = original.count("\n", 0, start + len(change.old) - 1)
+            lines.update(range(first, last + 1))
+            start = original.find(change.old, start + 1)
     return lines
 
 
