@@ -13,7 +13,7 @@ import fastcifar
 from fastcifar.cli import main
 from fastcifar.data import ImageData
 from fastcifar.errors import InputError
-from fastcifar.report.examples import forgetting_events, read_examples, score
+from fastcifar.report.examples import forgetting_events, last_seen, read_examples, score
 from fastcifar.train.examples import ExampleRecorder
 
 FLIPPED, COPIES = 200, 40
@@ -42,6 +42,21 @@ def test_forgetting_counts_right_to_wrong_over_the_epochs_seen():
                          [0, 0, 1, 1]]])
     # image 0: right, wrong, right, (unseen), wrong: twice; image 1 never learned: 5 epochs
     assert forgetting_events(correct).tolist() == [[2, 5, 1, 0]]
+
+
+def test_el2n_takes_an_image_from_the_last_epoch_that_showed_it():
+    """Recipes drop an epoch's last partial batch: an image unseen at the EL2N epoch keeps
+    its error from the epoch before (NaN before this fix: 848 of 50,000 an epoch)."""
+    nan = np.nan
+    error = np.array([[[0.9, 0.8, 0.7], [0.5, nan, 0.6], [nan, nan, 0.2]],  # run 0
+                      [[0.7, nan, 0.9], [0.3, 0.4, nan], [0.1, 0.2, 0.3]]])  # run 1
+    assert np.allclose(last_seen(error, 2), [[0.5, 0.8, 0.6], [0.3, 0.4, 0.9]])
+    assert np.allclose(last_seen(error, 3), [[0.5, 0.8, 0.2], [0.1, 0.2, 0.3]])
+    assert np.isnan(last_seen(error[:, 1:], 1)[0, 1])  # never shown yet: NaN
+    examples = {"in_subset": np.ones(3, bool), "loss": np.zeros((2, 3, 3)),
+                "correct": np.ones((2, 3, 3), np.int8), "margin": np.ones((2, 3, 3)),
+                "error": error, "train_labels": np.zeros(3, int), "classes": np.array(["a"])}
+    assert np.allclose(score(examples, el2n_epoch=2).el2n, [0.4, 0.6, 0.75])
 
 
 @pytest.fixture(scope="module")

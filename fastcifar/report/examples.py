@@ -8,7 +8,9 @@ them, averaged over the runs (seeds) recorded:
   hardest). Examples forgotten 0 times are the "unforgettable" ones;
 - EL2N (Paul et al. 2021, "Deep Learning on a Data Diet"): the L2 norm of the softmax minus
   the one-hot label, early in training (the paper: a tenth of the way in, averaged over
-  seeds; here at `el2n_epoch`, by default a fifth of the way, as these runs are short);
+  seeds; here at `el2n_epoch`, by default a fifth of the way, as these runs are short).
+  A run that did not show an image in that epoch (recipes drop the last partial batch of
+  an epoch) gives the image's error from the last epoch before that did;
 - AUM, area under the margin (Pleiss et al. 2020, "Identifying Mislabeled Data using the
   Area Under the Margin Ranking"): the margin (the assigned label's logit minus the
   largest other) averaged over the epochs; mislabelled examples have the lowest;
@@ -107,10 +109,21 @@ def score(examples: dict[str, np.ndarray], el2n_epoch: int | None = None) -> Exa
         return ExampleScores(
             index=np.flatnonzero(keep), labels=examples["train_labels"][keep],
             classes=[str(c) for c in examples["classes"]],
-            forgetting=forgetting_events(correct).mean(0), el2n=error[:, el2n_epoch - 1]
-            .mean(0), el2n_epoch=el2n_epoch, aum=np.nanmean(margin, axis=1).mean(0),
+            forgetting=forgetting_events(correct).mean(0),
+            el2n=np.nanmean(last_seen(error, el2n_epoch), axis=0), el2n_epoch=el2n_epoch,
+            aum=np.nanmean(margin, axis=1).mean(0),
             confidence=confidence.mean(0), variability=variability.mean(0),
             correctness=correctness.mean(0), runs=runs, epochs=epochs)
+
+
+def last_seen(values: np.ndarray, epoch: int) -> np.ndarray:
+    """(runs, epochs, images) with NaN where an epoch did not show the image -> (runs,
+    images): each image's value in the last of the first `epoch` epochs that showed it
+    (NaN if none did)."""
+    out = np.full((values.shape[0], values.shape[2]), np.nan)
+    for e in range(epoch):
+        out = np.where(np.isnan(values[:, e]), out, values[:, e])
+    return out
 
 
 def forgetting_events(correct: np.ndarray) -> np.ndarray:
