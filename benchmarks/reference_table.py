@@ -1,6 +1,7 @@
 """Print the recipes-against-their-reference table from the committed results.
 
     python benchmarks/reference_table.py            # markdown rows for the README
+    python benchmarks/reference_table.py --gpu      # the GPU suite's pairs, the same way
 
 Each `benchmarks/results/<recipe>-cpu-standin-<precision>/` holds our run folder's
 summary.json (and metrics.csv, config.json), further seeds' in `seed<N>/` under it (a row
@@ -10,6 +11,10 @@ without TTA, timed seconds, per-epoch validation accuracy, repository, commit, p
 the list of changes made to run it). Accuracy is on the JPEG stand-in, never the official
 CIFAR-10; a row says how many runs each side has. A folder without our summary.json is
 a recipe not yet run to the end (its README section says what was checked instead).
+
+With --gpu: each `benchmarks/results/h200-*/` folder holds the GPU suite's calls
+(`call*/suite.json`, benchmarks/gpu_suite.py); a row per recipe raced beside its original
+there, every run of each side over the folder's calls (a call whose side failed adds none).
 """
 
 from __future__ import annotations
@@ -55,6 +60,41 @@ def rows() -> list[str]:
     return lines
 
 
+def gpu_rows() -> list[str]:
+    lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
+             "timed seconds (ours / ref) | compiled | machine |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for folder in sorted(f for f in RESULTS.glob("h200-*") if f.is_dir()):
+        sides: dict[str, dict[str, list]] = {}
+        for file in sorted(folder.glob("call*/suite.json")):
+            suite = json.loads(file.read_text())
+            machine = f"{suite['device']}, torch {suite['torch']}"
+            for step in suite["steps"]:
+                if step["side"] not in ("fastcifar", "reference"):
+                    continue
+                side = sides.setdefault(step["recipe"], {}).setdefault(
+                    step["side"], {"accuracy": [], "seconds": [], "compile": step["compile"]})
+                side["accuracy"] += step.get("accuracies", [])
+                side["seconds"] += step.get("seconds", [])
+        for recipe, both in sides.items():
+            if "reference" not in both or not all(both[k]["accuracy"] for k in both):
+                continue
+            ours, theirs = both["fastcifar"], both["reference"]
+
+            def shown(side):
+                acc = side["accuracy"]
+                spread = f" ± {100 * statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
+                return f"{100 * statistics.mean(acc):.2f}%{spread}"
+            diff = 100 * (statistics.mean(ours["accuracy"]) - statistics.mean(theirs["accuracy"]))
+            lines.append(
+                f"| {recipe} | {shown(ours)} | {shown(theirs)} | {diff:+.2f} | "
+                f"{len(ours['accuracy'])} / {len(theirs['accuracy'])} | "
+                f"{statistics.median(ours['seconds']):.2f} / "
+                f"{statistics.median(theirs['seconds']):.2f} (medians) | "
+                f"{'max-autotune' if ours['compile'] else 'no, both sides'} | {machine} |")
+    return lines
+
+
 if __name__ == "__main__":
-    print("\n".join(rows()))
+    print("\n".join(gpu_rows() if "--gpu" in sys.argv[1:] else rows()))
     sys.exit(0)

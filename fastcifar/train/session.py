@@ -236,13 +236,19 @@ class Session:
 
     def warmup(self, data: DeviceData) -> float:
         """An untimed run before the timed ones: with --compile a whole one (it compiles
-        every graph they use); on CUDA otherwise WARMUP_STEPS steps and the evaluation, at
-        the real shapes (cuDNN's autotuning, cuSOLVER's set-up, first kernel loads)."""
+        every graph they use); on CUDA otherwise WARMUP_STEPS steps and the evaluation at
+        each image size the run trains at (a curriculum's smaller epochs too), at the real
+        shapes (cuDNN's autotuning, cuSOLVER's set-up, first kernel loads)."""
         t0, config, compile_ = time.perf_counter(), self.config, self.settings["compile"]
-        if not compile_:
+        if compile_:
+            self.train_seed(config, data, self.settings["seed"] - 1)
+        for sizes in ([] if compile_ else warmup_sizes(config)):
             per_epoch = len(data.train_images) // config.batch_size
-            config = with_values(config, {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)})
-        self.train_seed(config, data, self.settings["seed"] - 1)
+            values = {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)}
+            if hasattr(config, "progressive_sizes"):
+                values["progressive_sizes"] = sizes
+            short = with_values(config, values)
+            self.train_seed(short, data, self.settings["seed"] - 1)
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
@@ -319,6 +325,14 @@ class Session:
         if self.group is None or not config.sync_bn:
             self.network = result.model
         return result
+
+
+def warmup_sizes(config) -> list[tuple[int, ...]]:
+    """The progressive_sizes of each short warm-up: one per side a curriculum trains at
+    (its first epoch at that side), then the recipe's own image size (none)."""
+    sides = getattr(config, "progressive_sizes", ())
+    image_size = getattr(config, "image_size", None)
+    return [(side,) for side in dict.fromkeys(sides) if side != image_size] + [()]
 
 
 def needs_warmup(device: torch.device, compile_: bool) -> bool:
