@@ -7,8 +7,11 @@ the same seeds, on the same options as `train`:
 - `ladder=True`: from the plainest version (every chosen trick off) each trick switched
   back on in the recipe's order, cumulatively, up to the full recipe (Page's and Fulcrum's
   way of showing where the gains came from).
-Not yet under torchrun: each rank decides from the variants' folders whether to train,
-resume or read back, and the ranks must decide alike. Each variant's accuracy (mean and 95% CI), its difference to the full recipe
+Under torchrun each variant's battery is shared by the ranks, as `train`'s is; rank 0
+alone decides from the variant's folder whether to train, resume or read it back, and
+tells the others (deciding each from the folders, the ranks could see a folder in two
+states and wait for each other forever). Each variant's accuracy (mean and 95% CI), its
+difference to the full recipe
 paired by seed (mean and 95% CI of the per-seed differences), and its timed seconds;
 written as ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
 `out/variants/`: a stopped ablation continues where it stopped (finished variants are read
@@ -30,7 +33,8 @@ from .recipes import folder_name, get_recipe
 from .recipes.base import with_values
 from .report.plots import new_figure, save_png
 from .report.records import read_finished_runs, read_run_settings
-from .train.distributed import from_environment
+from .train.device import resolve_device
+from .train.distributed import broadcast, device_name, from_environment, join, leave
 from .train.resume import resume
 from .train.session import train
 
@@ -88,10 +92,25 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
         raise InputError("--epochs-for-accuracy measures each trick left out: not with --ladder")
     out = Path(out)
     check_writable_folder(out, "--out")
-    if from_environment().world > 1:
-        raise InputError("fastcifar ablate runs in one process: not under torchrun (each "
-                         "rank would decide alone which variants are done)")
-    say = print if verbose else (lambda *_: None)
+    ranks = from_environment()
+    say = print if verbose and ranks.leader else (lambda *_: None)
+    # Under torchrun: one process group for every variant's battery (train joins it, and
+    # leaves it to us).
+    joined = join(ranks, resolve_device(device_name(ranks, train_options.get("device", "auto"))))
+    try:
+        table = _ablate(recipe, variants, out, ladder, runs, seed, say, ranks,
+                        epochs_for_accuracy, train_options)
+    except BaseException:
+        if joined:
+            leave(together=False)
+        raise
+    if joined:
+        leave()
+    return table
+
+
+def _ablate(recipe, variants: list[Variant], out: Path, ladder: bool, runs: int, seed: int,
+            say, ranks, epochs_for_accuracy: bool, train_options: dict) -> dict:
     say(f"ablation of {recipe.name}: {len(variants)} variants x {runs} run(s) = "
         f"{len(variants) * runs} runs ({'ladder' if ladder else 'each trick left out'})")
     if epochs_for_accuracy:
@@ -102,7 +121,7 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
     for variant in variants:
         folder = out / "variants" / file_safe(variant.name)
         results[variant.name] = _variant_runs(recipe, variant, folder, runs, seed, say,
-                                              train_options)
+                                              ranks, train_options)
     table = summary(variants, results, recipe.name, ladder)
     if epochs_for_accuracy:
         base = train_options.get("epochs") or recipe.config.epochs
@@ -113,30 +132,46 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
             for factor in SWEEP:
                 longer = Variant(f"{variant.name} x{factor:g} epochs", variant.off,
                                  variant.tricks_off)
-                got = _variant_runs(recipe, longer, out / "variants" / file_safe(longer.name), runs,
-                                    seed, say, {**train_options, "epochs": base * factor})
+                got = _variant_runs(recipe, longer, out / "variants" / file_safe(longer.name),
+                                    runs, seed, say, ranks,
+                                    {**train_options, "epochs": base * factor})
                 sweep[factor] = (summarize([r["accuracy"] for r in got]).mean,
                                  summarize([r["train_seconds"] for r in got]).mean)
             row.update(to_match(sweep, table["rows"][0]["accuracy_mean"], base))
-    write(out, table)
+    if ranks.leader:
+        write(out, table)
     say(text_table(table))
     say(f"wrote {out / 'ablation.csv'}, {out / 'ablation.json'} and {out / 'ablation.png'}")
     return table
 
 
-def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, say,
-                  options: dict) -> list[dict]:
-    """The variant's runs: read back if finished, resumed if begun, else trained."""
+def decide(folder: Path, runs: int, seed: int) -> tuple[str, str]:
+    """What to do with a variant's folder: ("read", ""), ("resume", ""), ("train", ""), or
+    ("error", the message)."""
     finished = read_finished_runs(folder) if (folder / "summary.json").exists() else []
     if len(finished) >= runs:
-        say(f"{variant.name}: done before ({folder})")
-        return finished[:runs]
+        return "read", ""
     if (folder / "config.json").exists():
         settings = read_run_settings(folder)
         if settings.get("runs") != runs or settings.get("seed") != seed:
-            raise InputError(f"{folder}: begun with {settings.get('runs')} runs from seed "
+            return "error", (f"{folder}: begun with {settings.get('runs')} runs from seed "
                              f"{settings.get('seed')}, not {runs} from {seed}; give the same "
                              f"--runs and --seed, or another --out")
+        return "resume", ""
+    return "train", ""
+
+
+def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, say, ranks,
+                  options: dict) -> list[dict]:
+    """The variant's runs: read back if finished, resumed if begun, else trained; rank 0
+    decides which for every rank."""
+    action, message = broadcast(ranks, decide(folder, runs, seed) if ranks.leader else None)
+    if action == "error":
+        raise InputError(message)
+    if action == "read":  # finished before rank 0 looked: the same files for every rank
+        say(f"{variant.name}: done before ({folder})")
+        return read_finished_runs(folder)[:runs]
+    if action == "resume":
         say(f"{variant.name}: continuing ({folder})")
         result = resume(folder, device=options.get("device", "auto"), verbose=False)
     else:

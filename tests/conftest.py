@@ -94,13 +94,14 @@ def make_tiny_archive(tmp_path: Path, classes: int = 3, train: int = 40, test: i
     return archive
 
 
-def torchrun(nproc: int, *args) -> subprocess.CompletedProcess:
-    """`fastcifar train ARGS` under torchrun on `nproc` CPU processes (Gloo), one thread each."""
+def torchrun(nproc: int, *args, command: str = "train") -> subprocess.CompletedProcess:
+    """`fastcifar COMMAND ARGS` under torchrun on `nproc` CPU processes (Gloo), one thread
+    each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", str(nproc), "-m", "fastcifar", "train",
+                           "--nproc-per-node", str(nproc), "-m", "fastcifar", command,
                            *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=600)
 

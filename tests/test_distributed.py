@@ -166,3 +166,23 @@ def test_a_dead_rank_stops_the_battery_which_keeps_its_finished_runs(tiny_archiv
     assert done.returncode == 0, done.stderr
     assert "2 of 4 run(s) finished" in done.stdout
     assert [r["seed"] for r in runs_of(folder)] == [0, 1, 2, 3]
+
+
+def test_an_ablation_shares_each_variant_s_battery_over_the_ranks_and_resumes(tiny_archive,
+                                                                            tmp_path):
+    """Rank 0 decides for every rank what each variant's folder needs (train, resume, read
+    back): the ranks share each battery, and the same command again reads it all back."""
+    args = ["--recipe", "airbench94", "--tricks", "tta", "--runs", "2", "--epochs", "1",
+            "--set", "batch_size=30", "--set", "widths=8,16,16", "--device", "cpu",
+            "--data", tiny_archive, "--out", tmp_path / "ablation"]
+    done = torchrun(2, *args, command="ablate")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "ablation" / "ablation.json").read_text())["rows"]
+    assert [(r["variant"], r["seeds"]) for r in rows] == [("full recipe", [0, 1]),
+                                                          ("without tta", [0, 1])]
+    for variant in ("full_recipe", "without_tta"):
+        runs = runs_of(tmp_path / "ablation" / "variants" / variant)
+        assert [(r["seed"], r["rank"]) for r in runs] == [(0, 0), (1, 1)]
+    again = torchrun(2, *args, command="ablate")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done before") == 2  # said once, by rank 0

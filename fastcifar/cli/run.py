@@ -119,6 +119,10 @@ def add_commands(commands) -> None:
                         help="for each trick whose absence costs accuracy, also train longer "
                              "(1.25, 1.5, 2x the epochs) and interpolate the epochs and seconds "
                              "that buy it back (the runs it costs are said first)")
+    ablate.add_argument("--gpus", type=positive(int), metavar="N",
+                        help="start this command on N processes through torchrun, one per GPU: "
+                             "each variant's battery shared out (with --device cpu: N CPU "
+                             "processes)")
     ablate.add_argument("--list", action="store_true", help="list the recipe's tricks and stop")
     ablate.add_argument("--out", type=Path, help="the ablation's folder (default "
                                                  "runs/ablate-<recipe>); run again to continue")
@@ -199,6 +203,8 @@ def cmd_ablate(args) -> int:
         if not recipe.tricks:
             print(f"{recipe.name} declares no tricks")
         return 0
+    if args.gpus is not None and "WORLD_SIZE" not in os.environ:
+        return launch(args.gpus, args.device, args.argv)
     options = session_options(args, recipe)
     runs, seed = options.pop("runs", 2), options.pop("seed", 0)
     out = args.out or default_out(recipe)

@@ -62,6 +62,15 @@ def gather(ranks: Ranks, obj) -> list:
     return out
 
 
+def broadcast(ranks: Ranks, obj):
+    """Rank 0's `obj` (picklable), on every rank: what rank 0 alone decided."""
+    if ranks.world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def leave(together: bool = True) -> None:
     """Leave the process group. `together`: wait for every rank first (after a run that
     ended well): a rank tearing Gloo down while another still writes the run's files
