@@ -34,7 +34,7 @@ from .recipes.base import with_values
 from .report.plots import new_figure, save_png
 from .report.records import read_finished_runs, read_run_settings
 from .train.device import resolve_device
-from .train.distributed import broadcast, device_name, from_environment, join, leave
+from .train.distributed import broadcast, device_name, from_environment, process_group
 from .train.resume import resume
 from .train.session import train
 
@@ -94,19 +94,12 @@ def run_ablation(recipe, out: Path, tricks: list[str] | None = None, ladder: boo
     check_writable_folder(out, "--out")
     ranks = from_environment()
     say = print if verbose and ranks.leader else (lambda *_: None)
-    # Under torchrun: one process group for every variant's battery (train joins it, and
-    # leaves it to us).
-    joined = join(ranks, resolve_device(device_name(ranks, train_options.get("device", "auto"))))
-    try:
-        table = _ablate(recipe, variants, out, ladder, runs, seed, say, ranks,
-                        epochs_for_accuracy, train_options)
-    except BaseException:
-        if joined:
-            leave(together=False)
-        raise
-    if joined:
-        leave()
-    return table
+    # Under torchrun: one process group for every variant's battery (train finds it joined,
+    # and leaves it to us).
+    with process_group(ranks, resolve_device(device_name(ranks,
+                                                         train_options.get("device", "auto")))):
+        return _ablate(recipe, variants, out, ladder, runs, seed, say, ranks,
+                       epochs_for_accuracy, train_options)
 
 
 def _ablate(recipe, variants: list[Variant], out: Path, ladder: bool, runs: int, seed: int,

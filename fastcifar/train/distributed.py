@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +52,21 @@ def join(ranks: Ranks, device: torch.device) -> bool:
         return False
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
+
+
+@contextmanager
+def process_group(ranks: Ranks, device: torch.device):
+    """In the process group for the block (joined here unless already in it, and then left
+    here: together after a block that ended well, at once after an error)."""
+    joined = join(ranks, device)
+    try:
+        yield
+    except BaseException:
+        if joined:
+            leave(together=False)
+        raise
+    if joined:
+        leave()
 
 
 def gather(ranks: Ranks, obj) -> list:

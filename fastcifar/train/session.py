@@ -30,7 +30,7 @@ from ..report.records import RunFolder
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .data_parallel import DataParallel, check_data_parallel
-from .distributed import Ranks, device_name as rank_device, from_environment, gather, join, leave
+from .distributed import Ranks, device_name as rank_device, from_environment, gather, process_group
 from .inputs import (check_batches, check_compile, check_runs, check_size,
                      balanced_subsets, compiler, data_name, removed_if_unused, subset_indices)
 from .device import choose_precision, configure_backend, device_name, resolve_device
@@ -136,16 +136,8 @@ class Session:
         """Train the runs not yet `finished`; a new session (`finished` None) first
         records its start in the run folder."""
         configure_backend(self.device)
-        joined = join(self.ranks, self.device)
-        try:
-            result = self.run_all(finished)
-        except BaseException:
-            if joined:
-                leave(together=False)
-            raise
-        if joined:
-            leave()
-        return result
+        with process_group(self.ranks, self.device):
+            return self.run_all(finished)
 
     def run_all(self, finished: list[RunResult] | None) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
