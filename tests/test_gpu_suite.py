@@ -41,8 +41,8 @@ def test_the_rehearsal_reaches_every_step_and_returns_its_files(cuda_standin, te
     monkeypatch.setenv("FASTCIFAR_DATA", str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"),
                            *suite_args(tmp_path, ten_classes, "--runs", "1", "--chunks", "1",
-                                       "--pairs", "fable94_e1", "--other-runs", "1",
-                                       "--others", "airbench94_bnfree", "--ablation-runs", "1",
+                                       "--pairs", "fable94_e1", "--others", "",
+                                       "--ablation-runs", "1",
                                        "--ablation-tricks", "tta", "--pruning-runs", "1")],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -53,9 +53,9 @@ def test_the_rehearsal_reaches_every_step_and_returns_its_files(cuda_standin, te
     suite = json.loads((out / "suite.json").read_text())
     keys = [s["key"] for s in suite["steps"]]
     assert keys[:2] == ["fable94_e1-fastcifar-0", "fable94_e1-reference-0"]
-    # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal)
-    assert keys[2:] == ["airbench94_bnfree-fastcifar-0", "airbench94-ablation-0",
-                        "airbench94-pruning-0"]
+    # (each other recipe runs in-process on the suite's command line in test_cuda_rehearsal;
+    # an other's step is built as a pair's own side is, test_uncompiled_pairs_...)
+    assert keys[2:] == ["airbench94-ablation-0", "airbench94-pruning-0"]
     ablation = json.loads((out / "ablation.json").read_text())  # airbench94 without TTA too
     assert [r["variant"] for r in ablation["rows"]] == ["full recipe", "without tta"]
     assert all(s["status"] == "done" and s["runs"] == s["runs_planned"] for s in suite["steps"])
@@ -89,14 +89,17 @@ def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(
     each given the data by its absolute path (they run in the work folder)."""
     monkeypatch.chdir(ten_classes.parent)
     parser_args = suite_args(tmp_path, Path(ten_classes.name), "--uncompiled", "--pairs", "fable94_e1",
-                             "--steps", "pruning,pairs", "--runs", "2")
+                             "--steps", "pruning,others,pairs", "--runs", "2",
+                             "--others", "airbench94_bnfree", "--other-runs", "1")
     (tmp_path / "out").mkdir()
     suite = gpu_suite.Suite(gpu_suite.parse(parser_args))
     suite.prepare()
     steps = suite.plan()
-    assert [s.key for s in steps] == ["airbench94-pruning-0", "fable94_e1-fastcifar-0",
-                                      "fable94_e1-reference-0"]
-    ours, theirs = (suite.command(s)[0] for s in steps[1:])
+    assert [s.key for s in steps] == ["airbench94-pruning-0", "airbench94_bnfree-fastcifar-0",
+                                      "fable94_e1-fastcifar-0", "fable94_e1-reference-0"]
+    other, ours, theirs = (suite.command(s)[0] for s in steps[1:])
+    assert other[2:6] == ["fastcifar", "train", "--recipe", "airbench94_bnfree"]
+    assert "--compile" not in other and other[other.index("--runs") + 1] == "1"
     assert "--compile" not in ours and suite.environ()["TORCHDYNAMO_DISABLE"] == "1"
     assert ours[ours.index("--data") + 1] == str(ten_classes.resolve())
     port = Path(theirs[1]).read_text()
