@@ -79,7 +79,7 @@ import torch  # noqa: E402
 from fastcifar import ablate, load_dataset  # noqa: E402
 from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
-from fastcifar.files import atomic_path, check_writable_folder  # noqa: E402
+from fastcifar.files import atomic_path, check_writable_folder, source_digest  # noqa: E402
 from fastcifar.recipes import RECIPES, get_recipe  # noqa: E402
 from fastcifar.recipes.base import with_values  # noqa: E402
 from fastcifar.report.records import provenance  # noqa: E402
@@ -215,6 +215,7 @@ class Suite:
         self.peak = peaks["float16"]
         self.results.update(device=device_name(self.device), torch=torch.__version__,
                             cuda=torch.version.cuda, fastcifar=provenance(),
+                            benchmarks_sha256=source_digest(ROOT / "benchmarks"),
                             peak_tflops=peaks, data=self.args.data, work=str(self.work))
         self.say(f"device {self.results['device']}, torch {torch.__version__}, peak TFLOP/s "
                  + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items())

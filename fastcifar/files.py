@@ -47,6 +47,19 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return file_digests(path, {algorithm})[algorithm]
 
 
+def source_digest(folder: Path) -> str:
+    """sha256 over the .py files under `folder` (their paths from it and their bytes, in
+    path order): which code ran, where no git history says it (a copy of the tree, an
+    installed package)."""
+    digest = hashlib.sha256()
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        hash_file(path, {"sha256": digest})
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def file_digests(path: Path, algorithms: set[str]) -> dict[str, str]:
     """Several digests of one file, read once."""
     hashes = {name: hashlib.new(name) for name in algorithms}

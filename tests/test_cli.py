@@ -15,6 +15,7 @@ import fastcifar
 
 from fastcifar.cli import main
 from fastcifar.errors import InputError
+from fastcifar.files import source_digest
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +59,8 @@ def test_train_prints_table_and_writes_the_run_folder(tiny_archive, tmp_path, ca
     recorded = json.loads((out_dir / "config.json").read_text())["fastcifar"]
     assert recorded["version"] == fastcifar.__version__
     assert recorded["commit"] is None or len(recorded["commit"]) == 40
+    # The digest of the source names the code whatever git says: the copy's is the same.
+    assert recorded["source_sha256"] == source_digest(out_dir / "source" / "fastcifar")
     assert not list(out_dir.glob("*.part"))
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..bench.stats import summarize
 from ..errors import InputError, RunFailed
-from ..files import atomic_path, copy_tree_whole, file_digest
+from ..files import atomic_path, copy_tree_whole, file_digest, source_digest
 from ..train.checkpoint import unwrapped
 from ..train.device import device_name
 from ..train.results import RunResult
@@ -186,9 +186,12 @@ def _plain(value):
 
 
 def provenance() -> dict:
-    """Which fastcifar ran: its version and, in a git checkout, the commit and whether the
-    tree had uncommitted changes."""
-    record = {"version": __version__, "commit": None, "dirty": None}
+    """Which fastcifar ran: its version, the digest of its source files (source_digest)
+    and, in a git checkout, the commit and whether the tree had uncommitted changes. (A
+    GPU machine that gets this working tree copied may keep an older git history: the
+    digest is what says which code it was.)"""
+    record = {"version": __version__, "source_sha256": source_digest(PACKAGE),
+              "commit": None, "dirty": None}
     try:
         def git(*args):
             return subprocess.run(["git", "-C", str(PACKAGE), *args], capture_output=True,
