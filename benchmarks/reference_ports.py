@@ -257,6 +257,26 @@ def added_run(name: str, accuracy: str, seconds: str) -> str:
         '        os.replace(args.out + ".part", args.out)\n')
 
 
+def airbench_changes(source: str, q: str, data: Change, seconds: str, runs_line: str,
+                     call: str, runs: int) -> tuple[Change, ...]:
+    """The changes every airbench script's port makes, in its order: no torchvision (`q`,
+    the quote its dict keys are written in), the `data` change that reads --data-dir, main
+    returning its time too (the local `seconds`), the arguments, --runs recorded runs in
+    place of `runs_line` (which calls `call` `runs` times), and the log under --logdir."""
+    return (
+        NO_TORCHVISION,
+        no_download(q),
+        NORMALIZE,
+        data,
+        Change("    return tta_val_acc\n", f"    return tta_val_acc, {seconds}\n", RETURN_WHY),
+        Change('if __name__ == "__main__":\n', main_arguments(runs), ARGUMENTS_WHY),
+        Change(runs_line, recorded_runs(source, AIRBENCH_COMMIT, call),
+               RUNS_WHY.format(runs=runs)),
+        Change(f"    log_dir = os.path.join({q}logs{q}, str(uuid.uuid4()))\n",
+               "    log_dir = os.path.join(args.logdir, str(uuid.uuid4()))\n", LOGDIR_WHY),
+    )
+
+
 MUON_SOURCE = "cifar10-airbench/airbench94_muon.py"
 MUON = Port(
     name="airbench94_muon",
@@ -264,22 +284,15 @@ MUON = Port(
     repository=AIRBENCH,
     commit=AIRBENCH_COMMIT,
     recipe="airbench94_muon",
-    changes=(
-        NO_TORCHVISION,
-        no_download('"'),
-        NORMALIZE,
+    changes=airbench_changes(
+        MUON_SOURCE, '"',
         Change('    test_loader = CifarLoader("cifar10", train=False, batch_size=2000)\n'
                '    train_loader = CifarLoader("cifar10", train=True,',
                "    test_loader = CifarLoader(args.data_dir, train=False, batch_size=2000)\n"
                "    train_loader = CifarLoader(args.data_dir, train=True,",
                "data from --data-dir instead of ./cifar10"),
-        Change("    return tta_val_acc\n", "    return tta_val_acc, time_seconds\n", RETURN_WHY),
-        Change('if __name__ == "__main__":\n', main_arguments(200), ARGUMENTS_WHY),
-        Change("    accs = torch.tensor([main(run, model) for run in range(200)])\n",
-               recorded_runs(MUON_SOURCE, AIRBENCH_COMMIT, "main(run, model)"), RUNS_WHY.format(runs=200)),
-        Change('    log_dir = os.path.join("logs", str(uuid.uuid4()))\n',
-               "    log_dir = os.path.join(args.logdir, str(uuid.uuid4()))\n", LOGDIR_WHY),
-    ),
+        "time_seconds", "    accs = torch.tensor([main(run, model) for run in range(200)])\n",
+        "main(run, model)", 200),
     rehearsal_changes=(
         Change("widths = dict(block1=64, block2=256, block3=256)",
                "widths = dict(block1=8, block2=16, block3=16)",
@@ -311,23 +324,15 @@ def legacy_port(name: str, recipe: str, call: str, widths: tuple[int, int, int],
         repository=AIRBENCH,
         commit=AIRBENCH_COMMIT,
         recipe=recipe,
-        changes=(
-            NO_TORCHVISION,
-            no_download("'"),
-            NORMALIZE,
+        changes=airbench_changes(
+            source, "'",
             Change("    test_loader = CifarLoader('cifar10', train=False, batch_size=2000)\n"
                    "    train_loader = CifarLoader('cifar10', train=True,",
                    "    test_loader = CifarLoader(args.data_dir, train=False, batch_size=2000)\n"
                    "    train_loader = CifarLoader(args.data_dir, train=True,",
                    "data from --data-dir instead of ./cifar10"),
-            Change("    return tta_val_acc\n", "    return tta_val_acc, total_time_seconds\n",
-                   RETURN_WHY),
-            Change('if __name__ == "__main__":\n', main_arguments(25), ARGUMENTS_WHY),
-            Change(f"    accs = torch.tensor([{call} for run in range(25)])\n",
-                   recorded_runs(source, AIRBENCH_COMMIT, call), RUNS_WHY.format(runs=25)),
-            Change("    log_dir = os.path.join('logs', str(uuid.uuid4()))\n",
-                   "    log_dir = os.path.join(args.logdir, str(uuid.uuid4()))\n", LOGDIR_WHY),
-        ),
+            "total_time_seconds", f"    accs = torch.tensor([{call} for run in range(25)])\n",
+            call, 25),
         rehearsal_changes=(
             Change("map_location=torch.device(gpu))", "map_location=torch.device('cuda', gpu))",
                    "rehearsal: torch.device('cuda', gpu) for torch.device(gpu), the same device "
@@ -355,23 +360,15 @@ FASTER = Port(
     repository=AIRBENCH,
     commit=AIRBENCH_COMMIT,
     recipe="airbench96_faster",
-    changes=(
-        NO_TORCHVISION,
-        no_download("'"),
-        NORMALIZE,
+    changes=airbench_changes(
+        FASTER_SOURCE, "'",
         Change("InfiniteCifarLoader('cifar10',", "InfiniteCifarLoader(args.data_dir,",
                "data from --data-dir instead of ./cifar10 (the proxy's loader and the main "
                "run's two)", count=3),
-        Change("    return tta_val_acc\n", "    return tta_val_acc, total_time_seconds\n",
-               RETURN_WHY),
-        Change('if __name__ == "__main__":\n', main_arguments(200), ARGUMENTS_WHY),
-        Change(f"    accs = torch.tensor([{FASTER_MODELS}\n"
-               "                         for run in range(200)])\n",
-               recorded_runs(FASTER_SOURCE, AIRBENCH_COMMIT, FASTER_MODELS),
-               RUNS_WHY.format(runs=200)),
-        Change("    log_dir = os.path.join('logs', str(uuid.uuid4()))\n",
-               "    log_dir = os.path.join(args.logdir, str(uuid.uuid4()))\n", LOGDIR_WHY),
-    ),
+        "total_time_seconds",
+        f"    accs = torch.tensor([{FASTER_MODELS}\n"
+        "                         for run in range(200)])\n",
+        FASTER_MODELS, 200),
     rehearsal_changes=(
         Change("            'block1': 32,\n            'block2': 64,\n            'block3': 64,\n",
                "            'block1': 8,\n            'block2': 16,\n            'block3': 16,\n",

@@ -126,7 +126,8 @@ def prune(argv=None) -> int:
         "score": args.score, "score_runs": args.score_runs, "runs": args.runs,
         "seed": args.seed, "epochs": epochs, "overrides": {
             k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-        "accuracy": results, "seconds": seconds, "fastcifar": fastcifar.__version__}, indent=1) + "\n")
+        "accuracy": results, "seconds": seconds, "fastcifar": fastcifar.__version__},
+        indent=1) + "\n")
     return 0
 
 

@@ -10,10 +10,11 @@ the same seeds, on the same options as `train`:
 Under torchrun each variant's battery is shared by the ranks, as `train`'s is; rank 0
 alone decides from the variant's folder whether to train, resume or read it back, and
 tells the others (deciding each from the folders, the ranks could see a folder in two
-states and wait for each other forever). Each variant's accuracy (mean and 95% CI), its
-difference to the full recipe
-paired by seed (mean and 95% CI of the per-seed differences), and its timed seconds;
-written as ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
+states and wait for each other forever).
+
+Each variant's accuracy (mean and 95% CI), its difference to the full recipe paired by
+seed (mean and 95% CI of the per-seed differences), and its timed seconds; written as
+ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
 `out/variants/`: a stopped ablation continues where it stopped (finished variants are read
 back, an interrupted one is resumed).
 """

@@ -199,7 +199,6 @@ def test_compiled_sessions_of_recipes_on_one_network_each_compile_their_own_grap
     assert compiled["airbench94 again"] == compiled["airbench94"]
 
 
-
 def test_the_uncompiled_warm_up_trains_at_every_size_of_a_curriculum():
     """On CUDA without --compile the warm-up's few steps visit each side the run trains at
     (fable94_e1: 24, 28, then 32 px), so no timed run pays cuDNN's first tuning of a size

@@ -88,8 +88,8 @@ def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(
     TORCHDYNAMO_DISABLE), E1's port runs its eager loop, and the steps run in --steps order,
     each given the data by its absolute path (they run in the work folder)."""
     monkeypatch.chdir(ten_classes.parent)
-    parser_args = suite_args(tmp_path, Path(ten_classes.name), "--uncompiled", "--pairs", "fable94_e1",
-                             "--steps", "pruning,others,pairs", "--runs", "2",
+    parser_args = suite_args(tmp_path, Path(ten_classes.name), "--uncompiled", "--pairs",
+                             "fable94_e1", "--steps", "pruning,others,pairs", "--runs", "2",
                              "--others", "airbench94_bnfree", "--other-runs", "1")
     (tmp_path / "out").mkdir()
     suite = gpu_suite.Suite(gpu_suite.parse(parser_args))

@@ -232,15 +232,16 @@ class Session:
         each image size the run trains at (a curriculum's smaller epochs too), at the real
         shapes (cuDNN's autotuning, cuSOLVER's set-up, first kernel loads)."""
         t0, config, compile_ = time.perf_counter(), self.config, self.settings["compile"]
+        seed = self.settings["seed"] - 1
         if compile_:
-            self.train_seed(config, data, self.settings["seed"] - 1)
-        for sizes in ([] if compile_ else warmup_sizes(config)):
-            per_epoch = len(data.train_images) // config.batch_size
-            values = {"epochs": min(config.epochs, WARMUP_STEPS / per_epoch)}
-            if hasattr(config, "progressive_sizes"):
-                values["progressive_sizes"] = sizes
-            short = with_values(config, values)
-            self.train_seed(short, data, self.settings["seed"] - 1)
+            self.train_seed(config, data, seed)
+        else:
+            steps = {"epochs": min(config.epochs, WARMUP_STEPS / (len(data.train_images)
+                                                                  // config.batch_size))}
+            for sizes in warmup_sizes(config):
+                sized = {"progressive_sizes": sizes} if hasattr(config, "progressive_sizes") \
+                    else {}
+                self.train_seed(with_values(config, {**steps, **sized}), data, seed)
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
