@@ -47,6 +47,12 @@ def test_each_airbench_trick_switched_off_is_off():
     # whitening: fixed whitened filters; off, a random first conv that trains
     _, off = set_up(whiten=False)
     assert not on.model.whiten.weight.requires_grad and off.model.whiten.weight.requires_grad
+    # identity init: each 3x3 conv's first filters pass their input channel on; off, random
+    def passes_input_on(model):
+        w = model.groups[1].conv1.weight[:8]  # (the TINY widths: 8 -> 16 channels)
+        return torch.equal(w, torch.nn.init.dirac_(torch.empty_like(w)))
+    assert passes_input_on(on.model)
+    assert not passes_input_on(set_up(identity_init=False)[1].model)
     # the whitening bias: frozen after its epochs; off, it trains on
     _, never = set_up(whiten_bias_epochs=1000)
     for run in (on, never):

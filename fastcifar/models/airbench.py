@@ -25,7 +25,7 @@ class ConvGroup(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, batchnorm_momentum: float,
                  convs: int = 2, residual: bool = False, batchnorm: bool = True,
-                 activation: str = "gelu"):
+                 activation: str = "gelu", identity_init: bool = True):
         super().__init__()
         if convs < 1 or (residual and convs < 2):
             raise ValueError(f"a conv group needs 1 or more convs, 2 or more with a residual; "
@@ -39,7 +39,8 @@ class ConvGroup(nn.Module):
         for i in range(1, convs + 1):
             # Without BatchNorm nothing re-centres the activations, so the convs get biases.
             self.add_module(f"conv{i}", DiracConv(in_channels if i == 1 else out_channels,
-                                                  out_channels, bias=not batchnorm))
+                                                  out_channels, bias=not batchnorm,
+                                                  identity=identity_init))
             self.add_module(f"norm{i}", BatchNorm(out_channels, batchnorm_momentum)
                             if batchnorm else nn.Identity())
 
@@ -58,7 +59,8 @@ class AirbenchNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (64, 256, 256), num_classes: int = 10,
                  batchnorm_momentum: float = 0.6, output_scale: float = 1 / 9,
                  whiten_kernel_size: int = 2, convs_per_group: int = 2, residual: bool = False,
-                 batchnorm: bool = True, whiten_bias: bool = True, activation: str = "gelu"):
+                 batchnorm: bool = True, whiten_bias: bool = True, activation: str = "gelu",
+                 identity_init: bool = True):
         super().__init__()
         whiten_width = 2 * 3 * whiten_kernel_size**2  # each eigenvector and its negative
         self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel_size, padding=0, bias=whiten_bias)
@@ -67,7 +69,7 @@ class AirbenchNet(nn.Module):
         channels = (whiten_width, *widths)
         self.groups = nn.Sequential(*(
             ConvGroup(cin, cout, batchnorm_momentum, convs_per_group, residual, batchnorm,
-                      activation)
+                      activation, identity_init)
             for cin, cout in zip(channels, channels[1:])))
         # Global max: at 32 px, the reference's MaxPool2d(3) over the 3x3 map left after three
         # 2x2 pools; the same at any other image size.

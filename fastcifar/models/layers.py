@@ -59,17 +59,21 @@ class GhostBatchNorm(BatchNorm):
 
 class DiracConv(nn.Conv2d):
     """A 3x3 'same' convolution whose first in_channels filters start as the identity,
-    so that at initialisation each layer passes its input through unchanged plus noise."""
+    so that at initialisation each layer passes its input through unchanged plus noise.
+    identity=False keeps torch's random start (the ablation of the identity init)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
+                 bias: bool = False, identity: bool = True):
+        self.identity = identity  # before nn.Conv2d's init, which calls reset_parameters
         super().__init__(in_channels, out_channels, kernel_size, padding="same", bias=bias)
 
     def reset_parameters(self):
         super().reset_parameters()
         if self.bias is not None:
             nn.init.zeros_(self.bias)
-        w = self.weight.data
-        nn.init.dirac_(w[: min(w.size(0), w.size(1))])
+        if self.identity:
+            w = self.weight.data
+            nn.init.dirac_(w[: min(w.size(0), w.size(1))])
 
 
 class Mul(nn.Module):

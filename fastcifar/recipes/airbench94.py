@@ -40,6 +40,9 @@ class AirbenchConfig(TrainConfig):
     # The whitening bias starts at 0, as airbench94's reference has it; False keeps torch's
     # random default (uniform within +-1/sqrt(12)), as airbench94_muon's reference has it.
     zero_whiten_bias: bool = True
+    # The 3x3 convs' first in-channels filters start as the identity (dirac), so each layer
+    # begins by passing its input on; False: torch's random start (the ablation of it).
+    identity_init: bool = True
     widths: tuple[int, ...] = (64, 256, 256)
     convs_per_group: int = 2
     residual: bool = False  # add each group's first activation to its last conv's output
@@ -97,7 +100,7 @@ class AirbenchRecipe(Recipe):
         model = AirbenchNet(config.widths, num_classes, config.batchnorm_momentum,
                             config.output_scale, convs_per_group=config.convs_per_group,
                             residual=config.residual, batchnorm=config.batchnorm,
-                            activation=config.activation)
+                            activation=config.activation, identity_init=config.identity_init)
         if config.zero_whiten_bias:
             nn.init.zeros_(model.whiten.bias)
         return model
@@ -126,6 +129,8 @@ class Airbench94(AirbenchRecipe):
     config = Airbench94Config()
     tricks = (
         Trick("whitening", "the first conv's filters whiten 2x2 patches, fixed", {"whiten": False}),
+        Trick("identity_init", "the 3x3 convs start as identity maps plus noise (dirac init)",
+              {"identity_init": False}),
         Trick("whiten_bias_freeze", "the whitening bias trains its first epochs, then freezes",
               {"whiten_bias_epochs": 1000}),
         Trick("bias_lr", "BatchNorm biases learn 64x faster", {"bias_lr_scale": 1.0}),

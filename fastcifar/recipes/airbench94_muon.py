@@ -47,7 +47,7 @@ class Airbench94Muon(AirbenchRecipe):
     target = Target(0.9401, "94.01% mean, 2.59 s on an A100", pflops=0.29)
     config = Airbench94MuonConfig()
     tricks = tuple(t for t in Airbench94.tricks if t.name in (
-        "whitening", "label_smoothing", "translate", "alternating_flip", "tta"))
+        "whitening", "identity_init", "label_smoothing", "translate", "alternating_flip", "tta"))
 
     def build_model(self, config: Airbench94MuonConfig, num_classes: int) -> AirbenchNet:
         model = super().build_model(config, num_classes)
