@@ -10,6 +10,10 @@ the time-to-accuracy table against airbench94_muon.
         [--load .data/frontier/loadavg.log --between START END]
     # the table: each recipe's mean TTA accuracy and timed seconds, and its ratio to muon's
     python benchmarks/frontier_results.py table
+    # the time-to-accuracy measurement: runs made one after the other on an otherwise idle
+    # machine, kept together with the machine's description; then its table
+    python benchmarks/frontier_results.py series NAME RUN [RUN ...] --load LOG
+    python benchmarks/frontier_results.py table --series NAME
 
 A run lands in `benchmarks/results/<recipe>-cpu-standin-<precision>/` (its first seed there,
 a further one in `seed<N>/`), where benchmarks/reference_table.py reads it, with
@@ -17,12 +21,20 @@ a further one in `seed<N>/`), where benchmarks/reference_table.py reads it, with
 loop appending `<unix time> <contents of /proc/loadavg>` to a file every 30 s). A load
 near 2 on the 2-core machine is the run alone; above it, other work shared the cores
 and the seconds are slower than an idle machine's.
+
+A series (`benchmarks/results/<NAME>/`) holds a folder per recipe and series.json: the
+machine (CPU model, cores, the instruction sets that decide float32 or bfloat16), torch,
+each run's start, end and load; it refuses runs that overlapped. Its table adds each
+recipe's FLOPs over muon's (`fastcifar flops`, training and evaluation) and the published
+A100 seconds over muon's, the two ratios the CPU's time is set beside.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import statistics
 import sys
@@ -32,6 +44,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RUN_FILES = ("summary.json", "config.json", "metrics.csv")
 BASELINE = "airbench94_muon"
 FRONTIER = ("hiverge94", "fable94_e5", "fable94_e1")
+# The CPU flags that say how fast float32 and bfloat16 run (bfloat16 is emulated without
+# the last three).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 def load_during(log: Path, start: float, end: float) -> dict:
@@ -51,6 +66,25 @@ def folder_for(recipe: str, precision: str) -> Path:
     return RESULTS / f"{recipe}-cpu-standin-{precision}"
 
 
+def run_span(run: Path) -> tuple[float, float]:
+    """When a run folder's run started and ended (unix times): its config.json is written
+    as it starts, its summary.json as it ends."""
+    return (run / "config.json").stat().st_mtime, (run / "summary.json").stat().st_mtime
+
+
+def copy_run(run: Path, target: Path, load_log: Path | None) -> dict:
+    """A run folder's records into target, with the load during it; returns the load."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy2(run / name, target / name)
+    load = {}
+    if load_log is not None:
+        started, ended = run_span(run)
+        load = {"started": started, "ended": ended, **load_during(load_log, started, ended)}
+        (target / "load.json").write_text(json.dumps(load, indent=1) + "\n")
+    return load
+
+
 def add_ours(run: Path, load_log: Path | None) -> Path:
     """Copy a run folder's records into its results folder (the first seed at the top)."""
     summary = json.loads((run / "summary.json").read_text())
@@ -65,15 +99,50 @@ def add_ours(run: Path, load_log: Path | None) -> Path:
         if seed == first:
             raise SystemExit(f"{target}: seed {seed} is there already")
         target = target / f"seed{seed}"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        shutil.copy2(run / name, target / name)
-    if load_log is not None:
-        started = (run / "config.json").stat().st_mtime  # written as the run starts
-        ended = (run / "summary.json").stat().st_mtime
-        load = {"started": started, "ended": ended, **load_during(load_log, started, ended)}
-        (target / "load.json").write_text(json.dumps(load, indent=1) + "\n")
+    copy_run(run, target, load_log)
     print(f"{run} -> {target} ({config['recipe']}, seed {summary['runs'][0]['seed']})")
+    return target
+
+
+def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """This machine as far as its speed goes: CPU model, cores, the ISA flags above."""
+    model, flags = None, set()
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model is None:
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags.update(value.split())
+    except OSError:
+        pass  # not Linux: the model stays unknown
+    return {"cpu": model, "cores": os.cpu_count(),
+            "isa": {flag: flag in flags for flag in ISA_FLAGS}}
+
+
+def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
+    """Runs made one after the other, in results/<name>/<recipe>/, with series.json."""
+    spans = sorted((run_span(run), run) for run in runs)
+    for (earlier, run), (later, next_run) in zip(spans, spans[1:]):
+        if later[0] < earlier[1]:
+            raise SystemExit(f"{next_run} started before {run} ended: a series' runs go "
+                             f"one after the other, each alone on the machine")
+    target = RESULTS / name
+    records, torch_versions = [], set()
+    for _, run in spans:
+        summary = json.loads((run / "summary.json").read_text())
+        if (target / summary["recipe"]).exists():
+            raise SystemExit(f"{target / summary['recipe']}: that recipe is in the series "
+                             f"already")
+        load = copy_run(run, target / summary["recipe"], load_log)
+        torch_versions.add(summary.get("torch"))
+        records.append({"recipe": summary["recipe"], "run": str(run),
+                        "seeds": [r["seed"] for r in summary["runs"]],
+                        "precision": summary.get("precision"), **load})
+    series = {"machine": machine(), "torch": sorted(map(str, torch_versions)),
+              "runs": records}
+    (target / "series.json").write_text(json.dumps(series, indent=1) + "\n")
+    print(f"{len(records)} runs -> {target}")
     return target
 
 
@@ -102,27 +171,47 @@ def our_runs(folder: Path) -> list[dict]:
     return [run for f in files if f.exists() for run in json.loads(f.read_text())["runs"]]
 
 
-def table(precision: str = "float32") -> list[str]:
-    """Each recipe's mean accuracy and timed seconds on this CPU, and its time over muon's."""
-    lines = ["| recipe | accuracy (TTA) | timed seconds | x airbench94_muon's time | runs | "
-             "load during the runs |", "| --- | --- | --- | --- | --- | --- |"]
+def published_seconds(recipe) -> float | None:
+    """The published A100 seconds in a recipe's target ("... 2.59 s on an A100")."""
+    found = re.search(r"([0-9.]+) s on an A100", recipe.target.text)
+    return float(found.group(1)) if found else None
+
+
+def table(precision: str = "float32", series: str | None = None) -> list[str]:
+    """Each recipe's mean accuracy and timed seconds on this CPU, and its time over muon's;
+    of a series, also its FLOPs and its published A100 time over muon's."""
+    head = "| recipe | accuracy (TTA) | timed seconds | x airbench94_muon's time |"
+    if series is not None:
+        from fastcifar.bench.flops import run_flops
+        from fastcifar.recipes import get_recipe
+        head += " x muon's FLOPs | x muon's A100 time (published) |"
+    lines = [head + " runs | load during the runs |",
+             "| --- " * (head.count("|") + 1) + "|"]
     baseline = None
     for recipe in (BASELINE, *FRONTIER):
-        folder = folder_for(recipe, precision)
+        folder = folder_for(recipe, precision) if series is None else RESULTS / series / recipe
         runs = our_runs(folder)
         if not runs:
-            lines.append(f"| {recipe} | not run yet | | | 0 | |")
+            lines.append(f"| {recipe} | not run yet |" + " |" * (head.count("|") - 3)
+                         + " 0 | |")
             continue
         seconds = statistics.mean(r["train_seconds"] for r in runs)
         accuracy = statistics.mean(r["accuracy"] for r in runs)
+        row = [recipe, f"{100 * accuracy:.2f}%", f"{seconds:,.0f}"]
+        if series is not None:  # (FLOPs counted on meta tensors: a second for all four)
+            flops = run_flops(get_recipe(recipe)).total
+            a100 = published_seconds(get_recipe(recipe))
         if recipe == BASELINE:
-            baseline = seconds
-        ratio = f"{seconds / baseline:.2f}x" if baseline else "(no baseline yet)"
+            baseline = (seconds, flops, a100) if series is not None else (seconds,)
+        row.append(f"{seconds / baseline[0]:.2f}x" if baseline else "(no baseline yet)")
+        if series is not None:
+            row.append(f"{flops / baseline[1]:.2f}x" if baseline else "")
+            row.append(f"{a100 / baseline[2]:.2f}x" if baseline and a100 else "")
         loads = [json.loads(f.read_text()) for f in
                  [folder / "load.json", *sorted(folder.glob("seed*/load.json"))] if f.exists()]
         load = ", ".join(f"{x['mean']:.1f} (max {x['max']:.1f})" for x in loads if x.get("samples"))
-        lines.append(f"| {recipe} | {100 * accuracy:.2f}% | {seconds:,.0f} | {ratio} | "
-                     f"{len(runs)} | {load or 'not sampled'} |")
+        row += [str(len(runs)), load or "not sampled"]
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
@@ -142,16 +231,25 @@ def main(argv=None) -> int:
                            help="the port's start and end (unix times), for --load")
     for command in (ours, reference):
         command.add_argument("--load", type=Path, help="the load-average samples' file")
+    series = commands.add_parser("series", help="runs made one after the other, kept "
+                                 "together with the machine's description")
+    series.add_argument("name", help="its folder under benchmarks/results/")
+    series.add_argument("runs", type=Path, nargs="+", help="run folders of fastcifar train")
+    series.add_argument("--load", type=Path, required=True,
+                        help="the load-average samples' file (the runs must show alone)")
     shown = commands.add_parser("table", help="the time-to-accuracy table")
     shown.add_argument("--precision", default="float32")
+    shown.add_argument("--series", help="a series' folder name: its runs only")
     args = parser.parse_args(argv)
     if args.what == "ours":
         add_ours(args.run, args.load)
+    elif args.what == "series":
+        add_series(args.name, args.runs, args.load)
     elif args.what == "reference":
         add_reference(args.result, args.port, args.changes, args.command, args.precision,
                       args.load, args.between)
     else:
-        print("\n".join(table(args.precision)))
+        print("\n".join(table(args.precision, args.series)))
     return 0
 
 

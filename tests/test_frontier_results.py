@@ -54,3 +54,39 @@ def test_a_ports_runs_become_the_reference_beside_ours(tmp_path, monkeypatch):
     reference = json.loads((folder / "reference.json").read_text())
     assert reference["list_of_changes"] == ["a", "b"]
     assert reference["all_runs"][0]["accuracy_tta"] == 0.9
+
+
+def timed_run(folder: Path, recipe: str, accuracy: float, seconds: float, start: float) -> Path:
+    """A run folder whose config.json and summary.json carry its start and end times."""
+    import os
+    fake_run(folder, recipe, 0, accuracy, seconds)
+    os.utime(folder / "config.json", (start, start))
+    os.utime(folder / "summary.json", (start + seconds, start + seconds))
+    return folder
+
+
+def test_a_series_keeps_one_after_the_other_runs_and_divides_time_and_flops(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr(fr, "RESULTS", tmp_path / "results")
+    load = tmp_path / "load.log"
+    load.write_text("".join(f"{t} 2.10 2.0 2.0 1/1 1\n" for t in range(1000, 3000, 30)))
+    muon = timed_run(tmp_path / "m", "airbench94_muon", 0.90, 1000.0, 1000.0)
+    e1 = timed_run(tmp_path / "e", "fable94_e1", 0.91, 700.0, 2010.0)
+    folder = fr.add_series("tta-cpu", [e1, muon], load)
+    series = json.loads((folder / "series.json").read_text())
+    assert [r["recipe"] for r in series["runs"]] == ["airbench94_muon", "fable94_e1"]
+    assert series["runs"][0]["mean"] == 2.1 and series["machine"]["cores"] >= 1
+    assert set(series["machine"]["isa"]) == set(fr.ISA_FLAGS)
+    lines = fr.table(series="tta-cpu")
+    assert len({line.count("|") for line in lines}) == 1  # every row has every column
+    assert lines[2].startswith("| airbench94_muon | 90.00% | 1,000 | 1.00x | 1.00x | 1.00x |")
+    e1_row = lines[5].split(" | ")
+    assert e1_row[:4] == ["| fable94_e1", "91.00%", "700", "0.70x"]
+    assert 0.7 < float(e1_row[4].rstrip("x")) < 0.9  # its curriculum's smaller epochs
+    assert e1_row[5] == f"{1.828 / 2.59:.2f}x"  # the published A100 times
+    assert "| hiverge94 | not run yet |" in lines[3]
+    # runs that shared the machine are not a series
+    a = timed_run(tmp_path / "a", "airbench94_muon", 0.9, 100.0, 5000.0)
+    b = timed_run(tmp_path / "b", "hiverge94", 0.9, 100.0, 5050.0)
+    with pytest.raises(SystemExit, match="started before .* ended"):
+        fr.add_series("overlap", [a, b], load)
