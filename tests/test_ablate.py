@@ -72,6 +72,22 @@ def test_each_airbench_trick_switched_off_is_off():
     assert set_up(label_smoothing=0.0)[1].training.loss(sure, label) < 1e-6
 
 
+def test_every_recipe_s_tricks_switch_off_by_its_own_values():
+    from fastcifar.models.layers import DiracConv
+    from fastcifar.recipes import RECIPES
+    declaring = [r for r in RECIPES.values() if r.tricks]
+    assert {"airbench94", "airbench94_muon", "hiverge94", "fable94_e1"} <= {
+        r.name for r in declaring}
+    for recipe in declaring:
+        for trick in recipe.tricks:
+            config = dataclasses.replace(recipe.config, **trick.off)  # its config's fields
+            config.validate()
+            if trick.name == "identity_init":  # no conv of the net starts as the identity
+                convs = [m for m in recipe.build_model(config, 10).modules()
+                         if isinstance(m, DiracConv)]
+                assert convs and not any(c.identity for c in convs), recipe.name
+
+
 @pytest.mark.parametrize("flip, changed", [("alternating", 1.0), ("random", None)])
 def test_alternating_flip_flips_every_image_each_epoch_random_does_not(flip, changed):
     images = torch.randn(400, 3, 8, 8)
