@@ -28,6 +28,8 @@ What it does, within --budget seconds counted from the process's start:
    - others: the other speed-run recipes, --other-runs each, uncompiled, as time allows;
    - ablation: airbench94's ablation (`fastcifar ablate`: each trick left out,
      --ablation-runs runs a variant, uncompiled), whose ablation.json and .png come back;
+     with --ablation-epochs-for-accuracy also the epochs each variant that lost accuracy
+     needs to match the full recipe (the airbench paper's measure of a trick);
    - pruning: examples/pruning.py on the whole training set (score it with 2 runs of
      airbench94's per-example records, keep the hardest half by AUM and a random half,
      --pruning-runs runs on each and on all), uncompiled.
@@ -175,6 +177,14 @@ class Suite:
     def ablation_tricks(self) -> list[str]:
         return self.args.ablation_tricks or [t.name for t in get_recipe("airbench94").tricks]
 
+    def ablation_runs(self, runs: int) -> float:
+        """The ablation's runs, in full-recipe runs: each variant's battery, and with
+        --ablation-epochs-for-accuracy at most every variant's longer sweep."""
+        variants = len(self.ablation_tricks())
+        sweep = sum(ablate.SWEEP) * variants * runs if self.args.ablation_epochs_for_accuracy \
+            else 0
+        return runs * (variants + 1) + sweep
+
     def left(self) -> float:
         return self.args.budget - MARGIN - elapsed_since_start()
 
@@ -187,7 +197,7 @@ class Suite:
             last = done[-1].result
             return last["wall"] / (last["runs"] + 1) * (step.runs + 1)
         start = COMPILED_START if step.compile else UNCOMPILED_START
-        runs = step.runs * (len(self.ablation_tricks()) + 1) if step.side == "ablation" else (
+        runs = self.ablation_runs(step.runs) if step.side == "ablation" else (
             SCORE_RUNS + 3 * step.runs if step.side == "pruning" else step.runs)
         return start + runs * RUN_SECONDS.get(step.recipe, 30.0)
 
@@ -276,6 +286,8 @@ class Suite:
             command = [sys.executable, "-m", "fastcifar", "ablate", "--recipe", step.recipe,
                        "--data", self.args.data, "--device", "cuda", "--runs", str(step.runs),
                        "--tricks", ",".join(self.ablation_tricks()), "--out", str(folder)]
+            if self.args.ablation_epochs_for_accuracy:
+                command.append("--epochs-for-accuracy")
             if self.args.rehearsal:
                 command += set_options(rehearsal_overrides(step.recipe))
             return command, folder / "ablation.json"
@@ -505,6 +517,9 @@ def parse(argv=None) -> argparse.Namespace:
                              "(0: none)")
     parser.add_argument("--ablation-tricks", type=lambda text: [t for t in text.split(",") if t],
                         help="the tricks it leaves out (default: all airbench94 declares)")
+    parser.add_argument("--ablation-epochs-for-accuracy", action="store_true",
+                        help="the ablation also sweeps epochs: what each trick is worth in "
+                             "epochs, as the airbench paper measures it")
     parser.add_argument("--pruning-runs", type=int, default=2,
                         help="runs on each pruned subset and on all the images, as time "
                              "allows (0: none)")

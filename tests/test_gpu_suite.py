@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_suite  # noqa: E402
+from fastcifar import ablate  # noqa: E402
 
 needs_references = pytest.mark.skipif(
     not REFERENCES.is_dir(), reason=f"the original scripts are not at {REFERENCES}")
@@ -234,3 +235,21 @@ def test_the_suite_tars_its_own_inductor_cache_only(cuda_standin, ten_classes, t
     in_process(capsys, *suite_args(tmp_path, ten_classes, "--other-runs", "0", "--runs", "1"))
     with tarfile.open(tmp_path / "out" / "inductor-cache.tar.gz") as t:
         assert [Path(n).name for n in t.getnames() if n.endswith((".py", ".so"))] == ["mine.py"]
+
+
+def test_the_ablation_can_sweep_epochs_and_counts_their_runs(cuda_standin, ten_classes,
+                                                              tmp_path):
+    """--ablation-epochs-for-accuracy: the ablation's command sweeps epochs, and its
+    estimate counts every variant's longer runs (SWEEP's factors) before it starts."""
+    (tmp_path / "out").mkdir()
+    plain, sweeping = (gpu_suite.Suite(gpu_suite.parse(suite_args(
+        tmp_path, ten_classes, "--steps", "ablation", "--pairs", "", "--others", "",
+        "--ablation-runs", "2", "--ablation-tricks", "tta,lookahead", *extra))) for extra in
+        ([], ["--ablation-epochs-for-accuracy"]))
+    for suite in (plain, sweeping):
+        suite.prepare()
+    step = plain.plan()[0]
+    assert "--epochs-for-accuracy" not in plain.command(step)[0]
+    assert "--epochs-for-accuracy" in sweeping.command(step)[0]
+    assert plain.ablation_runs(2) == 6
+    assert sweeping.ablation_runs(2) == 6 + 2 * 2 * sum(ablate.SWEEP)
