@@ -121,15 +121,24 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
 
 
 def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
-    """Runs made one after the other, in results/<name>/<recipe>/, with series.json."""
-    spans = sorted((run_span(run), run) for run in runs)
+    """Runs made one after the other, in results/<name>/<recipe>/, with series.json; runs
+    added to an existing series must follow its runs on the same machine."""
+    target = RESULTS / name
+    existing = (json.loads((target / "series.json").read_text())
+                if (target / "series.json").exists() else None)
+    if existing is not None and existing["machine"] != machine():
+        raise SystemExit(f"{target}: its runs were made on {existing['machine']}, this "
+                         f"machine is {machine()}")
+    spans = sorted([((r["started"], r["ended"]), Path(r["run"])) for r in
+                    (existing or {}).get("runs", []) if "started" in r]
+                   + [(run_span(run), run) for run in runs])
     for (earlier, run), (later, next_run) in zip(spans, spans[1:]):
         if later[0] < earlier[1]:
             raise SystemExit(f"{next_run} started before {run} ended: a series' runs go "
                              f"one after the other, each alone on the machine")
-    target = RESULTS / name
-    records, torch_versions = [], set()
-    for _, run in spans:
+    records = (existing or {}).get("runs", [])
+    torch_versions = set((existing or {}).get("torch", []))
+    for run in sorted(runs, key=run_span):
         summary = json.loads((run / "summary.json").read_text())
         if (target / summary["recipe"]).exists():
             raise SystemExit(f"{target / summary['recipe']}: that recipe is in the series "
@@ -142,7 +151,7 @@ def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
     series = {"machine": machine(), "torch": sorted(map(str, torch_versions)),
               "runs": records}
     (target / "series.json").write_text(json.dumps(series, indent=1) + "\n")
-    print(f"{len(records)} runs -> {target}")
+    print(f"{len(runs)} runs -> {target} ({len(records)} in all)")
     return target
 
 

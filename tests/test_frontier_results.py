@@ -72,7 +72,8 @@ def test_a_series_keeps_one_after_the_other_runs_and_divides_time_and_flops(tmp_
     load.write_text("".join(f"{t} 2.10 2.0 2.0 1/1 1\n" for t in range(1000, 3000, 30)))
     muon = timed_run(tmp_path / "m", "airbench94_muon", 0.90, 1000.0, 1000.0)
     e1 = timed_run(tmp_path / "e", "fable94_e1", 0.91, 700.0, 2010.0)
-    folder = fr.add_series("tta-cpu", [e1, muon], load)
+    fr.add_series("tta-cpu", [muon], load)
+    folder = fr.add_series("tta-cpu", [e1], load)  # a later run joins the series
     series = json.loads((folder / "series.json").read_text())
     assert [r["recipe"] for r in series["runs"]] == ["airbench94_muon", "fable94_e1"]
     assert series["runs"][0]["mean"] == 2.1 and series["machine"]["cores"] >= 1
@@ -85,8 +86,14 @@ def test_a_series_keeps_one_after_the_other_runs_and_divides_time_and_flops(tmp_
     assert 0.7 < float(e1_row[4].rstrip("x")) < 0.9  # its curriculum's smaller epochs
     assert e1_row[5] == f"{1.828 / 2.59:.2f}x"  # the published A100 times
     assert "| hiverge94 | not run yet |" in lines[3]
-    # runs that shared the machine are not a series
+    # runs that shared the machine are not a series, nor is one that overlapped its runs
     a = timed_run(tmp_path / "a", "airbench94_muon", 0.9, 100.0, 5000.0)
     b = timed_run(tmp_path / "b", "hiverge94", 0.9, 100.0, 5050.0)
     with pytest.raises(SystemExit, match="started before .* ended"):
         fr.add_series("overlap", [a, b], load)
+    with pytest.raises(SystemExit, match="started before .* ended"):
+        fr.add_series("tta-cpu", [timed_run(tmp_path / "h", "hiverge94", 0.9, 100.0, 2500.0)],
+                      load)
+    monkeypatch.setattr(fr, "machine", lambda: {"cpu": "another"})
+    with pytest.raises(SystemExit, match="this machine is"):
+        fr.add_series("tta-cpu", [b], load)
