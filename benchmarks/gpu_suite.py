@@ -190,9 +190,14 @@ class Suite:
 
     def estimate(self, step: Step) -> float:
         """Seconds the step should take: what its side's last process took per run, plus
-        its start-up; else the first estimate."""
-        done = [s for s in self.steps if s.recipe == step.recipe and s.side == step.side
-                and s.result.get("runs")]
+        its start-up; before its side has run, what the other side of its pair took on
+        this machine (the two compile nets alike: a better guess than the default, and one
+        that is too low costs only the runs the budget then cuts off); else the first
+        estimate."""
+        ran = [s for s in self.steps if s.recipe == step.recipe and s.compile == step.compile
+               and s.result.get("runs")]
+        done = ([s for s in ran if s.side == step.side]
+                or [s for s in ran if {s.side, step.side} == {"fastcifar", "reference"}])
         if done:
             last = done[-1].result
             return last["wall"] / (last["runs"] + 1) * (step.runs + 1)

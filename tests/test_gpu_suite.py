@@ -253,3 +253,19 @@ def test_the_ablation_can_sweep_epochs_and_counts_their_runs(cuda_standin, ten_c
     assert "--epochs-for-accuracy" in sweeping.command(step)[0]
     assert plain.ablation_runs(2) == 6
     assert sweeping.ablation_runs(2) == 6 + 2 * 2 * sum(ablate.SWEEP)
+
+
+@needs_references
+def test_a_pairs_second_side_is_estimated_from_its_first(ten_classes, tmp_path):
+    """Before its own first process, the original's side is expected to take what ours took
+    on this machine (per run, with the start-up spread over them), not the cold default."""
+    suite = gpu_suite.Suite(gpu_suite.parse(suite_args(tmp_path, ten_classes)))
+    ours = gpu_suite.Step("airbench94_muon", "fastcifar", 3, compile=True,
+                          result={"runs": 3, "wall": 80.0})
+    suite.steps = [ours]
+    theirs = gpu_suite.Step("airbench94_muon", "reference", 5, compile=True)
+    assert suite.estimate(theirs) == pytest.approx(80.0 / 4 * 6)
+    default = gpu_suite.COMPILED_START + 5 * gpu_suite.RUN_SECONDS["fable94_e1"]
+    assert suite.estimate(gpu_suite.Step("fable94_e1", "reference", 5, compile=True)) == default
+    uncompiled = gpu_suite.Step("airbench94_muon", "reference", 5)  # ours ran compiled
+    assert suite.estimate(uncompiled) == gpu_suite.UNCOMPILED_START + 5 * 4.0
