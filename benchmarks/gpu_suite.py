@@ -100,11 +100,11 @@ CACHE_LIMIT = 16 * 2 ** 20  # the largest tarball the device tool returns
 
 # The first estimate of a step, before any process of its side has run: (seconds of start-up
 # and compile, seconds a run). Basis: a process imports torch and loads cached data in about
-# 10 s; a cold max-autotune compile of these small nets has not been measured on a GPU
-# yet and is taken as three minutes (benchmarks/results/compile-time-cpu.json, Inductor on
-# a 2-core CPU, a lower bound: 41 s cold, 7 s warm for airbench94; 48 s and 5 s for
-# airbench94_muon); a run takes about its published A100 time (an H200 is faster) plus
-# its untimed per-epoch evaluation, a second or two.
+# 10 s; a cold max-autotune compile takes about three minutes (on an H200 airbench94_muon's
+# compiling warm-up run took 172 s with ours, 115 s with the original's script, 26 s with
+# ours given a warm Inductor cache: results/h200-standin-lease2/); a run takes about its
+# published A100 time (an H200 is faster) plus its untimed per-epoch evaluation, a second
+# or two.
 COMPILED_START = 180.0
 UNCOMPILED_START = 30.0
 RUN_SECONDS = {"airbench94_muon": 4.0, "airbench94": 5.0, "hiverge94": 3.5, "fable94_e1": 3.5,

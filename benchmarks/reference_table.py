@@ -14,7 +14,8 @@ a recipe not yet run to the end (its README section says what was checked instea
 
 With --gpu: each `benchmarks/results/h200-*/` folder holds the GPU suite's calls
 (`call*/suite.json`, benchmarks/gpu_suite.py); a row per recipe raced beside its original
-there, every run of each side over the folder's calls (a call whose side failed adds none).
+there, every run of each side over the folder's calls (a call whose side failed adds none),
+compiled and uncompiled runs in rows of their own.
 """
 
 from __future__ import annotations
@@ -62,21 +63,21 @@ def rows() -> list[str]:
 
 def gpu_rows() -> list[str]:
     lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
-             "timed seconds (ours / ref) | compiled | machine |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "timed seconds (ours / ref) | compiled | machine | results |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for folder in sorted(f for f in RESULTS.glob("h200-*") if f.is_dir()):
-        sides: dict[str, dict[str, list]] = {}
+        sides: dict[tuple[str, bool], dict[str, dict]] = {}  # (recipe, compiled): sides
         for file in sorted(folder.glob("call*/suite.json")):
             suite = json.loads(file.read_text())
             machine = f"{suite['device']}, torch {suite['torch']}"
             for step in suite["steps"]:
                 if step["side"] not in ("fastcifar", "reference"):
                     continue
-                side = sides.setdefault(step["recipe"], {}).setdefault(
-                    step["side"], {"accuracy": [], "seconds": [], "compile": step["compile"]})
+                side = sides.setdefault((step["recipe"], step["compile"]), {}).setdefault(
+                    step["side"], {"accuracy": [], "seconds": []})
                 side["accuracy"] += step.get("accuracies", [])
                 side["seconds"] += step.get("seconds", [])
-        for recipe, both in sides.items():
+        for (recipe, compiled), both in sides.items():
             if "reference" not in both or not all(both[k]["accuracy"] for k in both):
                 continue
             ours, theirs = both["fastcifar"], both["reference"]
@@ -91,7 +92,8 @@ def gpu_rows() -> list[str]:
                 f"{len(ours['accuracy'])} / {len(theirs['accuracy'])} | "
                 f"{statistics.median(ours['seconds']):.2f} / "
                 f"{statistics.median(theirs['seconds']):.2f} (medians) | "
-                f"{'max-autotune' if ours['compile'] else 'no, both sides'} | {machine} |")
+                f"{'max-autotune, both sides' if compiled else 'no, both sides'} | {machine} | "
+                f"{folder.name} |")
     return lines
 
 

@@ -17,8 +17,9 @@ def suite(steps: list[dict]) -> str:
     return json.dumps({"device": "NVIDIA H200", "torch": "2.11.0+cu130", "steps": steps})
 
 
-def step(recipe: str, side: str, accuracies: list[float], seconds: list[float]) -> dict:
-    return {"recipe": recipe, "side": side, "compile": False, "accuracies": accuracies,
+def step(recipe: str, side: str, accuracies: list[float], seconds: list[float],
+         compile: bool = False) -> dict:
+    return {"recipe": recipe, "side": side, "compile": compile, "accuracies": accuracies,
             "seconds": seconds}
 
 
@@ -34,9 +35,16 @@ def test_a_row_takes_every_call_s_runs_of_each_side(tmp_path, monkeypatch):
         step("hiverge94", "fastcifar", [0.91, 0.93], [1.6, 1.6]),
         step("hiverge94", "reference", [0.91], [1.6]),
         step("airbench94", "ablation", [0.9], [2.0]),  # not a pair: no row
-        step("hlb", "fastcifar", [0.9], [2.0])]))  # no original beside it: no row
+        step("hlb", "fastcifar", [0.9], [2.0]),  # no original beside it: no row
+        # Compiled runs never mix with uncompiled ones: a row of their own.
+        step("hiverge94", "fastcifar", [0.94], [1.2], compile=True),
+        step("hiverge94", "reference", [0.93], [1.4], compile=True)]))
     monkeypatch.setattr(reference_table, "RESULTS", tmp_path)
     header, rule, *rows = reference_table.gpu_rows()
     assert header.startswith("| recipe | ours (TTA) | reference (TTA) | difference |")
     assert rows == ["| hiverge94 | 92.00% ± 1.41 | 91.00% ± 1.00 | +1.00 | 2 / 3 | "
-                    "1.60 / 1.60 (medians) | no, both sides | NVIDIA H200, torch 2.11.0+cu130 |"]
+                    "1.60 / 1.60 (medians) | no, both sides | NVIDIA H200, torch 2.11.0+cu130 "
+                    "| h200-standin-uncompiled |",
+                    "| hiverge94 | 94.00% | 93.00% | +1.00 | 1 / 1 | 1.20 / 1.40 (medians) | "
+                    "max-autotune, both sides | NVIDIA H200, torch 2.11.0+cu130 "
+                    "| h200-standin-uncompiled |"]
