@@ -1,0 +1,57 @@
+"""benchmarks/run_profile.py: a whole run under torch's profiler, after a warm-up run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import run_profile  # noqa: E402
+
+TINY = ["--set", "epochs=1", "--set", "batch_size=16", "--set", "widths=8,8,8",
+        "--set", "tta_level=0"]
+
+
+def test_a_profile_names_each_recipe_s_costliest_operators(tiny_archive, tmp_path, capsys):
+    out = tmp_path / "profile"
+    assert run_profile.main(["--recipe", "fable94_e5", "--data", str(tiny_archive), "--device", "cpu", *TINY,
+                             "--out", str(out)]) == 0
+    record = json.loads((out / "profile.json").read_text())
+    assert [r["recipe"] for r in record["runs"]] == ["fable94_e5"]
+    for row in record["runs"]:
+        assert row["timed_seconds"] > 0 and row["operator_calls"] > 100
+        assert row["device_busy_seconds"] is None  # a CPU: no separate device
+        hosts = [op["seconds"] for op in row["top_host"]]
+        assert hosts == sorted(hosts, reverse=True) and hosts[0] > 0
+        with gzip.open(out / row["trace"]) as f:
+            assert json.load(f)["traceEvents"]  # a Chrome trace
+    printed = capsys.readouterr().out
+    assert printed.startswith("fable94_e5: ") and " host " in printed
+
+
+def test_a_bad_value_fails_before_any_work(tmp_path):
+    with pytest.raises(Exception, match="batch_size"):
+        run_profile.main(["--recipe", "hiverge94", "--data", str(tmp_path / "missing"),
+                          "--set", "batch_size=lots", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_on_cuda_the_kernels_are_recorded_and_their_time_summed(cuda_standin):
+    """The CUDA branches, under the stand-in (a whole profiled run there took 3 minutes of
+    this suite: the profiler's CUDA activity on a CPU build)."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from types import SimpleNamespace
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert ProfilerActivity.CUDA in run_profile.activities(cuda)
+    assert run_profile.activities(cpu) == [ProfilerActivity.CPU]
+    ops = [SimpleNamespace(self_device_time_total=1.5e6),
+           SimpleNamespace(self_device_time_total=0.5e6)]
+    assert run_profile.busy_seconds(ops, cuda) == pytest.approx(2.0)
+    assert run_profile.busy_seconds(ops, cpu) is None
