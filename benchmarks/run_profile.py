@@ -29,6 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from fastcifar.data import load_dataset
 from fastcifar.data.loader import DeviceData
+from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
 from fastcifar.recipes.base import override
 from fastcifar.train.device import choose_precision, device_name, resolve_device
@@ -106,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     recipes = args.recipe or ["fable94_e5", "hiverge94"]
-    for name in recipes:  # an unknown name or value fails here, before any work
-        override(get_recipe(name).config, args.set)
-    device = resolve_device(args.device)
+    try:  # bad input (a name, a value, the data, the device) stops here, before any work
+        for name in recipes:
+            override(get_recipe(name).config, args.set)
+        device = resolve_device(args.device)
+        dataset = load_dataset(args.data)
+        if args.subset:
+            dataset = dataset.balanced_subset(args.subset)
+    except InputError as error:
+        raise SystemExit(f"run_profile: {error}") from None
     args.out.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(args.data)
-    if args.subset:
-        dataset = dataset.balanced_subset(args.subset)
     rows = []
     for name in recipes:
         rows.append(profile_run(name, dataset, device, args.precision, args.set,

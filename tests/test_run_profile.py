@@ -35,10 +35,20 @@ def test_a_profile_names_each_recipe_s_costliest_operators(tiny_archive, tmp_pat
     assert printed.startswith("fable94_e5: ") and " host " in printed
 
 
-def test_a_bad_value_fails_before_any_work(tmp_path):
-    with pytest.raises(Exception, match="batch_size"):
-        run_profile.main(["--recipe", "hiverge94", "--data", str(tmp_path / "missing"),
-                          "--set", "batch_size=lots", "--out", str(tmp_path / "out")])
+@pytest.mark.parametrize("bad, message", [
+    (["--set", "batch_size=lots"], "batch_size"),
+    (["--recipe", "hiverge95"], "hiverge95"),
+    (["--data", "MISSING"], "MISSING"),
+])
+def test_bad_input_stops_with_one_message_before_any_work(bad, message, tiny_archive, tmp_path):
+    args = ["--recipe", "hiverge94", "--data", str(tiny_archive), "--device", "cpu",
+            "--out", str(tmp_path / "out")]
+    if bad[0] == "--data":
+        args[3] = str(tmp_path / bad[1])
+        bad = []
+    with pytest.raises(SystemExit, match=message) as stopped:
+        run_profile.main(args + bad)
+    assert str(stopped.value).startswith("run_profile: ")
     assert not (tmp_path / "out").exists()
 
 
