@@ -163,7 +163,7 @@ def test_size_goes_with_fastais_archives_only(capsys):
 
 @pytest.mark.parametrize("recipe, widths, expected", [
     ("airbench94", "64", "widths must be 3 positive numbers, one for each of the three conv"),
-    ("airbench94", "64,0,256", "widths must be 3 positive numbers"),
+    ("airbench94", "64,0,256", "--set widths=(64, 0, 256): each of widths must be at least 1"),
     ("bag_of_tricks", "64,128", "widths must be 4 positive numbers, one for each of prep"),
     ("resnet9_dawnbench", "64,128,256", "widths must be 4 positive numbers"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..recipes import parse_assignments
+from ..recipes.base import checked_values
 from ..train.device import PRECISION_CHOICES
 
 
@@ -71,7 +72,8 @@ def session_options(args, recipe) -> dict:
     hyperparameters, the others by name, left out where not given."""
     options = parse_assignments(recipe.config, args.overrides)
     if args.image_size is not None:
-        options["image_size"] = args.image_size
+        options.update(checked_values(recipe.config, {"image_size": args.image_size},
+                                      "--image-size"))
     for name in ("data", "size", "subset", "test_subset", "subset_seed", "seed", "precision",
                  "runs", "epochs", "compile", "checkpoints", "lr_from_finder", "ddp",
                  "record_examples"):

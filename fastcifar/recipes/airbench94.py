@@ -21,7 +21,9 @@ from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import decoupled_sgd
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig, Trick, check_widths
+from .base import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt,
+                   OpenFraction, Positive, Recipe, Target, Training, TrainConfig, Trick,
+                   check_widths)
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,9 @@ class AirbenchConfig(TrainConfig):
 
     batch_size: int = 1024
     label_smoothing: float = 0.2
-    whiten_bias_epochs: int = 3  # the whitening bias trains this long, then freezes
-    whiten_images: int = 5000  # training images whose patches set the whitening filters
-    whiten_eps: float = 5e-4
+    whiten_bias_epochs: NonNegativeInt = 3  # the whitening bias trains this long, then freezes
+    whiten_images: Count = 5000  # training images whose patches set the whitening filters
+    whiten_eps: Positive = 5e-4  # added to the patch variances it divides by
     # False: the first conv is an ordinary one, randomly initialised and trained (the
     # ablation of patch whitening; its width and the rest of the net are unchanged)
     whiten: bool = True
@@ -43,13 +45,15 @@ class AirbenchConfig(TrainConfig):
     # The 3x3 convs' first in-channels filters start as the identity (dirac), so each layer
     # begins by passing its input on; False: torch's random start (the ablation of it).
     identity_init: bool = True
-    widths: tuple[int, ...] = (64, 256, 256)
-    convs_per_group: int = 2
+    widths: tuple[Count, ...] = (64, 256, 256)
+    convs_per_group: Count = 2
     residual: bool = False  # add each group's first activation to its last conv's output
     batchnorm: bool = True  # False: no BatchNorm, biases on the convs instead
-    batchnorm_momentum: float = 0.6
+    # Weight kept on the old running statistics (torch's momentum is 1 - this): below 1,
+    # or they would never leave their start.
+    batchnorm_momentum: FractionBelowOne = 0.6
     activation: str = "gelu"  # in the conv groups: gelu, or silu as hiverge and Fable have it
-    output_scale: float = 1 / 9
+    output_scale: Positive = 1 / 9  # the logits' temperature
     flip: str = "alternating"
     translate: int = 2
     tta_level: int = 2
@@ -61,36 +65,28 @@ class AirbenchConfig(TrainConfig):
         if self.activation not in ACTIVATIONS:
             raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, "
                              f"got {self.activation!r}")
-        if self.convs_per_group < (2 if self.residual else 1):
-            raise InputError(f"convs_per_group must be at least {2 if self.residual else 1} "
-                             f"(residual={self.residual}), got {self.convs_per_group}")
+        if self.residual and self.convs_per_group < 2:
+            raise InputError(f"convs_per_group must be at least 2 with residual=True (the "
+                             f"first conv's output is added to the last's), got "
+                             f"{self.convs_per_group}")
 
 
 @dataclass(frozen=True)
 class Airbench94Config(AirbenchConfig):
     epochs: float = 9.9
-    lr: float = 11.5  # per 1024 examples, independent of momentum (see optim/sgd.py)
-    momentum: float = 0.85
-    weight_decay: float = 0.0153  # per 1024 examples, independent of lr
-    bias_lr_scale: float = 64.0  # BatchNorm biases learn 64x faster (their decay is unchanged)
-    lr_start: float = 0.2  # lr multiplier: 0.2 -> 1.0 over the first 23% of steps -> 0.07
-    lr_peak_at: float = 0.23
-    lr_end: float = 0.07
+    lr: Positive = 11.5  # per 1024 examples, independent of momentum (see optim/sgd.py)
+    momentum: OpenFraction = 0.85  # Nesterov
+    weight_decay: NonNegative = 0.0153  # per 1024 examples, independent of lr
+    bias_lr_scale: Positive = 64.0  # BatchNorm biases learn 64x faster (their decay is unchanged)
+    lr_start: Fraction = 0.2  # lr multiplier: 0.2 -> 1.0 over the first 23% of steps -> 0.07
+    lr_peak_at: Fraction = 0.23  # of the run
+    lr_end: Fraction = 0.07  # of the peak lr
     # Lookahead: every lookahead_every steps the weights and their average move to
     # decay * average + (1 - decay) * weights, with decay lookahead_base**lookahead_every *
     # (step / steps)**lookahead_power: it follows the weights early on and holds them later.
-    lookahead_every: int = 5  # 0: no lookahead
-    lookahead_base: float = 0.95
-    lookahead_power: float = 3.0
-
-    def validate(self) -> None:
-        super().validate()
-        check_lookahead(self)
-
-
-def check_lookahead(config) -> None:
-    if config.lookahead_every < 0:
-        raise InputError(f"lookahead_every must be 0 (none) or more, got {config.lookahead_every}")
+    lookahead_every: NonNegativeInt = 5  # 0: no lookahead
+    lookahead_base: Fraction = 0.95  # so that every decay is in [0, 1]
+    lookahead_power: NonNegative = 3.0
 
 
 class AirbenchRecipe(Recipe):

@@ -18,7 +18,7 @@ from ..optim.sgd import sgd_with_decay
 from ..optim.losses import summed_cross_entropy
 from .airbench94 import AirbenchConfig, AirbenchRecipe
 from .airbench94 import Airbench94
-from .base import Target, Training
+from .base import NonNegative, NonNegativeInt, OpenFraction, Positive, Target, Training
 
 
 @dataclass(frozen=True)
@@ -26,18 +26,20 @@ class Airbench94MuonConfig(AirbenchConfig):
     epochs: float = 8.0
     batch_size: int = 2000
     zero_whiten_bias: bool = False  # the reference keeps torch's random init
-    muon_lr: float = 0.24  # per step, for an update of fixed size (see optim/muon.py)
-    muon_momentum: float = 0.6  # Nesterov
-    newton_schulz_steps: int = 3  # enough: the update's singular values need only be near 1
+    muon_lr: Positive = 0.24  # per step, for an update of fixed size (see optim/muon.py)
+    muon_momentum: OpenFraction = 0.6  # Nesterov
+    # Enough: the update's singular values need only be near 1 (0: the momentum direction
+    # only normalised).
+    newton_schulz_steps: NonNegativeInt = 3
     # Torch SGD lrs as published (not airbench94's decoupled form), per example: the loss
     # is summed over the batch. The whitening bias's lr decays to 0 over whiten_bias_epochs.
-    bias_lr: float = 0.053  # torch's lr, per example: whitening bias and BatchNorm biases
-    head_lr: float = 0.67  # torch's lr, per example: the linear head
-    sgd_momentum: float = 0.85  # Nesterov
+    bias_lr: Positive = 0.053  # torch's lr, per example: whitening bias and BatchNorm biases
+    head_lr: Positive = 0.67  # torch's lr, per example: the linear head
+    sgd_momentum: OpenFraction = 0.85  # Nesterov
     # Per example in the batch: each step removes batch_size x this fraction of every SGD
     # weight (times the lr multiplier). Muon's filters have none: their norm is fixed.
-    weight_decay: float = 2e-6
-    head_init_std: float = 1.0  # the head starts at unit std, and its logits are divided
+    weight_decay: NonNegative = 2e-6
+    head_init_std: NonNegative = 1.0  # the head starts at unit std, and its logits are divided
     output_scale: float = 1 / 256  # by its fan-in (the last width): head_lr is tuned for this
 
 

@@ -22,7 +22,8 @@ from ..optim.averaging import WeightAverage
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig, check_widths
+from .base import (Count, Fraction, FractionBelowOne, NonNegative, OpenFraction, Positive,
+                   Recipe, Target, Training, TrainConfig, check_widths)
 
 
 @dataclass(frozen=True)
@@ -31,34 +32,34 @@ class BagOfTricksConfig(TrainConfig):
     batch_size: int = 512
     # The notebook's lr: 0.512 per 512 examples. Page's new_dawn.py uses 1.0 with output x1/16,
     # cifar10-fast-simple 1.024 with output x1/8.
-    lr: float = 0.512 / 512  # per example: the loss is summed over the batch
-    weight_decay: float = 5e-4  # per example, coupled to the lr: torch's 5e-4 * batch_size
-    momentum: float = 0.9  # Nesterov
+    lr: Positive = 0.512 / 512  # per example: the loss is summed over the batch
+    weight_decay: NonNegative = 5e-4  # per example, coupled to the lr: torch's 5e-4 * batch_size
+    momentum: OpenFraction = 0.9  # Nesterov
     # Norm biases get 64x the lr and 1/64 the decay: x16 makes up for freezing the norm
     # scales at 1 instead of ~1/4, and 4x more helped again (Page).
-    bias_lr_scale: float = 64.0
+    bias_lr_scale: Positive = 64.0
     # lr multiplier: 0 -> 1 over the first 20% of steps -> lr_floor at 80% (epoch 8 of 10),
     # then flat, so that the EMA averages a low-lr stretch (Page and Germer).
-    lr_peak_at: float = 0.2
-    lr_floor_at: float = 0.8
-    lr_floor: float = 0.1
+    lr_peak_at: Fraction = 0.2
+    lr_floor_at: Fraction = 0.8  # of the run
+    lr_floor: Fraction = 0.1  # of the peak lr
     label_smoothing: float = 0.2
     # EMA of the weights (and norm statistics) for evaluation: 0.99 per step, applied as
     # 0.99**5 ~= 0.95 every 5 steps (more often did not help), so it spans ~100 steps,
     # about the last epoch.
-    ema_momentum: float = 0.99
-    ema_every: int = 5
+    ema_momentum: Fraction = 0.99
+    ema_every: Count = 5
     # 3x3 patches: 27 filters, zero padding 1, no bias, and no negatives (airbench needs
     # them for its GELU; here a learned 1x1 conv follows, which can flip signs itself).
-    whiten_kernel_size: int = 3
-    whiten_eps: float = 1e-2  # damps the low-variance, mostly noise, directions
-    whiten_images: int = 10000  # training images whose 3x3 patches set the filters (Page)
-    widths: tuple[int, ...] = (64, 128, 256, 512)  # prep (1x1 conv), layer1, layer2, layer3
-    ghost_splits: int = 16  # batch norm works best over ~32 examples: 512 / 16
-    batchnorm_momentum: float = 0.9  # weight on the old running statistics (torch's 0.1)
-    batchnorm_eps: float = 1e-5
-    celu_alpha: float = 0.3  # with scales frozen at 1: Page's CELU(0.075) at scales 1/4
-    output_scale: float = 0.125  # tempers the logits of the unnormalised linear head
+    whiten_kernel_size: Count = 3
+    whiten_eps: Positive = 1e-2  # damps the low-variance, mostly noise, directions
+    whiten_images: Count = 10000  # training images whose 3x3 patches set the filters (Page)
+    widths: tuple[Count, ...] = (64, 128, 256, 512)  # prep (1x1 conv), layer1, layer2, layer3
+    ghost_splits: Count = 16  # batch norm works best over ~32 examples: 512 / 16
+    batchnorm_momentum: FractionBelowOne = 0.9  # weight on the old running statistics (torch's 0.1)
+    batchnorm_eps: Positive = 1e-5
+    celu_alpha: Positive = 0.3  # with scales frozen at 1: Page's CELU(0.075) at scales 1/4
+    output_scale: Positive = 0.125  # tempers the logits of the unnormalised linear head
     flip: str = "alternating"  # as the notebook does (Page and Germer flip at random)
     translate: int = 4  # reflect-pad 4, random 32x32 crop
     tta_level: int = 1  # mean logits of the image and its mirror
@@ -69,6 +70,9 @@ class BagOfTricksConfig(TrainConfig):
         if self.batch_size % self.ghost_splits:
             raise InputError(f"batch_size {self.batch_size} must be a multiple of "
                              f"ghost_splits {self.ghost_splits}")
+        if self.lr_peak_at > self.lr_floor_at:  # the schedule's knots must come in order
+            raise InputError(f"lr_peak_at ({self.lr_peak_at}) must not come after lr_floor_at "
+                             f"({self.lr_floor_at})")
 
     def lr_schedule(self, total_steps: int) -> np.ndarray:
         return piecewise_linear(total_steps, [(0, 0.0), (self.lr_peak_at, 1.0),

@@ -9,7 +9,7 @@ import math
 import typing
 from dataclasses import dataclass
 from math import ceil
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
@@ -21,35 +21,77 @@ from ..optim.averaging import WeightAverage
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The values a numeric field, or each item of a tuple field, may take: an interval as
+    mathematics writes it ("[0, 1)", "(0, inf)"), and its words in a message ("in [0, 1)"
+    unless given)."""
+
+    interval: str
+    words: str = ""
+
+    def __post_init__(self) -> None:
+        if self.interval[:1] not in ("[", "(") or self.interval[-1:] not in ("]", ")"):
+            raise ValueError(f"Domain {self.interval!r}: expected an interval such as '[0, 1)'")
+        self.ends()  # two numbers between the brackets, or a ValueError now
+
+    def ends(self) -> tuple[float, float]:
+        low, high = (float(end) for end in self.interval[1:-1].split(","))
+        return low, high
+
+    def __contains__(self, value) -> bool:
+        low, high = self.ends()
+        return ((low < value if self.interval[0] == "(" else low <= value)
+                and (value < high if self.interval[-1] == ")" else value <= high))
+
+    def __str__(self) -> str:
+        return self.words or f"in {self.interval}"
+
+
+# The domains of config fields, each stated once, as the field's annotation
+# (`lr: Positive = 11.5`). A subclass that only changes a default (`lr: float = 10.0`)
+# keeps its parent's (field_domains); --set, keyword values, `tune --space` and validate()
+# refuse a value outside it, naming the field (_checked_value).
+Positive = Annotated[float, Domain("(0, inf)", "positive")]
+NonNegative = Annotated[float, Domain("[0, inf)", "0 or more")]
+Fraction = Annotated[float, Domain("[0, 1]")]
+FractionBelowOne = Annotated[float, Domain("[0, 1)")]
+OpenFraction = Annotated[float, Domain("(0, 1)")]  # e.g. a Nesterov momentum (torch: above 0)
+Count = Annotated[int, Domain("[1, inf)", "at least 1")]
+NonNegativeInt = Annotated[int, Domain("[0, inf)", "0 or more")]
+ImageSide = Annotated[int, Domain("[16, inf)", "at least 16, as the networks pool three times")]
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters every recipe has. Recipes subclass this with their own."""
 
-    epochs: float = 10.0
-    batch_size: int = 512
-    label_smoothing: float = 0.0
+    epochs: Positive = 10.0
+    batch_size: Count = 512
+    label_smoothing: FractionBelowOne = 0.0
     flip: str = "random"  # none | random | alternating
-    translate: int = 0  # pixels of random translation (reflect pad + crop)
-    cutout: int = 0  # side of the cutout square, 0 for none
-    tta_level: int = 0  # 0 none, 1 mirror, 2 mirror x translations, 3 their six views alike
+    translate: NonNegativeInt = 0  # pixels of random translation (reflect pad + crop)
+    cutout: NonNegativeInt = 0  # side of the cutout square, 0 for none
+    # 0 none, 1 mirror, 2 mirror x translations, 3 their six views alike
+    tta_level: Annotated[int, Domain("[0, 3]", "0, 1, 2 or 3")] = 0
     # The least confident fraction of the test images that take the TTA (hiverge: 0.25);
     # the rest keep their plain logits (train/evaluate.py, selective_tta_logits).
-    tta_fraction: float = 1.0
+    tta_fraction: Fraction = 1.0
     # The side of the square images trained on, in pixels: images of another size are
     # scaled (shorter side) and centre-cropped to it as they load. The networks end in a
     # global max, so any size from 16 up works; CIFAR-10's is 32.
-    image_size: int = 32
+    image_size: ImageSide = 32
     # Progressive resizing (fulcrumresearch's speed run trains its first epochs smaller):
     # the side of the training images in epochs 0, 1, ..., e.g. (24, 28); later epochs,
     # and every evaluation, at image_size.
-    progressive_sizes: tuple[int, ...] = ()
+    progressive_sizes: tuple[ImageSide, ...] = ()
     # How a smaller epoch is made: resize (the whole image scaled down) or crop (a window of
     # it at full scale, shifted by up to translate pixels about the centre: Fable E5's).
     progressive_mode: str = "resize"
     progressive_antialias: bool = True  # resize: antialiased; false: plain bilinear (Fable E1)
     # Colour jitter (hiverge, Fable), per image and epoch, in normalised units: a shift
     # uniform within +-brightness, then a scale uniform within 1 +- contrast (0: none).
-    brightness: float = 0.0
-    contrast: float = 0.0  # colour jitter's scale range, below 1 (0: none; see brightness)
+    brightness: NonNegative = 0.0
+    contrast: FractionBelowOne = 0.0  # colour jitter's scale range (0: none; see brightness)
     # Data-parallel runs (--ddp): BatchNorm statistics over the global batch, not over each
     # rank's share of it.
     sync_bn: bool = False
@@ -80,27 +122,15 @@ class TrainConfig:
         return self.image_size
 
     def check_image_size(self) -> None:
-        if self.image_size < 16:
-            raise InputError(f"image_size must be at least 16 pixels (the networks pool "
-                             f"three times), got {self.image_size}")
-        if any(not 16 <= side <= self.image_size for side in self.progressive_sizes):
-            raise InputError(f"progressive_sizes must be sides from 16 to image_size "
+        if any(side > self.image_size for side in self.progressive_sizes):
+            raise InputError(f"progressive_sizes must be sides up to image_size "
                              f"({self.image_size}), got {self.progressive_sizes}")
 
     def validate(self) -> None:
-        if not self.epochs > 0:
-            raise InputError(f"epochs must be positive, got {self.epochs}")
-        if self.batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.tta_level not in (0, 1, 2, 3):
-            raise InputError(f"tta_level must be 0, 1, 2 or 3, got {self.tta_level}")
-        if not 0 <= self.tta_fraction <= 1:
-            raise InputError(f"tta_fraction must be in [0, 1], got {self.tta_fraction}")
+        """Every field within its domain (check_domains), then the checks across fields:
+        subclasses add theirs after calling this."""
+        check_domains(self, type(self).__name__)
         self.check_image_size()
-        if self.translate < 0 or self.cutout < 0:
-            raise InputError("translate and cutout must be 0 or more")
-        if not 0 <= self.label_smoothing < 1:
-            raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         try:
             augmentation = self.augmentation()
         except ValueError as e:
@@ -173,8 +203,9 @@ class Recipe:
 
 
 def check_widths(widths: tuple[int, ...], count: int, parts: str) -> None:
-    """A network's widths: `count` positive numbers, one for each of `parts`."""
-    if len(widths) != count or any(w < 1 for w in widths):
+    """A network's widths, one for each of `parts` (its field's domain, tuple[Count, ...],
+    keeps each at least 1)."""
+    if len(widths) != count:
         raise InputError(f"widths must be {count} positive numbers, one for each of {parts}; "
                          f"got {widths}")
 
@@ -192,37 +223,69 @@ def config_from_dict(defaults: TrainConfig, values: dict, source: str) -> TrainC
 
 
 def override(config: TrainConfig, assignments: list[str]) -> TrainConfig:
-    """Apply `key=value` strings (`--set`) to a config, each value read as its field's type."""
-    return with_values(config, parse_assignments(config, assignments), "--set")
+    """Apply `key=value` strings (`--set`) to a config (parse_assignments)."""
+    return dataclasses.replace(config, **parse_assignments(config, assignments))
 
 
 def parse_assignments(config: TrainConfig, assignments: list[str],
                       source: str = "--set") -> dict:
-    """`key=value` strings as {field: value of the field's type}; `source` names the option
-    they came from in a message."""
-    hints = typing.get_type_hints(type(config))
+    """`key=value` strings as {field: value}, each read as its field's type and checked
+    (checked_values); `source` names the option they came from in a message."""
     values = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
             raise InputError(f"{source} {assignment!r}: expected key=value")
-        _check_known(config, key, f"{source} {assignment!r}")
-        value = _parse_value(key, text.strip(), hints[key], source)
-        values[key] = _checked_value(key, value, hints[key], source)  # nan, inf: refused here
-    return values
+        values[key] = parse_value(config, key, text.strip(), source)
+    return checked_values(config, values, source)
+
+
+def parse_value(config: TrainConfig, key: str, text: str, source: str = "--set"):
+    """One field's value read from text as the field's type, not yet checked against its
+    domain (`tune --space` reads a range's ends before it checks them)."""
+    _check_known(config, key, f"{source} {key}={text}")
+    return _parse_value(key, text, typing.get_type_hints(type(config))[key], source)
 
 
 def with_values(config: TrainConfig, values: dict, source: str = "keyword") -> TrainConfig:
-    """The config with these fields replaced, each checked against its field's type (an
-    int for an int, a finite number for a float, true or false for a bool, a tuple or
-    list of the item type for a tuple); `source` names where the values came from."""
-    hints = typing.get_type_hints(type(config))
-    changes = {}
+    """The config with these fields replaced, each checked (checked_values)."""
+    return dataclasses.replace(config, **checked_values(config, values, source))
+
+
+def checked_values(config: TrainConfig, values: dict, source: str) -> dict:
+    """The values, each of its field's type (an int for an int, a finite number for a
+    float, true or false for a bool, a tuple or list of the item type for a tuple) and
+    within its domain; `source` names where they came from in a message."""
+    hints, domains = typing.get_type_hints(type(config)), field_domains(type(config))
+    checked = {}
     for key, value in values.items():
         _check_known(config, key, f"{source} {key}")
-        changes[key] = _checked_value(key, value, hints[key], source)
-    return dataclasses.replace(config, **changes)
+        checked[key] = _checked_value(key, value, hints[key], domains.get(key), source)
+    return checked
+
+
+def check_domains(config: TrainConfig, source: str) -> None:
+    """Every field that has a domain holds a value within it: the defaults a recipe or a
+    recipe file sets are checked as --set's values are."""
+    checked_values(config, {key: getattr(config, key) for key in field_domains(type(config))},
+                   source)
+
+
+def field_domains(config_type: type) -> dict[str, Domain]:
+    """Each field's Domain, from the nearest class in the hierarchy whose annotation of it
+    states one: a subclass that only changes a default (`lr: float = 10.0`, as a recipe
+    file does) keeps its parent's."""
+    domains = {}
+    for cls in reversed(config_type.__mro__):
+        if dataclasses.is_dataclass(cls):
+            for key, annotation in inspect.get_annotations(cls, eval_str=True).items():
+                if typing.get_origin(annotation) is tuple:  # a tuple's items have the domain
+                    annotation = typing.get_args(annotation)[0]
+                for domain in getattr(annotation, "__metadata__", ()):
+                    if isinstance(domain, Domain):
+                        domains[key] = domain
+    return domains
 
 
 def _check_known(config: TrainConfig, key: str, where: str) -> None:
@@ -232,7 +295,16 @@ def _check_known(config: TrainConfig, key: str, where: str) -> None:
                          f"known: {', '.join(names)}")
 
 
-def _checked_value(key: str, value, kind, source: str):
+def _checked_value(key: str, value, kind, domain: Domain | None, source: str):
+    value = _typed_value(key, value, kind, source)
+    items = value if isinstance(value, tuple) else (value,)
+    if domain is not None and not all(item in domain for item in items):
+        subject = f"each of {key}" if isinstance(value, tuple) else key
+        raise InputError(f"{source} {key}={value!r}: {subject} must be {domain}")
+    return value
+
+
+def _typed_value(key: str, value, kind, source: str):
     def fail(expected):
         return InputError(f"{source} {key}={value!r}: expected {expected}")
 
@@ -255,7 +327,7 @@ def _checked_value(key: str, value, kind, source: str):
         if not isinstance(value, (tuple, list)):
             raise fail("a tuple")
         item = typing.get_args(kind)[0]
-        return tuple(_checked_value(key, v, item, source) for v in value)
+        return tuple(_typed_value(key, v, item, source) for v in value)
     raise fail(f"a value of type {kind}")
 
 
@@ -310,13 +382,17 @@ def field_notes(config_type: type) -> dict[str, str]:
 
 def describe(recipe: Recipe) -> list[str]:
     """The recipe's full resolved config: every hyperparameter, its value and its note."""
-    notes = field_notes(type(recipe.config))
-    values = {f.name: repr(getattr(recipe.config, f.name))
-              for f in dataclasses.fields(recipe.config)}
-    width = max(len(k) + len(v) for k, v in values.items()) + 3
+    config = recipe.config
+    notes, domains = field_notes(type(config)), field_domains(type(config))
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    width = max(len(k) + len(repr(v)) for k, v in values.items()) + 3
     lines = [f"{recipe.name}: {recipe.summary}", f"published: {recipe.target.text}",
-             f"config: {type(recipe.config).__name__} (set any of these with --set KEY=VALUE)"]
+             f"config: {type(config).__name__} (set any of these with --set KEY=VALUE)"]
     for name, value in values.items():
-        text = f"  {name} = {value}"
-        lines.append(f"{text.ljust(width + 2)}  # {notes[name]}" if notes.get(name) else text)
+        text = f"  {name} = {value!r}"
+        domain = (f"({'each ' if isinstance(value, tuple) else ''}{domains[name]})"
+                  if name in domains else "")
+        if note := " ".join(filter(None, (domain, notes.get(name)))):
+            text = f"{text.ljust(width + 2)}  # {note}"
+        lines.append(text)
     return lines

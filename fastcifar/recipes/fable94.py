@@ -27,7 +27,7 @@ from math import ceil
 
 from ..optim.averaging import WeightAverage
 from ..optim.schedules import linear_to_floor
-from .base import Target, Training, Trick
+from .base import Fraction, NonNegativeInt, Positive, Target, Training, Trick
 from .hiverge94 import Hiverge94, Hiverge94Config
 
 
@@ -36,19 +36,19 @@ class Fable94E5Config(Hiverge94Config):
     # As in Fulcrum's certified E5 runs (its file has 8.125 and 8.0): 264 steps of 32 a
     # (full) epoch, the lr at its floor from 0.95 of ceil(8.125 x 32) = 260.
     epochs: float = 8.25
-    decay_epochs: float = 8.125
-    lr_floor: float = 0.05  # of the peak lr, held to the end
+    decay_epochs: Positive = 8.125
+    lr_floor: Fraction = 0.05  # of the peak lr, held to the end
     # Lookahead from lookahead_tail steps before the end of the decay, every
     # lookahead_every steps: average <- decay x average + (1 - decay) x weights, copied back.
-    lookahead_tail: int = 8
-    lookahead_every: int = 4
-    lookahead_decay: float = 0.7
+    lookahead_tail: NonNegativeInt = 8
+    lookahead_every: NonNegativeInt = 4  # 0: no lookahead
+    lookahead_decay: Fraction = 0.7
     progressive_sizes: tuple[int, ...] = (28, 28, 28, 28, 28)
     progressive_mode: str = "crop"  # windows at full scale, shifted by up to translate
     whiten_images: int = 5000
     whiten_bias_epochs: float = 0.2  # ceil(0.2 x 32) = 7 steps
     tta_level: int = 3
-    tta_fraction: float = 1.0
+    tta_fraction: float = 1.0  # every test image takes the six views
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Fable94E1Config(Fable94E5Config):
     decay_epochs: float = 8.5  # D = 272
     muon_lr: float = 0.2255
     progressive_sizes: tuple[int, ...] = (24, 24, 24, 28, 28, 28)
-    progressive_mode: str = "resize"
+    progressive_mode: str = "resize"  # the whole image scaled down
     progressive_antialias: bool = False  # plain bilinear, as E1 downsamples
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import file_digest
-from .base import Recipe, Target
+from .base import Recipe, Target, check_domains
 
 
 class RecipeFileFailed(InputError):
@@ -51,6 +51,8 @@ def recipe_from_file(spec: str, option: str = "--recipe") -> Recipe:
                          f"recipe; expected a subclass of fastcifar.Recipe (e.g. of "
                          f"fastcifar.recipes.airbench94.Airbench94) or an instance of one")
     recipe = value() if isinstance(value, type) else value
+    # Its defaults are checked as --set's values are, naming the file, before any work.
+    check_domains(recipe.config, f"{option} {spec}: {type(recipe.config).__name__}")
     # Not the shipped parent's name, nor its published figure.
     if "name" not in vars(type(recipe)) and "name" not in vars(recipe):
         recipe.name = f"{path.name}:{object_name}"
@@ -74,6 +76,7 @@ def _import(path: Path, option: str, spec_text: str):
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    module.__source_sha256__ = digest  # the text it ran (the file may change or go later)
     sys.modules[name] = module  # dataclasses and type hints look their module up here
     try:
         spec.loader.exec_module(module)

@@ -11,6 +11,7 @@ usual mean loss, so `lr` and `weight_decay` mean what they mean in torch.optim.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from torch import nn
@@ -23,9 +24,11 @@ from ..models.resnet_page import PageResNet
 from ..optim.schedules import LR_SCHEDULES, one_cycle_momentum
 from ..optim.standard import OPTIMIZERS, param_groups
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig
+from .base import (Domain, FractionBelowOne, NonNegative, NonNegativeInt, OpenFraction,
+                   Positive, Recipe, Target, Training, TrainConfig)
 
 MODELS = (*RESNETS, "resnet9")
+AreaShare = Annotated[float, Domain("(0, 1]")]  # a share of an image's area
 
 
 @dataclass(frozen=True)
@@ -33,27 +36,31 @@ class GeneralConfig(TrainConfig):
     model: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet9 (Page's, 32x32)
     stem: str = "imagenet"  # imagenet (7x7 stride 2 + max pool) | cifar (3x3, no pool)
     optimizer: str = "sgd"  # sgd | adamw | decoupled_sgd (airbench's: lr and decay per 1024)
-    lr: float = 0.1  # the peak lr, in torch's convention: the loss is the batch's mean
-    momentum: float = 0.9  # SGD's momentum, or AdamW's beta1
+    lr: Positive = 0.1  # the peak lr, in torch's convention: the loss is the batch's mean
+    momentum: FractionBelowOne = 0.9  # SGD's momentum, or AdamW's beta1
     nesterov: bool = False  # sgd (decoupled_sgd is always Nesterov)
-    beta2: float = 0.999  # adamw
-    weight_decay: float = 1e-4  # torch's: each step removes lr x this of every decayed weight
+    beta2: FractionBelowOne = 0.999  # adamw
+    weight_decay: NonNegative = 1e-4  # torch's: each step removes lr x this of every decayed weight
     decay_norms_and_biases: bool = False  # False: norm parameters and biases get no decay
     schedule: str = "step"  # one of SCHEDULES; lr multipliers per step, see optim/schedules.py
-    warmup: float = 0.0  # linear, cosine, flat_cosine: the fraction of the run warming up
-    milestones: tuple[int, ...] = (30,)  # step: epochs at which the lr is multiplied ...
-    step_factor: float = 0.1  # ... by this
-    peak_at: float = 0.3  # onecycle: the fraction of the run rising to the peak
-    div_factor: float = 25.0  # onecycle: starts at lr / div_factor ...
-    final_div_factor: float = 1e4  # ... and ends at lr / div_factor / final_div_factor
+    # linear, cosine, flat_cosine: the fraction of the run warming up
+    warmup: FractionBelowOne = 0.0
+    milestones: tuple[NonNegativeInt, ...] = (30,)  # step: epochs at which the lr is multiplied ...
+    step_factor: Positive = 0.1  # ... by this
+    peak_at: OpenFraction = 0.3  # onecycle: the fraction of the run rising to the peak
+    div_factor: Positive = 25.0  # onecycle: starts at lr / div_factor ...
+    final_div_factor: Positive = 1e4  # ... and ends at lr / div_factor / final_div_factor
     cycle_momentum: bool = True  # onecycle: momentum (beta1) high -> low -> high, ...
-    cycle_momentum_range: tuple[float, float] = (0.85, 0.95)  # ... (low, high), torch's
-    flat_until: float = 0.75  # flat_cosine: flat until this fraction, then cosine to 0
-    knots: tuple[float, ...] = (0.0, 0.0, 0.2, 1.0, 1.0, 0.0)  # piecewise: (fraction, value) pairs
+    # ... (low, high), torch's
+    cycle_momentum_range: tuple[FractionBelowOne, FractionBelowOne] = (0.85, 0.95)
+    flat_until: FractionBelowOne = 0.75  # flat_cosine: flat until this fraction, then cosine to 0
+    # piecewise: (fraction, value) pairs
+    knots: tuple[NonNegative, ...] = (0.0, 0.0, 0.2, 1.0, 1.0, 0.0)
     # Larger images: train on random-resized crops of this side, evaluate on centre crops
     # (0: use the images as they are).
-    image_size: int = 0
-    crop_scale: tuple[float, float] = (0.35, 1.0)  # the share of the image's area a crop keeps
+    image_size: NonNegativeInt = 0
+    # The share of the image's area a crop keeps: (low, high).
+    crop_scale: tuple[AreaShare, AreaShare] = (0.35, 1.0)
 
     def augmentation(self) -> Augmentation:
         return Augmentation(flip=self.flip, translate=self.translate, cutout=self.cutout,
@@ -67,8 +74,6 @@ class GeneralConfig(TrainConfig):
         return stored_size(self.image_size) if self.image_size else None
 
     def check_image_size(self) -> None:
-        if self.image_size < 0:
-            raise InputError(f"image_size must be 0 or more, got {self.image_size}")
         if self.progressive_sizes:
             raise InputError("progressive_sizes is for the speed-run recipes; the general "
                              "trainer's random-resized crops already vary the scale")
@@ -80,15 +85,15 @@ class GeneralConfig(TrainConfig):
                                      ("schedule", self.schedule, tuple(LR_SCHEDULES))):
             if value not in choices:
                 raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-        if not self.lr > 0 or self.weight_decay < 0:
-            raise InputError(f"lr must be positive and weight_decay 0 or more, got lr={self.lr}, "
-                             f"weight_decay={self.weight_decay}")
-        if not 0 <= self.momentum < 1 or not 0 <= self.beta2 < 1:
-            raise InputError("momentum and beta2 must be in [0, 1)")
-        if self.schedule == "piecewise" and (len(self.knots) < 4 or len(self.knots) % 2):
-            raise InputError(f"knots must be (fraction, value) pairs, at least two, got {self.knots}")
-        if not 0 <= self.warmup < 1 or not 0 < self.peak_at < 1 or not 0 <= self.flat_until < 1:
-            raise InputError("warmup and flat_until must be in [0, 1), peak_at in (0, 1)")
+        if self.momentum == 0 and (self.nesterov or self.optimizer == "decoupled_sgd"):
+            raise InputError("Nesterov momentum (nesterov=True, or decoupled_sgd) needs a "
+                             "momentum above 0")
+        fractions = self.knots[::2]
+        if self.schedule == "piecewise" and (len(self.knots) < 4 or len(self.knots) % 2 or
+                                             list(fractions) != sorted(fractions) or
+                                             fractions[-1] > 1):
+            raise InputError(f"knots must be (fraction, value) pairs, at least two, their "
+                             f"fractions from 0 to 1 in order; got {self.knots}")
 
     def lr_schedule(self, total_steps: int, steps_per_epoch: int) -> np.ndarray:
         return LR_SCHEDULES[self.schedule](self, total_steps, steps_per_epoch)

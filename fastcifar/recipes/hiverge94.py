@@ -24,7 +24,7 @@ import torch
 
 from ..optim.muon import FRONTIER_COEFFICIENTS, Muon
 from .airbench94_muon import Airbench94Muon, Airbench94MuonConfig
-from .base import Target, Trick
+from .base import NonNegative, Target, Trick
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Hiverge94Config(Airbench94MuonConfig):
     muon_momentum: float = 0.655  # Nesterov
     # Per example: after each update the filters are multiplied by 1 - lr x batch_size x
     # this, lr the step's Muon lr (the original's 1.0418e-6 x 1536 = 0.0016).
-    muon_weight_decay: float = 1.0418e-6
+    muon_weight_decay: NonNegative = 1.0418e-6
     bias_lr: float = 0.0573
     head_lr: float = 0.5415
     sgd_momentum: float = 0.825

@@ -22,61 +22,60 @@ from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig
+from .base import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt, OpenFraction,
+                   Positive, Recipe, Target, Training, TrainConfig)
 
 
 @dataclass(frozen=True)
 class HlbConfig(TrainConfig):
     epochs: float = 12.1
     batch_size: int = 1024
-    widths: tuple[int, ...] = (64, 256, 512)
+    widths: tuple[Count, ...] = (64, 256, 512)
     # Weight kept on the old running statistics: hlb passes torch's momentum 0.4.
-    batchnorm_momentum: float = 0.6
-    output_scale: float = 1 / 9  # the linear head's temperature
+    batchnorm_momentum: FractionBelowOne = 0.6
+    output_scale: Positive = 1 / 9  # the linear head's temperature
     # Each group's first conv starts as this x its random init + identity, rescaled back.
-    residual_random_scale: float = 1.0
-    whiten_eps: float = 1e-2
+    residual_random_scale: NonNegative = 1.0
+    whiten_eps: Positive = 1e-2
     # The whitening statistics cover every training image, summed 5,000 images at a time.
-    whiten_chunk: int = 5000
+    whiten_chunk: Count = 5000
     # Torch's lr of the weights, hlb's 1.525/512: the loss is a sum over a batch rescaled
     # to 512 examples (loss_examples), so this is per example.
-    lr: float = 1.525 / 512
-    bias_lr_scale: float = 64.0  # BatchNorm biases learn 64x faster, with 1/64 the decay
+    lr: Positive = 1.525 / 512
+    bias_lr_scale: Positive = 64.0  # BatchNorm biases learn 64x faster, with 1/64 the decay
     # Per example and coupled to the lr: torch's weight_decay is this x batch_size (x1/64 for
     # the biases), so every parameter loses lr * 6.687e-4 * batch_size of itself per step.
-    weight_decay: float = 6.687e-4
-    momentum: float = 0.85  # Nesterov
+    weight_decay: NonNegative = 6.687e-4
+    momentum: OpenFraction = 0.85  # Nesterov
     # One-cycle (OneCycleLR, linear): lr multiplier from ~0 (max / 1e16) up to 1 at 23% of
     # the steps, then down to 0.07 at the end ("actually pretty important", says hlb).
     # OneCycleLR puts these knots one step earlier (0.23 * steps - 1, steps - 1).
-    lr_peak_at: float = 0.23
-    lr_end: float = 0.07
+    lr_peak_at: Fraction = 0.23
+    lr_end: Fraction = 0.07  # of the peak lr
     label_smoothing: float = 0.2
     # The summed loss is scaled by loss_examples / batch_size (hlb's loss_batchsize_scaler).
     # hlb also multiplies by 1/32 inside the sum and divides by 32 after it, a guard against
     # float16 overflow; powers of two cancel exactly, so that part is left out.
-    loss_examples: int = 512
+    loss_examples: Count = 512
     # Cutmix in the epochs from epochs - cutmix_epochs on (epoch indices 7-12 of 0-12):
     # a 3x3 square pasted from another image, its label mixed in by area (9/1024).
-    cutmix_size: int = 3
-    cutmix_epochs: float = 6.0
+    cutmix_size: NonNegativeInt = 3  # 0: no cutmix
+    cutmix_epochs: NonNegative = 6.0
     # EMA from the start of whole epoch floor(epochs) - ema_epochs (epoch index 2 of 0-12:
     # it also covers the fractional last epoch), every ema_every steps with decay
     # ema_base**ema_every * (step / steps)**ema_power, copied back into the net each time.
-    ema_epochs: int = 10
-    ema_every: int = 5
-    ema_base: float = 0.95
-    ema_power: float = 3.0
+    ema_epochs: NonNegativeInt = 10
+    ema_every: Count = 5
+    ema_base: Fraction = 0.95  # so that every decay is in [0, 1]
+    ema_power: NonNegative = 3.0
     flip: str = "random"  # hlb mirrors a fresh random half every epoch
     translate: int = 2  # reflect-pad 2, random 32x32 crop
     tta_level: int = 1  # mean logits of the image and its mirror
 
     def validate(self) -> None:
         super().validate()
-        if not self.widths or min(self.widths) < 1:
-            raise InputError(f"widths must be positive, one per conv group, got {self.widths}")
-        if self.cutmix_size < 0 or self.ema_epochs < 0 or self.ema_every < 1:
-            raise InputError("cutmix_size and ema_epochs must be 0 or more, ema_every 1 or more")
+        if not self.widths:
+            raise InputError("widths must give one width per conv group, got none")
 
     def ema_decay(self, step: int, total_steps: int) -> float:
         """The EMA's decay at step (the loop's count, after the step). 0 until the EMA

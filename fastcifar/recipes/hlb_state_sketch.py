@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..models.hlb import HlbStateSketchNet
-from .base import Target
+from .base import NonNegative, Target
 from .hlb import HlbConfig, Hlb
 
 
@@ -26,7 +26,7 @@ class HlbStateSketchConfig(HlbConfig):
     # The sketch scales the random part of the residual init (groups' first convs and the
     # widening predictors) by 0.1 before adding the identity.
     residual_random_scale: float = 0.1
-    noise_scale: float = 1.0  # the hand-off noise's std, in units of the output's std
+    noise_scale: NonNegative = 1.0  # the hand-off noise's std, in units of the output's std
 
 
 class HlbStateSketch(Hlb):

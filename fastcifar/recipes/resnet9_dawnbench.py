@@ -18,21 +18,22 @@ from ..models.resnet_page import PageResNet
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd
 from ..optim.losses import summed_cross_entropy
-from .base import Recipe, Target, Training, TrainConfig, check_widths
+from .base import (Count, Fraction, FractionBelowOne, NonNegative, OpenFraction, Positive,
+                   Recipe, Target, Training, TrainConfig, check_widths)
 
 
 @dataclass(frozen=True)
 class ResNet9DawnbenchConfig(TrainConfig):
     epochs: float = 24.0
     batch_size: int = 512
-    lr: float = 0.4 / 512  # per example: the loss is summed over the batch (Page: 0.4/batch)
-    weight_decay: float = 5e-4  # per example, coupled to the lr: torch's 5e-4 * batch_size
-    momentum: float = 0.9  # Nesterov
-    lr_peak_at: float = 5 / 24  # one cycle: 0 -> 1 at epoch 5 of 24 -> 0 at the end
-    widths: tuple[int, ...] = (64, 128, 256, 512)  # prep, layer1, layer2, layer3
-    batchnorm_momentum: float = 0.9  # weight on the old running statistics (torch's 0.1)
-    batchnorm_eps: float = 1e-5
-    output_scale: float = 0.125  # tempers the logits of an unnormalised linear head
+    lr: Positive = 0.4 / 512  # per example: the loss is summed over the batch (Page: 0.4/batch)
+    weight_decay: NonNegative = 5e-4  # per example, coupled to the lr: torch's 5e-4 * batch_size
+    momentum: OpenFraction = 0.9  # Nesterov
+    lr_peak_at: Fraction = 5 / 24  # one cycle: 0 -> 1 at epoch 5 of 24 -> 0 at the end
+    widths: tuple[Count, ...] = (64, 128, 256, 512)  # prep, layer1, layer2, layer3
+    batchnorm_momentum: FractionBelowOne = 0.9  # weight on the old running statistics (torch's 0.1)
+    batchnorm_eps: Positive = 1e-5
+    output_scale: Positive = 0.125  # tempers the logits of an unnormalised linear head
     flip: str = "random"
     translate: int = 4  # reflect-pad 4, random 32x32 crop
     cutout: int = 8
