@@ -39,7 +39,12 @@ SCORES = {"aum": ("aum", 1), "el2n": ("el2n", -1), "forgetting": ("forgetting", 
 def hardest(scores, keep: int, name: str) -> np.ndarray:
     """The training-set positions of the `keep` hardest images by score `name`."""
     field, sign = SCORES[name]
-    order = np.argsort(sign * getattr(scores, field), kind="stable")  # hardest first
+    values = getattr(scores, field)
+    if not np.isfinite(values).all():  # forgetting needs two epochs to forget in
+        raise fastcifar.InputError(f"--score {name}: not defined by scoring runs of "
+                                   f"{scores.epochs} epoch(s); give --score-epochs 2 or more, "
+                                   f"or another --score")
+    order = np.argsort(sign * values, kind="stable")  # hardest first
     return np.sort(scores.index[order[:keep]])
 
 
@@ -94,7 +99,8 @@ def prune(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     subsets = {"all": None, f"hardest {args.keep:.0%} by {args.score}":
                hardest(scores, keep, args.score),
-               f"random {args.keep:.0%}": np.sort(rng.choice(len(scores.index), keep,
+               # from the same images (those the scoring runs never showed are unscored)
+               f"random {args.keep:.0%}": np.sort(rng.choice(scores.index, keep,
                                                                replace=False))}
     results, seconds = {}, {}
     for name, index in subsets.items():

@@ -92,3 +92,15 @@ def test_the_optimiser_example_gives_the_filters_to_adam_and_the_rest_to_sgd():
     convs = [m for m in wider.build_model(wider.config, 10).modules()
              if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 1 + 3 * 3 and convs[-1].out_channels == 384
+
+
+def test_pruning_refuses_a_score_its_scoring_runs_left_undefined():
+    """Forgetting needs two epochs: from one-epoch scoring runs it is NaN for every image,
+    and sorting NaNs would keep the first images by index, silently."""
+    from types import SimpleNamespace
+    pruning = load("pruning")
+    scores = SimpleNamespace(forgetting=np.full(6, np.nan), aum=np.arange(6.0), epochs=1,
+                             index=np.arange(10, 16))
+    with pytest.raises(pruning.fastcifar.InputError, match="--score forgetting: not defined"):
+        pruning.hardest(scores, 3, "forgetting")
+    assert list(pruning.hardest(scores, 3, "aum")) == [10, 11, 12]  # the lowest margins

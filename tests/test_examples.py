@@ -1,9 +1,13 @@
 """Per-example records (--record-examples) and their scores (fastcifar examples): the
 records are the training step's own outputs, by each image's position; on real data with
 known answers, flipped labels end with the lowest AUM and confidence, and an easy image
-seen many times is never forgotten."""
+seen many times is never forgotten; an image an epoch's dropped partial batch left out is
+scored from the epochs that showed it; a damaged record or a full disk is one line."""
 
 from __future__ import annotations
+
+import csv
+import errno
 
 import numpy as np
 import pytest
@@ -13,7 +17,8 @@ import fastcifar
 from fastcifar.cli import main
 from fastcifar.data import ImageData
 from fastcifar.errors import InputError
-from fastcifar.report.examples import forgetting_events, last_seen, read_examples, score
+from fastcifar.report.examples import (REGIONS, forgetting_events, nearest_seen, read_examples,
+                                       score)
 from fastcifar.train.examples import ExampleRecorder
 
 FLIPPED, COPIES = 200, 40
@@ -44,19 +49,67 @@ def test_forgetting_counts_right_to_wrong_over_the_epochs_seen():
     assert forgetting_events(correct).tolist() == [[2, 5, 1, 0]]
 
 
-def test_el2n_takes_an_image_from_the_last_epoch_that_showed_it():
+def test_el2n_takes_an_image_from_the_nearest_epoch_that_showed_it():
     """Recipes drop an epoch's last partial batch: an image unseen at the EL2N epoch keeps
-    its error from the epoch before (NaN before this fix: 848 of 50,000 an epoch)."""
+    its error from the epoch before, or, shown only later, from the first after (NaN
+    before these fixes: 848 of 50,000 an epoch)."""
     nan = np.nan
     error = np.array([[[0.9, 0.8, 0.7], [0.5, nan, 0.6], [nan, nan, 0.2]],  # run 0
                       [[0.7, nan, 0.9], [0.3, 0.4, nan], [0.1, 0.2, 0.3]]])  # run 1
-    assert np.allclose(last_seen(error, 2), [[0.5, 0.8, 0.6], [0.3, 0.4, 0.9]])
-    assert np.allclose(last_seen(error, 3), [[0.5, 0.8, 0.2], [0.1, 0.2, 0.3]])
-    assert np.isnan(last_seen(error[:, 1:], 1)[0, 1])  # never shown yet: NaN
+    assert np.allclose(nearest_seen(error, 2), [[0.5, 0.8, 0.6], [0.3, 0.4, 0.9]])
+    assert np.allclose(nearest_seen(error, 3), [[0.5, 0.8, 0.2], [0.1, 0.2, 0.3]])
+    later = error[:, 1:]  # run 0 shows image 1 in neither epoch, run 1 image 2 only later
+    assert np.allclose(nearest_seen(later, 1), [[0.5, nan, 0.6], [0.3, 0.4, 0.3]],
+                       equal_nan=True)
     examples = {"in_subset": np.ones(3, bool), "loss": np.zeros((2, 3, 3)),
                 "correct": np.ones((2, 3, 3), np.int8), "margin": np.ones((2, 3, 3)),
                 "error": error, "train_labels": np.zeros(3, int), "classes": np.array(["a"])}
     assert np.allclose(score(examples, el2n_epoch=2).el2n, [0.4, 0.6, 0.75])
+    examples.update(error=later, loss=np.zeros((2, 2, 3)), margin=np.ones((2, 2, 3)),
+                    correct=np.where(np.isnan(later), -1, 1).astype(np.int8))
+    # each image's mean over the runs that showed it
+    assert np.allclose(score(examples, el2n_epoch=1).el2n, [0.4, 0.4, 0.45])
+
+
+def dropping_record(images: int = 300, batch: int = 160, epochs: int = 2, runs: int = 2,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """A hand-made examples.npz of `runs` runs that each epoch show the images in a new
+    order in full batches only, dropping the last partial one (by default nearly half, so
+    that some images no epoch of either run shows); its losses, margins and errors agree
+    with whether each image was classified right."""
+    rng = np.random.default_rng(seed)
+    shape = (runs, epochs, images)
+    shown = np.zeros(shape, bool)
+    for run in range(runs):
+        for epoch in range(epochs):
+            shown[run, epoch, rng.permutation(images)[:images // batch * batch]] = True
+    correct = np.where(shown, rng.random(shape) < 0.6, -1).astype(np.int8)
+    p = np.where(correct == 1, rng.uniform(0.5, 1, shape), rng.uniform(0.01, 0.5, shape))
+    margin = np.where(correct == 1, 1, -1) * rng.uniform(0.1, 3, shape)
+    return {"loss": np.where(shown, -np.log(p), np.nan), "correct": correct,
+            "margin": np.where(shown, margin, np.nan),
+            "error": np.where(shown, np.sqrt(2) * (1 - p), np.nan),
+            "in_subset": np.ones(images, bool), "train_labels": np.arange(images) % 10,
+            "classes": np.array([f"class{c}" for c in range(10)])}
+
+
+def test_every_image_shown_at_least_once_has_every_score():
+    """An image some epoch left out is scored over the epochs (and runs) that showed it;
+    one no epoch of any run showed is left out and listed, not a NaN in every median."""
+    examples = dropping_record()
+    shown = (examples["correct"] >= 0).sum(axis=(0, 1))
+    assert (shown == 0).any() and (shown == 1).any()  # the case at hand
+    scores = score(examples)
+    assert scores.never_shown.tolist() == np.flatnonzero(shown == 0).tolist()
+    assert scores.index.tolist() == np.flatnonzero(shown > 0).tolist()
+    assert scores.seen.tolist() == shown[shown > 0].tolist()
+    for name in ("forgetting", "el2n", "aum", "confidence", "variability", "correctness"):
+        assert np.isfinite(getattr(scores, name)).all(), name
+    once = scores.seen == 1
+    assert (scores.variability[once] == 0).all()  # the spread of one value
+    assert np.isfinite(scores.borders()).all()
+    counts = scores.region_counts()
+    assert (counts > 0).all() and counts.sum() == len(scores.index)
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +196,102 @@ def test_a_subset_maps_back_to_the_whole_training_set(tmp_path):
     with pytest.raises(InputError, match="not with --ddp"):
         fastcifar.train("airbench94", data=archive, record_examples=True, ddp=True,
                         verbose=False)
+
+
+@pytest.mark.filterwarnings("error")  # none may reach the user
+def test_a_run_that_drops_partial_batches_reports_finite_scores(small_cifar10, tmp_path, capsys):
+    """300 real images in batches of 64 drop 44 an epoch: after 2 epochs some images were
+    shown once, a few never; the report counts those and scores the others, finitely."""
+    data = small_cifar10
+    few = ImageData(data.train_images[:300], data.train_labels[:300], data.test_images[:100],
+                    data.test_labels[:100], data.classes, data.name)
+    fastcifar.train("airbench94", data=few, epochs=2, device="cpu", record_examples=True,
+                    verbose=False, progress=False, out=tmp_path / "run",
+                    **{**NARROW, "batch_size": 64})
+    shown = (read_examples(tmp_path / "run")["correct"] >= 0).sum(axis=(0, 1))
+    never = int((shown == 0).sum())
+    assert never > 0 and (shown == 1).any()  # the case at hand
+    assert main(["examples", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    assert "nan" not in printed
+    assert f"{300 - never} of 300 training images scored ({never} never shown" in printed
+    assert f"{(shown == 1).sum()} shown in one epoch only: variability 0" in printed
+    rows = list(csv.DictReader((tmp_path / "run" / "scores.csv").read_text().splitlines()))
+    assert len(rows) == 300 - never and all(int(r["epochs_seen"]) > 0 for r in rows)
+    scores = [float(v) for r in rows for v in list(r.values())[3:9]]
+    assert np.isfinite(scores).all()
+    assert {r["region"] for r in rows} == set(REGIONS)  # each drawn, and every image in one
+    assert (tmp_path / "run" / "data_map.png").stat().st_size > 10_000
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_one_epoch_record_has_no_variability_forgetting_or_data_map(tmp_path, capsys):
+    """One epoch gives each image one value: no spread to measure, nothing to forget; the
+    report says so instead of drawing a map of zeros."""
+    np.savez_compressed(tmp_path / "examples.npz", **dropping_record(epochs=1, runs=1))
+    assert main(["examples", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "forgetting events (Toneva et al. 2019): needs 2 epochs, 1 recorded" in printed
+    assert "needs 2 epochs, 1 recorded (variability): not drawn" in printed
+    assert "nan" not in printed and not (tmp_path / "data_map.png").exists()
+    rows = list(csv.DictReader((tmp_path / "scores.csv").read_text().splitlines()))
+    assert {(r["forgetting_events"], r["variability"], r["region"]) for r in rows} \
+        == {("nan", "nan", "")}
+    assert np.isfinite([float(r["aum"]) for r in rows]).all()
+
+
+def damage(path, how: str) -> None:
+    """Write at `path` an examples.npz damaged `how`."""
+    if how == "missing margin":
+        np.savez_compressed(path, **{k: v for k, v in dropping_record().items()
+                                     if k != "margin"})
+        return
+    if how == "mismatched shapes":
+        np.savez_compressed(path, **{**dropping_record(), "in_subset": np.ones(7, bool)})
+        return
+    np.savez_compressed(path, **dropping_record())
+    whole = path.read_bytes()
+    middle = slice(len(whole) // 3, len(whole) // 3 + 100)
+    damaged = whole[:middle.start] + bytes(b ^ 0x55 for b in whole[middle]) + whole[middle.stop:]
+    path.write_bytes({"truncated": whole[:len(whole) // 2], "empty": b"",
+                      "damaged": damaged}[how])
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("truncated", "not a readable examples.npz"), ("empty", "not a readable examples.npz"),
+    ("damaged", "not a readable examples.npz"),
+    ("missing margin", "no margin in it"), ("mismatched shapes", "arrays of the wrong shapes")])
+def test_a_damaged_record_is_one_line_naming_it(tmp_path, capsys, how, expected):
+    """Exit 2, the file and what was expected in one line, and no --out folder made."""
+    damage(tmp_path / "examples.npz", how)
+    out = tmp_path / "report"
+    assert main(["examples", str(tmp_path / "examples.npz"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(tmp_path / "examples.npz") in error
+    assert expected in error and "expected" in error and not out.exists()
+
+
+def test_an_unwritable_out_stops_before_the_scores(tmp_path, capsys, monkeypatch):
+    np.savez_compressed(tmp_path / "examples.npz", **dropping_record())
+    monkeypatch.setattr("fastcifar.report.examples.score", lambda *a: pytest.fail("scored"))
+    (tmp_path / "a file").write_text("")
+    out = tmp_path / "a file" / "report"
+    assert main(["examples", str(tmp_path), "--out", str(out)]) == 2
+    assert f"--out {out}: cannot write there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failing", ["scores.csv", "data_map.png"])
+def test_a_full_disk_writes_neither_file(tmp_path, capsys, monkeypatch, failing):
+    """Both files are renamed into place only once both are written: a full disk leaves
+    the report folder as it was, without half-written or temporary files."""
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr({"scores.csv": "pathlib.Path.write_text",
+                         "data_map.png": "matplotlib.figure.Figure.savefig"}[failing], no_space)
+    np.savez_compressed(tmp_path / "examples.npz", **dropping_record())
+    out = tmp_path / "report"
+    assert main(["examples", str(tmp_path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"{out / failing}: cannot write it (No space left on device)" in error
+    assert list(out.iterdir()) == []
