@@ -493,6 +493,15 @@ def check_inputs(args) -> None:
         raise InputError(f"--inductor-cache {args.inductor_cache}: no such file; expected the "
                          f"inductor-cache.tar.gz an earlier call returned")
     check_writable_folder(Path(args.out), "--out")
+    earlier = sorted(p.name for pattern in EARLIER_RESULTS
+                     for p in Path(args.work or "/nonexistent").glob(pattern))
+    if earlier:  # a step that failed would otherwise report the earlier call's runs as its own
+        raise InputError(f"--work {args.work} holds an earlier call's results "
+                         f"({', '.join(earlier)}); give an empty or new folder")
+
+
+# What a call leaves in its work folder that a step reads back as its result.
+EARLIER_RESULTS = ("runs", "ablation", "pruning", "*.json")
 
 
 def parse(argv=None) -> argparse.Namespace:

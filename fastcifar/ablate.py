@@ -7,16 +7,15 @@ the same seeds, on the same options as `train`:
 - `ladder=True`: from the plainest version (every chosen trick off) each trick switched
   back on in the recipe's order, cumulatively, up to the full recipe (Page's and Fulcrum's
   way of showing where the gains came from).
-Under torchrun each variant's battery is shared by the ranks, as `train`'s is; rank 0
-alone decides from the variant's folder whether to train, resume or read it back, and
-tells the others (deciding each from the folders, the ranks could see a folder in two
-states and wait for each other forever).
+Under torchrun each variant's battery is shared by the ranks, as `train`'s is.
 
 Each variant's accuracy (mean and 95% CI), its difference to the full recipe paired by
 seed (mean and 95% CI of the per-seed differences), and its timed seconds; written as
 ablation.csv, ablation.json and ablation.png. Every variant is a run folder under
 `out/variants/`: a stopped ablation continues where it stopped (finished variants are read
-back, an interrupted one is resumed).
+back, an interrupted one is resumed), as long as each folder was made with the same
+recipe source, data and settings; one made otherwise stops the ablation, saying what
+differs.
 """
 
 from __future__ import annotations
@@ -27,16 +26,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bench.stats import summarize
+from .bench.stats import accuracy_interval, summarize
 from .errors import InputError
 from .files import atomic_path, check_writable_folder, file_safe
 from .recipes import folder_name, get_recipe
 from .recipes.base import with_values
 from .report.plots import new_figure, save_png
-from .report.records import read_finished_runs, read_run_settings
 from .train.device import resolve_device
-from .train.distributed import broadcast, device_name, from_environment, process_group
-from .train.resume import resume
+from .train.distributed import device_name, from_environment, process_group
 from .train.session import train
 
 FULL = "full recipe"
@@ -55,6 +52,9 @@ def plan(recipe, tricks: list[str] | None = None, ladder: bool = False) -> list[
     if not declared:
         raise InputError(f"{recipe.name} declares no tricks to ablate (Recipe.tricks); "
                          f"recipes that do: the airbench family and the frontier recipes")
+    if tricks is not None and not tricks:  # (--tricks "" or ","): nothing to ablate
+        raise InputError(f"--tricks names no trick; expected some of {', '.join(declared)} "
+                         f"(comma-separated), or leave --tricks out for all of them")
     unknown = [name for name in tricks or [] if name not in declared]
     if unknown:
         raise InputError(f"--tricks: {recipe.name} has no trick {', '.join(unknown)}; its "
@@ -139,41 +139,22 @@ def _ablate(recipe, variants: list[Variant], out: Path, ladder: bool, runs: int,
     return table
 
 
-def decide(folder: Path, runs: int, seed: int) -> tuple[str, str]:
-    """What to do with a variant's folder: ("read", ""), ("resume", ""), ("train", ""), or
-    ("error", the message)."""
-    finished = read_finished_runs(folder) if (folder / "summary.json").exists() else []
-    if len(finished) >= runs:
-        return "read", ""
-    if (folder / "config.json").exists():
-        settings = read_run_settings(folder)
-        if settings.get("runs") != runs or settings.get("seed") != seed:
-            return "error", (f"{folder}: begun with {settings.get('runs')} runs from seed "
-                             f"{settings.get('seed')}, not {runs} from {seed}; give the same "
-                             f"--runs and --seed, or another --out")
-        return "resume", ""
-    return "train", ""
-
-
 def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, say, ranks,
                   options: dict) -> list[dict]:
-    """The variant's runs: read back if finished, resumed if begun, else trained; rank 0
-    decides which for every rank."""
-    action, message = broadcast(ranks, decide(folder, runs, seed) if ranks.leader else None)
-    if action == "error":
-        raise InputError(message)
-    if action == "read":  # finished before rank 0 looked: the same files for every rank
-        say(f"{variant.name}: done before ({folder})")
-        return read_finished_runs(folder)[:runs]
-    if action == "resume":
-        say(f"{variant.name}: continuing ({folder})")
-        result = resume(folder, device=options.get("device", "auto"), verbose=False)
-    else:
+    """The variant's runs: a folder that holds them made with these very settings (recipe
+    source, data, every hyperparameter and option) is read back, or continued if
+    unfinished; one made otherwise is refused, naming what differs (the session checks,
+    on rank 0 for every rank: see train/session.py)."""
+    begun = (folder / "config.json").exists()  # (for what we say only)
+    if not begun:
         values = ", ".join(f"{k}={v}" for k, v in variant.off.items())
         say(f"{variant.name}: {values or 'as published'}")
-        result = train(recipe, runs=runs, seed=seed, out=folder, verbose=False,
-                       progress=False, **{**options, **variant.off})
-    return [r.as_dict() for r in result.runs][:runs]
+    result = train(recipe, runs=runs, seed=seed, out=folder, reuse=True, verbose=False,
+                   progress=False, **{**options, **variant.off})
+    if begun:
+        say(f"{variant.name}: done before ({folder})" if result.read_back == runs else
+            f"{variant.name}: continued after {result.read_back} finished run(s) ({folder})")
+    return [r.as_dict() for r in result.runs]
 
 
 def to_match(sweep: dict[float, tuple[float, float]], target: float, base: float) -> dict:
@@ -215,14 +196,18 @@ def summary(variants: list[Variant], results: dict, recipe: str, ladder: bool) -
 def text_table(table: dict) -> str:
     lines = ["| variant | runs | accuracy (mean, 95% CI) | minus the full recipe (paired) | "
              "timed s |", "| --- | --- | --- | --- | --- |"]
+    clipped = False
     for r in table["rows"]:
-        low, high = max(r["accuracy_ci95"][0], 0.0), min(r["accuracy_ci95"][1], 1.0)  # shown
+        low, high = accuracy_interval(r["accuracy_ci95"])
+        clipped |= (low, high) != tuple(r["accuracy_ci95"])
         d_low, d_high = r["difference_ci95"]
         diff = "" if r["variant"] == FULL else (
             f"{100 * r['difference_mean']:+.2f} [{100 * d_low:+.2f}, {100 * d_high:+.2f}]")
         lines.append(f"| {r['variant']} | {r['runs']} | {100 * r['accuracy_mean']:.2f}% "
                      f"[{100 * low:.2f}, {100 * high:.2f}] | {diff} | "
                      f"{r['seconds_mean']:.1f} |")
+    if clipped:
+        lines.append("(intervals clipped to 0-100%: too few runs for a narrow interval)")
     for r in table["rows"]:
         if "sweep" in r:
             longest = max(float(f) for f in r["sweep"])

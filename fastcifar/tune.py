@@ -21,6 +21,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import os
 import socket
 import typing
@@ -30,8 +31,9 @@ from pathlib import Path
 from .errors import InputError, RunFailed
 from .files import atomic_path
 from .recipes import get_recipe
-from .recipes.base import parse_assignments, with_values
+from .recipes.base import parse_value, with_values
 from .report.plots import save_png
+from .report.records import SAME_RUN, differences
 from .report.tuning import history_figure, importance_caveat, importance_figure, slice_figure
 from .train.distributed import device_name as rank_device, from_environment
 from .train.session import train
@@ -81,12 +83,14 @@ def parse_space(text: str, recipe_name: str, config=None) -> list[Dimension]:
     hints = typing.get_type_hints(type(config))
 
     def parsed(name: str, value: str):
-        return parse_assignments(config, [f"{name}={value}"], "--space")[name]
+        return parse_value(config, name, value.strip(), "--space")
 
     def check(name: str, value) -> None:
-        """A choice the run itself would refuse is refused now, before any trial."""
+        """A choice the run itself would refuse is refused now, before any trial: outside
+        the field's domain (a message naming both), or by the config's other checks."""
+        tried = with_values(config, {name: value}, "--space")
         try:
-            with_values(config, {name: value}, "--space").validate()
+            tried.validate()
         except InputError as e:
             raise InputError(f"--space {name}={value}: {e}") from None
 
@@ -192,8 +196,9 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
     the_study = optuna.create_study(
         storage=open_storage(storage, out), study_name=study_name, load_if_exists=True,
         direction="maximize", pruner=pruner, sampler=sampler or optuna.samplers.TPESampler())
-    _check_space(the_study, dims, *((out / JOURNAL, "--out folder") if storage is None
-                                    else ("the --storage given", "--study name")))
+    where = (out / JOURNAL, "--out folder") if storage is None else ("the --storage given",
+                                                                      "--study name")
+    _check_space(the_study, dims, *where)
 
     def run_trial(trial) -> float:
         values = {d.name: d.suggest(trial) for d in dims}
@@ -207,10 +212,14 @@ def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
                 raise optuna.TrialPruned(f"epoch {record.epoch}: validation accuracy "
                                          f"{record.val_accuracy:.4f}")
 
+        def same_study(record: dict) -> None:
+            _check_session(the_study, record, dims, *where)
+
         try:
             with _one_process():
                 result = train(recipe_obj, out=folder, seed=seed, on_epoch=report,
-                               verbose=False, progress=False, **fixed, **values)
+                               on_start=same_study, verbose=False, progress=False, **fixed,
+                               **values)
         except RunFailed as e:  # e.g. a diverging lr: a result of the search, not its end
             trial.set_user_attr("error", str(e))
             if verbose:
@@ -261,6 +270,27 @@ def _check_space(study, dims: list[Dimension], where, new: str) -> None:
                          f"--space, or give a new {new}")
     if SPACE not in study.user_attrs:
         study.set_user_attr(SPACE, {k: distribution_to_json(v) for k, v in given.items()})
+
+
+SESSION = "session"  # the study's user attribute: what its trials share (see _check_session)
+
+
+def _check_session(study, record: dict, dims: list[Dimension], where, new: str) -> None:
+    """A study's trials differ in their searched values only: the first trial records
+    what a run folder records of its session (recipe source, data, settings, the config
+    but the searched fields), and a trial of a later worker or call that was given
+    another recipe, data or fixed option is refused before it trains, naming what
+    differs (its values would otherwise be compared with runs of another setting)."""
+    shared = json.loads(json.dumps({k: record[k] for k in SAME_RUN if k in record},
+                                   default=dataclasses.asdict))
+    if SESSION not in study.user_attrs:
+        study.set_user_attr(SESSION, shared)
+        return
+    found = differences(study.user_attrs[SESSION], shared, tuple(d.name for d in dims))
+    if found:
+        raise InputError(f"the study {study.study_name} in {where} was searched with other "
+                         f"settings ({'; '.join(found)}): give the ones it was made with to "
+                         f"continue it, or a new {new}")
 
 
 def space_text(distributions: dict) -> str:
@@ -336,6 +366,9 @@ def _report(study, recipe: str, dims, fixed: dict, seed: int, out: Path,
         if importances:
             print(f"importances ({importance_caveat(len(complete))}): "
                   + ", ".join(f"{k} {v:.0%}" for k, v in importances.items()))
+        elif len(names) == 1:
+            print("no importances.png: one parameter searched has all the importance there is "
+                  "(they share the objective's variance among two or more)")
     return TuneResult(study.study_name, best_params, best["value"] if best else None, rows,
                       out, command)
 

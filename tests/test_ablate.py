@@ -157,8 +157,9 @@ def test_a_stopped_ablation_continues_where_it_stopped(tmp_path, monkeypatch, ca
     assert calls == [{}, {"lookahead_every": 0}]
     assert main(args) == 0  # again: the full recipe read back, lookahead's resumed
     printed = capsys.readouterr().out
-    assert "full recipe: done before" in printed and "without lookahead: continuing" in printed
-    assert calls == [{}, {"lookahead_every": 0}, {"tta_level": 0}]  # (the resume retrains)
+    assert "full recipe: done before" in printed
+    assert "without lookahead: continued after 0 finished run(s)" in printed
+    assert calls[2:] == [{}, {"lookahead_every": 0}, {"tta_level": 0}]
     table = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [r["variant"] for r in table["rows"]] == ["full recipe", "without lookahead",
                                                      "without tta"]  # the recipe's order
@@ -166,7 +167,43 @@ def test_a_stopped_ablation_continues_where_it_stopped(tmp_path, monkeypatch, ca
     assert (tmp_path / "abl" / "ablation.png").stat().st_size > 5000
     # other settings in the same folder: one clear line, nothing retrained
     assert main([*args, "--runs", "3"]) == 2
-    assert "begun with 2 runs from seed 0, not 3 from 0" in capsys.readouterr().err
+    assert "holds runs made otherwise (runs: 2 there, 3 here)" in capsys.readouterr().err
+
+
+def test_an_ablation_never_reads_back_runs_made_with_other_settings(tmp_path, capsys):
+    """Another recipe, subset, number of epochs, lr, seed or data in the same --out: the
+    first variant's folder says what differs, the command stops with exit 2, and the
+    ablation's table is left as it was."""
+    archive = make_tiny_archive(tmp_path)
+    out = tmp_path / "abl"
+    args = ["ablate", "--data", str(archive), "--device", "cpu", "--epochs", "1", "--runs", "1",
+            "--tricks", "tta", "--set", "widths=8,16,16", "--set", "batch_size=30",
+            "--out", str(out)]
+    assert main(args) == 0
+    table = (out / "ablation.json").read_text()
+    capsys.readouterr()
+    other_data = make_tiny_archive(tmp_path / "other", test=11)
+    for changed, said in [(["--epochs", "2"], "epochs: 1.0 there, 2.0 here"),
+                          (["--set", "lr=5"], "lr: 11.5 there, 5.0 here"),
+                          (["--seed", "1"], "seed: 0 there, 1 here"),
+                          (["--subset", "120"], "subset: None there, 120 here"),
+                          (["--data", str(other_data)], "data: sha256"),
+                          (["--recipe", "airbench94_muon"], "recipe: 'airbench94' there, "
+                                                            "'airbench94_muon' here")]:
+        assert main([*args, *changed]) == 2, changed
+        err = capsys.readouterr().err
+        assert "holds runs made otherwise" in err and said in err, (changed, err)
+        assert (out / "ablation.json").read_text() == table
+    assert main(args) == 0  # the same settings: read back
+    assert "full recipe: done before" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tricks", ["", ",", " , "])
+def test_an_ablation_of_no_trick_is_refused(tricks, tmp_path, capsys):
+    assert main(["ablate", "--tricks", tricks, "--device", "cpu",
+                 "--out", str(tmp_path / "abl")]) == 2
+    assert "--tricks names no trick" in capsys.readouterr().err
+    assert not (tmp_path / "abl").exists()
 
 
 def test_epochs_to_match_interpolate_the_sweep():

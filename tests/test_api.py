@@ -213,12 +213,13 @@ def test_a_subset_is_data_drawn_by_its_own_seed_the_same_for_every_run(tiny):
 
 def test_a_run_folder_from_before_subset_seed_resumes_with_the_subsets_it_drew(tiny,
                                                                                 monkeypatch):
-    """Such a folder drew its subsets with --seed: resumed, it draws the same ones."""
+    """Such a folder drew its subsets with --seed: resumed, it draws the same ones (were
+    they others, the data's digest would differ and the resume would be refused)."""
     from fastcifar.train import resume as resuming, session
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])
-    fastcifar.train("airbench94", data=data, seed=3, subset=500, epochs=1, batch_size=100,
-                    widths=(16, 32, 32), out="old", verbose=False)
+    fastcifar.train("airbench94", data=data, seed=3, subset=500, subset_seed=3, epochs=1,
+                    batch_size=100, widths=(16, 32, 32), out="old", verbose=False)
     config = json.loads(Path("old/config.json").read_text())
     del config["subset_seed"]
     Path("old/config.json").write_text(json.dumps(config))

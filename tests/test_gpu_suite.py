@@ -140,6 +140,16 @@ def test_missing_data_is_one_line_before_any_work(cuda_standin, tmp_path, capsys
     assert not (tmp_path / "work").exists()
 
 
+def test_a_work_folder_with_an_earlier_call_s_results_is_refused(cuda_standin, tiny_archive,
+                                                                  tmp_path, capsys):
+    """A step that failed would read the earlier call's summary.json as its own runs."""
+    (tmp_path / "work" / "runs" / "airbench94_muon-ours").mkdir(parents=True)
+    code, printed = in_process(capsys, *suite_args(tmp_path, tiny_archive))
+    assert code == 2 and printed.strip() == (f"gpu_suite: --work {tmp_path / 'work'} holds an "
+                                             f"earlier call's results (runs); give an empty "
+                                             f"or new folder")
+
+
 def test_missing_references_are_one_line(cuda_standin, tiny_archive, tmp_path, capsys):
     code, printed = in_process(capsys, "--out", str(tmp_path / "out"), "--data",
                                str(tiny_archive), "--references", str(tmp_path / "none"))

@@ -174,3 +174,20 @@ def test_settings_no_trial_can_run_with_stop_the_search_with_one_message(tiny_ar
     err = capsys.readouterr().err
     assert code == 2 and "trial 0" in err and "batch_size=" in err, err
     assert "Traceback" not in err and err.count("error") == 1
+
+
+def test_a_study_continued_with_other_fixed_settings_is_refused_before_it_trains(
+        tiny_archive, tmp_path, capsys):
+    """The trials of one study differ in their searched values only: a later call with
+    other epochs (or data, recipe, seed, ...) stops, naming what differs, and trains
+    nothing; the same settings continue the study."""
+    args = ["tune", "--space", "lr=2:20:log", "--data", str(tiny_archive), "--device", "cpu",
+            "--set", "batch_size=30", "--trials", "1", "--out", str(tmp_path / "t")]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert "no importances.png: one parameter searched" in capsys.readouterr().out
+    assert main([*args, "--epochs", "2", "--trials", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "was searched with other settings (epochs: 1.0 there, 2.0 here)" in err, err
+    assert sorted(p.name for p in (tmp_path / "t" / "trials").iterdir()) == ["0000"]
+    assert main([*args, "--epochs", "1", "--trials", "2"]) == 0
+    assert len(list(csv.DictReader((tmp_path / "t" / "trials.csv").open()))) == 3

@@ -25,13 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores showwarning afterwards
             warnings.showwarning = _one_line_warnings(who, warnings.showwarning)
-            return args.handler(args)
+            code = args.handler(args)
+        sys.stdout.flush()  # a reader that left is found here, not in Python's exit
+        return code
     except (InputError, RunFailed) as e:
         print(f"{who}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`fastcifar recipes --show R | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own advice)
+        return 141
 
 
 def _one_line_warnings(who: str, default):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -88,6 +90,17 @@ class ImageData:
                                       what="--test-subset", split="test")
         return ImageData(self.train_images, self.train_labels, self.test_images[index],
                          self.test_labels[index], self.classes, self.name)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the class names, every image and every label, train and test: the
+        identity of the data a run trained on (a run folder records it, so that nothing
+        reuses a run made on other images, whatever the path they came from)."""
+        h = hashlib.sha256("\n".join(self.classes).encode())
+        for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+            h.update(f"{array.dtype}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).data)
+        return h.hexdigest()
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from ..data import ImageData
 from ..data.dataset import balanced_subset_index
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
 from ..data.fastai_images import SIZES as FASTAI_SIZES
-from ..errors import InputError, RunFailed
+from ..errors import InputError
 
 # torch.compile's modes; `compile=True` is its default. The airbench references use
 # max-autotune (slower to compile, faster to run).
@@ -23,11 +23,11 @@ MIN_BATCHES = 4  # full batches an epoch, at the least
 
 @contextlib.contextmanager
 def removed_if_unused(folder):
-    """An input error, a failed run or Ctrl-C before anything was recorded leaves no run
-    folder (`folder`: a report.records.RunFolder, or None)."""
+    """An input error, a failed run, a recipe that raised or Ctrl-C before anything was
+    recorded leaves no run folder (`folder`: a report.records.RunFolder, or None)."""
     try:
         yield
-    except (InputError, RunFailed, KeyboardInterrupt):
+    except BaseException:
         if folder is not None:
             folder.remove_if_unused()
         raise

@@ -60,6 +60,7 @@ class TrainResult:
     # With record_examples: every run's per-example records, (runs, epochs, images) by each
     # image's position in the whole training set (see examples.all_examples); else None
     examples: dict | None = None
+    read_back: int = 0  # of `runs`, those a reused run folder held finished (not trained now)
 
     @property
     def model(self) -> nn.Module | None:

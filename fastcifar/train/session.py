@@ -26,21 +26,25 @@ from ..errors import InputError
 from ..recipes import get_recipe
 from ..recipes.base import with_values
 from ..report.lr_finder import write_result
-from ..report.records import RunFolder
+from ..report.records import (CONFIG, RunFolder, differences, read_run_settings,
+                               recipe_digest, runs_to_keep)
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .data_parallel import DataParallel, check_data_parallel
-from .distributed import Ranks, device_name as rank_device, from_environment, gather, process_group
+from .distributed import (Ranks, broadcast, device_name as rank_device, from_environment,
+                          gather, process_group)
 from .inputs import (check_batches, check_compile, check_runs, check_size,
                      balanced_subsets, compiler, data_name, removed_if_unused, subset_indices)
 from .device import choose_precision, configure_backend, device_name, resolve_device
 from .examples import all_examples
 from .loop import train_run
-from .lr_finder import lr_from_finder
+from .setup import set_up_run
+from .lr_finder import lr_fields, lr_from_finder
 from .results import EpochRecord, RunResult, TrainResult
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
 WARMUP_STEPS = 10  # training steps of the untimed warm-up on CUDA (without --compile)
+DROPPED_NOTE = 0.05  # the share of images an epoch leaves out above which a session says so
 
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
@@ -56,9 +60,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
           subset_seed: int = 0, size: str | None = None, compile: bool | str = False,
           checkpoints: bool | None = None, lr_from_finder: str | Path | None = None,
           ddp: bool = False, record_examples: bool = False, progress: bool | None = None,
-          out: str | Path | None = None,
+          out: str | Path | None = None, reuse: bool = False,
           verbose: bool = True, on_epoch: Callable[[EpochRecord], None] | None = None,
-          **overrides) -> TrainResult:
+          on_start: Callable[[dict], None] | None = None, **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
 
     `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
@@ -67,7 +71,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     (data, the same for every run). `overrides`: recipe hyperparameters by name
     (`fastcifar recipes --show NAME` lists them), checked like `--set`. `out`: a run folder
     to record everything in (nothing is written without one); `checkpoints` (there) make
-    it resumable. Only the last run keeps its trained network (`.model`): a battery of
+    it resumable. `reuse`: an `out` that already holds a session is continued, not
+    refused, if it was made with the same recipe source, data and settings (its finished
+    runs read back, the rest trained); if not, refused with what differs. Only the last run keeps its trained network (`.model`): a battery of
     many runs would otherwise hold every one in memory.
     `compile`: True or a torch.compile mode: the network is compiled once, with static
     shapes, in an untimed warm-up run, and every run re-initialises it in place. Dynamo's
@@ -78,7 +84,10 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     the ranks train each run together, data-parallel (see train/data_parallel.py), instead
     of a share of the runs each. `record_examples`: what every training image did in every
     epoch, on each run's result (`.examples`) and in the run folder's examples.npz (see
-    train/examples.py)."""
+    train/examples.py). `on_start`: called with what the run folder would record (the
+    settings, the config, the digests of the recipe source and the data) once the data is
+    loaded, before any run: it may refuse with an InputError (`fastcifar tune` checks that
+    a study's trials share everything but their own values)."""
     recipe_obj = get_recipe(recipe)
     check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
@@ -104,17 +113,24 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     if ddp and ranks.world > 1:
         check_data_parallel(recipe_obj, config, ranks.world)
     device = resolve_device(rank_device(ranks, device))
-    # Rank 0 alone writes the run folder (and refuses one in use).
-    folder = RunFolder.new(out) if out is not None and ranks.leader else None
+    # Rank 0 alone writes the run folder (and refuses one in use, unless reused).
+    folder = None
+    if out is not None and ranks.leader:
+        folder = (RunFolder(out) if reuse and (Path(out) / CONFIG).exists()
+                  else RunFolder.new(out))
     with removed_if_unused(folder):
         return Session(recipe_obj, config, settings, device, data, folder, progress,
-                        verbose and ranks.leader, ranks, on_epoch).run()
+                       verbose and ranks.leader, ranks, on_epoch, on_start,
+                       reuse=reuse and out is not None).run()
 
 
 class Session:
     def __init__(self, recipe, config, settings: dict, device: torch.device, data,
                  out: RunFolder | None, progress: bool | None, verbose: bool,
-                 ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None):
+                 ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None,
+                 on_start: Callable[[dict], None] | None = None, reuse: bool = False):
+        """`reuse`: `out` may hold this session already (a resume, a battery or an
+        ablation's variant run again), which is then continued (see finished_before)."""
         self.recipe, self.config, self.settings = recipe, config, settings
         self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
         self.precision = choose_precision(settings["precision"], device,
@@ -122,7 +138,7 @@ class Session:
         if progress is None:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
-        self.ranks, self.on_epoch = ranks, on_epoch
+        self.ranks, self.on_epoch, self.on_start, self.reuse = ranks, on_epoch, on_start, reuse
         self.group = (DataParallel(ranks, device)
                       if settings.get("ddp") and ranks.world > 1 else None)
         self.network = None  # built by the first run, re-initialised by the others
@@ -132,15 +148,25 @@ class Session:
         if self.verbose:
             (tqdm.write if self.progress else print)(line)
 
-    def run(self, finished: list[RunResult] | None = None) -> TrainResult:
-        """Train the runs not yet `finished`; a new session (`finished` None) first
-        records its start in the run folder."""
+    def run(self) -> TrainResult:
+        """Train the runs the run folder does not hold finished yet (all of them in a new
+        one, which first records the session's start)."""
         configure_backend(self.device)
         with process_group(self.ranks, self.device):
-            return self.run_all(finished)
+            return self.run_all()
 
-    def run_all(self, finished: list[RunResult] | None) -> TrainResult:
+    def run_all(self) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
+        record = self.record(dataset)
+        if self.on_start is not None:
+            self.on_start(record)
+        finished = self.finished_before(record) if self.reuse else None
+        if finished is not None and len(finished) >= self.settings["runs"]:
+            self.say(f"{self.out.path if self.out else 'the run folder'} is already finished: "
+                     f"{len(finished)} of {self.settings['runs']} run(s); nothing to train "
+                     f"(its results are in summary.json)")
+            return _result(self.recipe.name, self.config, finished,
+                           self.out.path if self.out else None, read_back=len(finished))
         self.say(f"recipe: {self.recipe.name} on {device_name(self.device)}, "
                  f"torch {torch.__version__}")
         if self.group is not None:
@@ -154,8 +180,9 @@ class Session:
         if finished is None and self.settings["lr_from_finder"] is not None:
             self.take_lr_from_finder(data)
         if finished is None and self.out is not None:
+            self.check_recipe_builds(data)  # nothing written for a recipe that cannot
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
-                                  dataset.classes, dataset.image_size[0])
+                                  dataset.classes, dataset.image_size[0], record["data_sha256"])
         if self.settings["compile"]:
             # Dynamo keeps up to 8 compiled entries per code object, and past them runs it
             # eagerly: compiled sessions before this one in the process (another airbench
@@ -180,13 +207,65 @@ class Session:
                 self.out.record_summary(self.recipe, self.settings, dataset, self.device,
                                         results, load_seconds, warmup_seconds)
         result = _result(self.recipe.name, self.config, results,
-                         self.out.path if self.out else None)
+                         self.out.path if self.out else None, read_back=len(finished or []))
         result.examples = examples
         self.say(f"\n{self.recipe.name}: accuracy {result.accuracy.percent()} over "
                  f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
         if self.out is not None:
             self.say(f"run folder: {self.out.path}")
         return result
+
+    def record(self, dataset: ImageData) -> dict:
+        """What the run folder records of the session (config.json, less the provenance):
+        what a folder this session continues must have recorded too."""
+        return {**self.settings, "recipe": self.recipe.name, "config": self.config,
+                "recipe_sha256": recipe_digest(self.recipe), "data_sha256": dataset.digest,
+                "device": str(self.device)}
+
+    def finished_before(self, record: dict) -> list[RunResult] | None:
+        """The runs the run folder holds finished (None: it holds no session yet), once
+        its config.json is found to record this very session; else an InputError naming
+        every difference. Rank 0 looks, every rank gets its answer: looking for
+        themselves, the ranks could find the folder in two states."""
+        def look():
+            path = self.out.path
+            if not (path / CONFIG).exists():
+                return None
+            # The lrs an LR finder sets are its result, not a setting to match.
+            found = differences(read_run_settings(path), record,
+                                tuple(lr_fields(self.config))
+                                if self.settings["lr_from_finder"] is not None else ())
+            if found:
+                return (f"{path} holds runs made otherwise ({'; '.join(found)}): give the "
+                        f"settings it was made with to continue it, or another folder")
+            return runs_to_keep(path, self.settings["runs"])
+
+        outcome = broadcast(self.ranks, look() if self.ranks.leader else None)
+        if outcome is None:
+            return None
+        if isinstance(outcome, str):
+            raise InputError(outcome)
+        finished, missing = outcome
+        if self.out is not None:
+            self.out.metric_rows = [r for r in self.out.read_metrics()
+                                    if r["run"] <= len(finished)]
+        runs = self.settings["runs"]
+        if len(finished) < runs:
+            then = ("the interrupted run continues from its last checkpoint, if it saved one"
+                    if self.settings["checkpoints"] else
+                    f"this run kept no checkpoints, so run {len(finished) + 1} starts "
+                    f"over (--checkpoints keeps them)")
+            self.say(f"resuming {self.out.path if self.out else 'the run folder'}: {missing}"
+                     f"{len(finished)} of {runs} run(s) finished; {then}")
+        return finished
+
+    def check_recipe_builds(self, data: DeviceData) -> None:
+        """Build and set up the recipe's network once, untimed, before the run folder
+        records anything: a recipe (a file of the user's) that raises in build_model or
+        setup leaves no half-written folder behind. Each run seeds itself, so this draws
+        from no run's generators."""
+        set_up_run(self.recipe, self.config, data.train_images, self.device,
+                   self.settings["precision"], data.num_classes)
 
     def load_data(self):
         """(the dataset, its DeviceData, the seconds it took): loaded, resized for a larger
@@ -203,6 +282,7 @@ class Session:
         dataset = balanced_subsets(dataset, self.settings["subset"],
                                    self.settings["test_subset"], self.settings["subset_seed"])
         check_batches(len(dataset.train_images), self.config.batch_size)
+        self.say_dropped(len(dataset.train_images), self.config.batch_size)
         n = len(dataset.train_images) + len(dataset.test_images)
         h, w = dataset.image_size
         check_fits(n * 3 * h * w * self.precision.weights.itemsize,
@@ -215,6 +295,16 @@ class Session:
                  f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
                  f"(loaded in {seconds:.1f} s, not timed)")
         return dataset, data, seconds
+
+    def say_dropped(self, images: int, batch: int) -> None:
+        """Say so when full batches leave out a good share of the images each epoch (as
+        the speed runs do, the last partial batch is dropped): a small --subset at the
+        recipe's batch size trains on less than it seems."""
+        dropped = images % batch
+        if dropped > DROPPED_NOTE * images:
+            self.say(f"note: batches of {batch} train on {images - dropped:,} of the "
+                     f"{images:,} training images an epoch (a different {dropped:,} left out "
+                     f"each epoch, the last partial batch); --set batch_size=N changes it")
 
     def take_lr_from_finder(self, data: DeviceData) -> None:
         source = self.settings["lr_from_finder"]
@@ -333,6 +423,7 @@ def needs_warmup(device: torch.device, compile_: bool) -> bool:
     return compile_ or device.type == "cuda"
 
 
-def _result(recipe: str, config, runs: list[RunResult], out: Path | None) -> TrainResult:
+def _result(recipe: str, config, runs: list[RunResult], out: Path | None,
+            read_back: int = 0) -> TrainResult:
     return TrainResult(recipe, config, runs, out, summarize([r.accuracy for r in runs]),
-                       summarize([r.seconds for r in runs]))
+                       summarize([r.seconds for r in runs]), read_back=read_back)
