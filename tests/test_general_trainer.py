@@ -219,6 +219,17 @@ def test_metric_rows_reach_tensorboard_when_it_is_installed(tmp_path):
     assert {"train/loss", "val/top5", "lr"} <= set(events.Tags()["scalars"])
     assert [r["epoch"] for r in folder.read_metrics()] == [1, 2]
 
+    # Resumed in a new session from its checkpoint after epoch 1: epoch 2 again, then 3.
+    resumed = RunFolder(tmp_path)
+    resumed.metric_rows = folder.read_metrics()[:1]
+    for epoch, accuracy in ((2, 0.55), (3, 0.6)):
+        resumed.add_metrics({"run": 1, "seed": 0, "epoch": epoch, "val_accuracy": accuracy})
+    assert len(list((tmp_path / "tensorboard" / "run-1").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "run-1"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/accuracy")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([0.25, 0.55, 0.6])
+
 
 def build_optimizer(model, config):
     """The general trainer's optimiser, as its recipes build it."""

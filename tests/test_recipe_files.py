@@ -136,7 +136,7 @@ def test_every_recipe_command_takes_a_file(tmp_path, capsys):
     ("{dir}/absent.py:Narrow", "no such file"),
     ("{dir}/mine.py", "expected path/to/file.py:RecipeName"),
     ("{dir}/mine.py:Wide", "mine.py defines no 'Wide'; recipes it defines: Narrow, named"),
-    ("{dir}/mine.py:not_a_recipe", "not_a_recipe is a int, not a recipe"),
+    ("{dir}/mine.py:not_a_recipe", "not_a_recipe is an int, not a recipe"),
     ("{dir}/broken.py:Narrow", "importing .*broken.py failed; its traceback:"),
 ])
 def test_a_bad_recipe_file_is_one_clear_error(tmp_path, capsys, spec, message):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +202,34 @@ def test_compare_tabulates_runs_and_what_differs(tiny, tmp_path, capsys):
 
     code, _, err = run(capsys, "compare", first, tmp_path)
     assert code != 0 and "expected a run folder" in err
+
+
+def test_compare_shows_hyperparameters_of_different_recipes_and_clips_as_ablate(
+        tiny, tmp_path, capsys, monkeypatch):
+    """A recipe file's narrow net against airbench94: its widths differ, and are shown; a
+    two-run interval past 100% is clipped and said so, by the rule ablate follows; the
+    plot lands beside the runs (not in the current folder)."""
+    archive, first = tiny
+    mine = tmp_path / "mine.py"
+    mine.write_text("import dataclasses\nfrom fastcifar.recipes.airbench94 import Airbench94\n"
+                    "class Narrow(Airbench94):\n"
+                    "    config = dataclasses.replace(Airbench94.config, widths=(8, 16, 16))\n")
+    other = tmp_path / "runs" / "narrow"
+    fastcifar.train(f"{mine}:Narrow", data=archive, epochs=1, batch_size=30, runs=2,
+                    device="cpu", progress=False, verbose=False, out=other)
+    summary = json.loads((other / "summary.json").read_text())
+    summary["runs"][0]["accuracy"], summary["runs"][1]["accuracy"] = 0.9, 1.0
+    (other / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "compare", other, other)
+    assert code == 0, err
+    assert "31.47%-100.00%" in out and "(intervals clipped to 0-100%" in out
+    code, out, err = run(capsys, "compare", first, other)
+    assert code == 0, err
+    assert any(line.strip().startswith("widths: 1=[") and "2=[8, 16, 16]" in line
+               for line in out.splitlines()), out
+    assert not (tmp_path / "compare.png").exists()
+    common = Path(os.path.commonpath([first.parent, other.parent]))
+    assert f"wrote {common / 'compare.png'}" in out and (common / "compare.png").is_file()
+    code, out, err = run(capsys, "compare", other, other, "--out", tmp_path / "plots")
+    assert code == 0 and (tmp_path / "plots" / "compare.png").is_file()

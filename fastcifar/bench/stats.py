@@ -52,14 +52,20 @@ class Summary:
         """The summary of accuracies (fractions) in percent: the value alone for one run."""
         if self.n == 1:
             return f"{100 * self.mean:.2f}%"
-        # An accuracy lies in [0, 100]%: an interval past either end (Student's t with one
-        # or two degrees of freedom is very wide) is shown clipped, saying why.
-        low, high = max(self.ci95_low, 0.0), min(self.ci95_high, 1.0)
+        low, high = accuracy_interval(self.ci95)
         note = (f" (clipped to 0-100%: {self.n} runs are too few for a narrow interval)"
                 if (low, high) != self.ci95 else "")
         return (f"mean {100 * self.mean:.2f}%, std {100 * self.std:.2f}, 95% CI "
                 f"[{100 * low:.2f}, {100 * high:.2f}]{note}, min {100 * self.min:.2f}, "
                 f"max {100 * self.max:.2f}")
+
+
+def accuracy_interval(interval) -> tuple[float, float]:
+    """An interval of accuracies as shown: an accuracy lies in [0, 1], so an interval past
+    either end (Student's t with one or two degrees of freedom is very wide) is clipped to
+    it. The one rule of every table that prints one (say so where it clips)."""
+    low, high = interval
+    return max(low, 0.0), min(high, 1.0)
 
 
 def summarize(values: list[float]) -> Summary:

@@ -4,6 +4,7 @@ training left in its run folders."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .. import api
@@ -58,8 +59,10 @@ def add_commands(commands) -> None:
     compare = commands.add_parser("compare", help="run folders side by side: accuracy mean "
                                                   "and 95%% CI, seconds, what differs; a plot")
     compare.add_argument("runs", type=Path, nargs="+", help="run folders of `fastcifar train`")
-    compare.add_argument("--out", type=Path, default=Path("compare.png"),
-                         help="the plot of every run's accuracy (default compare.png)")
+    compare.add_argument("--out", type=Path,
+                         help="the plot of every run's accuracy: a .png file, or a folder for "
+                              "compare.png (default: compare.png in the folder that holds the "
+                              "runs)")
     compare.set_defaults(handler=cmd_compare)
 
 
@@ -105,7 +108,11 @@ def cmd_export(args) -> int:
 
 def cmd_compare(args) -> int:
     runs = read_compared(args.runs)
+    out = args.out or Path(os.path.commonpath([r.resolve().parent for r in args.runs]))
+    if out.suffix.lower() != ".png":
+        out = out / "compare.png"
+    check_writable_folder(out.parent, "--out")
     print("\n".join(compare_lines(runs)))
-    save_png(compare_figure(runs), args.out)
-    print(f"wrote {args.out}")
+    save_png(compare_figure(runs), out)
+    print(f"wrote {out}")
     return 0

@@ -47,7 +47,7 @@ def recipe_from_file(spec: str, option: str = "--recipe") -> Recipe:
                          f"it defines: {', '.join(found) or 'none'}")
     value = getattr(module, object_name)
     if not _is_recipe(value):
-        raise InputError(f"{option} {spec}: {object_name} is a {type(value).__name__}, not a "
+        raise InputError(f"{option} {spec}: {object_name} is {_a(type(value).__name__)}, not a "
                          f"recipe; expected a subclass of fastcifar.Recipe (e.g. of "
                          f"fastcifar.recipes.airbench94.Airbench94) or an instance of one")
     recipe = value() if isinstance(value, type) else value
@@ -62,6 +62,11 @@ def recipe_from_file(spec: str, option: str = "--recipe") -> Recipe:
     recipe.source_file = path
     recipe.source_object = object_name
     return recipe
+
+
+def _a(noun: str) -> str:
+    """The noun with its article: "an int", "a str"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _is_recipe(value) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.stats import Summary, summarize
+from ..bench.stats import Summary, accuracy_interval, summarize
 from ..errors import InputError
 from .plots import new_figure
 from .records import read_finished_runs, read_run_settings
@@ -48,10 +48,10 @@ def read_compared(folders: list[Path]) -> list[ComparedRun]:
 
 def differing(runs: list[ComparedRun]) -> list[str]:
     """The names whose values are not the same in every folder, in first-seen order: the
-    session's settings, and the recipe's hyperparameters when the folders share a recipe."""
-    same_recipe = len({r.settings["recipe"] for r in runs}) == 1
-    values = [r.values() if same_recipe else
-              {k: v for k, v in r.settings.items() if k not in NOT_COMPARED} for r in runs]
+    session's settings and the recipes' resolved hyperparameters (those of different
+    recipes too: a recipe file's Narrow against airbench94 shows its widths; a name one
+    recipe lacks shows as -)."""
+    values = [r.values() for r in runs]
     names = list(dict.fromkeys(k for v in values for k in v))
     return [k for k in names if any(v.get(k) != values[0].get(k) for v in values)]
 
@@ -61,16 +61,18 @@ def compare_lines(runs: list[ComparedRun]) -> list[str]:
     width = max(10, *(len(str(r.folder)) for r in runs))
     out = [f"{'':>3} {'run folder':<{width}}  {'recipe':<18} {'runs':>4}  {'accuracy':>8}  "
            f"{'95% CI':<17} {'seconds':>9}"]
+    clipped = False
     for i, r in enumerate(runs, 1):
         a = r.accuracy
-        ci = f"{a.ci95_low:>7.2%}-{a.ci95_high:<8.2%}" if a.n > 1 else f"{'-':<16}"
+        low, high = accuracy_interval(a.ci95)
+        clipped |= (low, high) != a.ci95
+        ci = f"{low:>7.2%}-{high:<8.2%}" if a.n > 1 else f"{'-':<16}"
         out.append(f"{i:>3} {str(r.folder):<{width}}  {r.settings['recipe']:<18} {a.n:>4}  "
                    f"{a.mean:>8.2%}  {ci} {np.mean(r.seconds):>9.2f}")
     keys = differing(runs)
+    if clipped:
+        out.append("(intervals clipped to 0-100%: too few runs for a narrow interval)")
     out.append("")
-    if len({r.settings["recipe"] for r in runs}) > 1:
-        out.append("different recipes: their hyperparameters are not compared "
-                   "(`fastcifar recipes --show NAME` lists each)")
     out.append("what differs:" if keys else "the settings and hyperparameters are the same")
     for key in keys:
         out.append(f"  {key}: " + "; ".join(f"{i}={r.values().get(key, '-')}"
@@ -88,8 +90,8 @@ def compare_figure(runs: list[ComparedRun]):
         values = 100 * np.array(r.accuracies)
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=14, alpha=0.6,
                    color=f"C{i}")
-        ax.errorbar(i + 0.25, 100 * a.mean, yerr=[[100 * (a.mean - a.ci95_low)],
-                                                   [100 * (a.ci95_high - a.mean)]],
+        low, high = accuracy_interval(a.ci95)
+        ax.errorbar(i + 0.25, 100 * a.mean, yerr=[[100 * (a.mean - low)], [100 * (high - a.mean)]],
                     fmt="o", color="black", capsize=4)
     ax.set_xticks(range(len(runs)),
                   [f"{i}: {r.folder.name}\n{r.settings['recipe']} (n={len(r.accuracies)})"
