@@ -83,7 +83,7 @@ from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
 from fastcifar.files import atomic_path, check_writable_folder, source_digest  # noqa: E402
 from fastcifar.recipes import RECIPES, get_recipe  # noqa: E402
-from fastcifar.recipes.base import with_values  # noqa: E402
+from fastcifar.recipes.fields import with_values  # noqa: E402
 from fastcifar.report.records import provenance  # noqa: E402
 from fastcifar.train.device import device_name  # noqa: E402
 from frontier_ports import FRONTIER_PORTS  # noqa: E402
@@ -306,6 +306,7 @@ class Suite:
                 overrides = {**rehearsal_overrides(step.recipe),
                              "batch_size": REHEARSAL["batch_size"] // 2}
                 command += set_options(overrides, epochs_option=False)  # (its epochs a --set)
+                command += ["--score-epochs", "2"]  # (a data map needs two epochs)
             return command, folder / "pruning.json"
         if step.side == "reference":
             result = self.work / f"{step.key}.json"

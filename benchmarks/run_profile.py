@@ -31,7 +31,7 @@ from fastcifar.data import load_dataset
 from fastcifar.data.loader import DeviceData
 from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
-from fastcifar.recipes.base import override
+from fastcifar.recipes.fields import override
 from fastcifar.train.device import choose_precision, device_name, resolve_device
 from fastcifar.train.loop import train_run
 

@@ -30,7 +30,7 @@ from .bench.stats import accuracy_interval, summarize
 from .errors import InputError
 from .files import atomic_path, check_writable_folder, file_safe
 from .recipes import folder_name, get_recipe
-from .recipes.base import with_values
+from .recipes.fields import with_values
 from .report.plots import new_figure, save_png
 from .train.device import resolve_device
 from .train.distributed import device_name, from_environment, process_group

@@ -18,7 +18,7 @@ from .data.loader import evaluation_tensor, normalisation, to_device_tensor
 from .errors import InputError
 from .models.layers import place_model
 from .recipes import get_recipe
-from .recipes.base import config_from_dict, with_values
+from .recipes.fields import config_from_dict, with_values
 from .report.evaluation import Evaluation
 from .report.export import check_format, export_model, largest_difference, load_exported
 from .report.lr_finder import summary_lines, write_result

@@ -24,7 +24,7 @@ from torch._dynamo.utils import counters
 import fastcifar
 from fastcifar.data.loader import DeviceData
 from fastcifar.recipes import get_recipe
-from fastcifar.train import session
+from fastcifar.train import session, warmup
 from fastcifar.train.loop import train_run
 
 CPU = torch.device("cpu")
@@ -213,7 +213,7 @@ def test_the_uncompiled_warm_up_trains_at_every_size_of_a_curriculum():
         train_seed=lambda config, data, seed: trained.append(
             (config.progressive_sizes, config.epochs, seed)))
     session.Session.warmup(fake, SimpleNamespace(train_images=torch.zeros(15360, 1)))
-    steps = session.WARMUP_STEPS / (15360 // fake.config.batch_size)  # 10 of 10 a epoch
+    steps = warmup.WARMUP_STEPS / (15360 // fake.config.batch_size)  # 10 of 10 a epoch
     assert trained == [((24,), steps, 4), ((28,), steps, 4), ((), steps, 4)]
-    assert session.warmup_sizes(get_recipe("airbench94").config) == [()]
-    assert session.warmup_sizes(get_recipe("fable94_e5").config) == [(28,), ()]
+    assert warmup.warmup_sizes(get_recipe("airbench94").config) == [()]
+    assert warmup.warmup_sizes(get_recipe("fable94_e5").config) == [(28,), ()]

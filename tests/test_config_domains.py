@@ -17,10 +17,11 @@ from fastcifar.errors import InputError
 from fastcifar.recipes import RECIPES
 from fastcifar.recipes.airbench94 import Airbench94, Airbench94Config
 from fastcifar.recipes.airbench95 import Airbench95Config
-from fastcifar.recipes.base import (Count, Fraction, FractionBelowOne, ImageSide, NonNegative,
-                                    NonNegativeInt, OpenFraction, Positive, describe,
-                                    field_domains, with_values)
-from fastcifar.tune import parse_space
+from fastcifar.recipes.base import describe
+from fastcifar.recipes.fields import (Count, Fraction, FractionBelowOne, ImageSide,
+                                      NonNegative, NonNegativeInt, OpenFraction, Positive,
+                                      field_domains, with_values)
+from fastcifar.tune_space import parse_space
 
 MISSING_DATA = "/nonexistent/never/read.tar.gz"  # were it read, the message would say so
 
@@ -116,7 +117,7 @@ RECIPE_FILE = """
     from dataclasses import dataclass
 
     from fastcifar.recipes.airbench94 import Airbench94, Airbench94Config
-    from fastcifar.recipes.base import Fraction
+    from fastcifar.recipes.fields import Fraction
 
 
     @dataclass(frozen=True)

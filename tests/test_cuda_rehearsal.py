@@ -204,7 +204,7 @@ CUDA_BRANCHES = {
     ("train/checkpoint.py", 'torch.cuda.set_rng_state(state["cuda"], device)'): REACHED,
     ("recipes/hiverge94.py", "ns_dtype=torch.float16 if filters[0].is_cuda"): REACHED,
     ("train/session.py", 'progress = device.type != "cuda"'): REACHED,
-    ("train/session.py", 'return compile_ or device.type == "cuda"'): REACHED,
+    ("train/warmup.py", 'return compile_ or device.type == "cuda"'): REACHED,
     ("cli/run.py", "have = torch.cuda.device_count() if torch.cuda.is_available()"): SUBPROCESS,
     ("train/distributed.py", 'return f"cuda:{ranks.local_rank}"'): SUBPROCESS,
     ("train/distributed.py", 'dist.init_process_group("nccl" if device.type == "cuda"'):

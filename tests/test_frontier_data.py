@@ -144,7 +144,7 @@ def test_recipes_without_the_new_fields_see_the_batches_they_saw_before(aug):
 def test_colour_jitter_and_curriculum_settings_are_checked():
     for bad in (dict(brightness=-0.1), dict(contrast=1.0), dict(brightness=float("inf")),
                 dict(contrast=float("nan")), dict(progressive_mode="window")):
-        with pytest.raises(InputError, match="brightness|progressive_mode"):
+        with pytest.raises(InputError, match="brightness|contrast|progressive_mode"):
             Airbench94Config(**bad).validate()
     with pytest.raises(InputError, match="resize, crop"):
         Airbench94Config(progressive_mode="window").validate()

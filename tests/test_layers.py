@@ -20,8 +20,9 @@ LAYERS = [
     ("fastcifar.train",),
     ("fastcifar.bench",),
     ("fastcifar.report",),
-    ("fastcifar.train.session", "fastcifar.train.resume"),
-    ("fastcifar.api", "fastcifar.tune", "fastcifar.cli", "fastcifar.__main__", "fastcifar"),
+    ("fastcifar.train.session", "fastcifar.train.resume", "fastcifar.train.reuse"),
+    ("fastcifar.api", "fastcifar.tune", "fastcifar.tune_space", "fastcifar.cli",
+     "fastcifar.__main__", "fastcifar"),
 ]
 
 

@@ -167,7 +167,7 @@ def test_each_export_loads_back_and_gives_the_same_logits(tiny, tmp_path, fmt, c
     model = fastcifar.load_model(folder)
     recipe = fastcifar.RECIPES["airbench94"]
     config = json.loads((folder / "config.json").read_text())
-    from fastcifar.recipes.base import config_from_dict
+    from fastcifar.recipes.fields import config_from_dict
     build = lambda: recipe.build_model(config_from_dict(recipe.config, config["config"], "config.json"), 3)  # noqa: E731
     exported = load_exported(tmp_path / "x" / FORMATS[fmt], fmt, build)
     images = torch.randn(5, 3, 32, 32)  # another batch size than the export's example

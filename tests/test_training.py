@@ -52,10 +52,10 @@ def test_the_warm_up_is_untimed_and_changes_no_timed_run(tmp_path, monkeypatch):
     """On CUDA (and with --compile) an untimed warm-up comes first: it must not change the
     runs after it, and its seconds are reported apart."""
     import json
-    from fastcifar.train import session
-    assert session.needs_warmup(torch.device("cuda"), False)
-    assert session.needs_warmup(torch.device("cpu"), True)
-    assert not session.needs_warmup(torch.device("cpu"), False)
+    from fastcifar.train import session, warmup
+    assert warmup.needs_warmup(torch.device("cuda"), False)
+    assert warmup.needs_warmup(torch.device("cpu"), True)
+    assert not warmup.needs_warmup(torch.device("cpu"), False)
     rng = np.random.default_rng(0)
     labels = np.arange(200) % 4
     images = rng.integers(0, 120, (200, 32, 32, 3)).astype(np.uint8)

@@ -330,7 +330,9 @@ def test_progressive_sizes_are_checked_and_a_short_run_with_them_learns():
     result = fastcifar.train("airbench94", data=data, epochs=4, batch_size=32,
                              progressive_sizes=(16, 24), device="cpu", verbose=False)
     assert result.accuracy.mean > 0.6  # 4 classes told apart by colour: chance is 0.25
-    with pytest.raises(InputError, match="from 16 to image_size"):
+    with pytest.raises(InputError, match="sides up to image_size"):
         fastcifar.train("airbench94", data=data, progressive_sizes=(40,), device="cpu")
+    with pytest.raises(InputError, match="each of progressive_sizes must be at least 16"):
+        fastcifar.train("airbench94", data=data, progressive_sizes=(8,), device="cpu")
     with pytest.raises(InputError, match="for the speed-run recipes"):
         fastcifar.train("resnet18_cifar", data=data, progressive_sizes=(24,), device="cpu")

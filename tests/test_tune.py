@@ -16,7 +16,8 @@ optuna = pytest.importorskip("optuna", reason="tuning needs the tune extra (Optu
 
 from fastcifar.cli import main  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
-from fastcifar.tune import parse_space, tune  # noqa: E402
+from fastcifar.tune import tune  # noqa: E402
+from fastcifar.tune_space import parse_space  # noqa: E402
 
 
 def test_the_space_takes_ranges_log_ranges_ints_and_choices():

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.cifar10 import IMAGE_SHAPE, TEST_IMAGES, TRAIN_IMAGES
 from ..errors import InputError
-from ..recipes.base import config_from_dict
+from ..recipes.fields import config_from_dict
 from ..train.device import compute_dtype
 from ..train.evaluate import predict
 from ..train.setup import set_up_without_data

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..recipes import parse_assignments
-from ..recipes.base import checked_values
+from ..recipes.fields import checked_values
 from ..train.device import PRECISION_CHOICES
 
 

@@ -13,7 +13,8 @@ from .airbench95 import Airbench95
 from .airbench96 import Airbench96, Airbench96Faster
 from .bag_of_tricks import BagOfTricks
 from .fable94 import Fable94E1, Fable94E5
-from .base import Recipe, TrainConfig, describe, override, parse_assignments
+from .base import Recipe, TrainConfig, describe
+from .fields import override, parse_assignments
 from .from_file import is_file_spec, recipe_from_file
 from .general import (ResNet18Cifar, ResNet18ImagewoofAdamW, ResNet18ImagewoofLRFinder,
                       ResNet18ImagewoofOneCycle, ResNet18ImagewoofSGD)

@@ -21,9 +21,9 @@ from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import decoupled_sgd
 from ..optim.losses import summed_cross_entropy
-from .base import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt,
-                   OpenFraction, Positive, Recipe, Target, Training, TrainConfig, Trick,
-                   check_widths)
+from .base import Recipe, Target, Training, TrainConfig, Trick, check_widths
+from .fields import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt,
+                     OpenFraction, Positive)
 
 
 @dataclass(frozen=True)

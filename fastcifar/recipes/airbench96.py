@@ -19,7 +19,8 @@ from ..models.layers import place_model
 from ..models.whitening import random_images
 from ..optim.selection import ProxySelection, per_example_cross_entropy
 from .airbench94 import Airbench94, Airbench94Config
-from .base import Count, Target, Training, Trick, check_widths
+from .base import Target, Training, Trick, check_widths
+from .fields import Count
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from ..optim.averaging import WeightAverage
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
 from ..optim.losses import summed_cross_entropy
-from .base import (Count, Fraction, FractionBelowOne, NonNegative, OpenFraction, Positive,
-                   Recipe, Target, Training, TrainConfig, check_widths)
+from .base import Recipe, Target, Training, TrainConfig, check_widths
+from .fields import Count, Fraction, FractionBelowOne, NonNegative, OpenFraction, Positive
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import file_digest
-from .base import Recipe, Target, check_domains
+from .base import Recipe, Target
+from .fields import check_domains
 
 
 class RecipeFileFailed(InputError):

@@ -24,8 +24,9 @@ from ..models.resnet_page import PageResNet
 from ..optim.schedules import LR_SCHEDULES, one_cycle_momentum
 from ..optim.standard import OPTIMIZERS, param_groups
 from ..optim.losses import summed_cross_entropy
-from .base import (Domain, FractionBelowOne, NonNegative, NonNegativeInt, OpenFraction,
-                   Positive, Recipe, Target, Training, TrainConfig)
+from .base import Recipe, Target, Training, TrainConfig
+from .fields import (Domain, FractionBelowOne, NonNegative, NonNegativeInt, OpenFraction,
+                     Positive)
 
 MODELS = (*RESNETS, "resnet9")
 AreaShare = Annotated[float, Domain("(0, 1]")]  # a share of an image's area

@@ -22,8 +22,9 @@ from ..optim.averaging import WeightAverage, lookahead_decay
 from ..optim.schedules import piecewise_linear
 from ..optim.sgd import per_example_sgd, weights_and_biases
 from ..optim.losses import summed_cross_entropy
-from .base import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt, OpenFraction,
-                   Positive, Recipe, Target, Training, TrainConfig)
+from .base import Recipe, Target, Training, TrainConfig
+from .fields import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt,
+                     OpenFraction, Positive)
 
 
 @dataclass(frozen=True)

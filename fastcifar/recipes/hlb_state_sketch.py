@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..models.hlb import HlbStateSketchNet
-from .base import NonNegative, Target
+from .base import Target
+from .fields import NonNegative
 from .hlb import HlbConfig, Hlb
 
 

@@ -19,6 +19,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 IN_MEMORY = "in-memory data"  # what config.json says of data given as an ImageData
 MIN_BATCHES = 4  # full batches an epoch, at the least
+DROPPED_NOTE = 0.05  # the share of images an epoch leaves out above which a session says so
 
 
 @contextlib.contextmanager
@@ -105,6 +106,18 @@ def check_batches(train_images: int, batch: int) -> None:
                          f"full batch(es) of {batch} an epoch, too few to learn from "
                          f"(at least {MIN_BATCHES}); give a smaller batch (--set "
                          f"batch_size={fit}, batch_size={fit} in Python) or more images")
+
+
+def dropped_note(images: int, batch: int) -> str | None:
+    """A note when full batches leave out a good share of the images each epoch (as the
+    speed runs do, the last partial batch is dropped): a small --subset at the recipe's
+    batch size trains on less than it seems."""
+    dropped = images % batch
+    if dropped <= DROPPED_NOTE * images:
+        return None
+    return (f"note: batches of {batch} train on {images - dropped:,} of the {images:,} "
+            f"training images an epoch (a different {dropped:,} left out each epoch, the "
+            f"last partial batch); --set batch_size=N changes it")
 
 
 def check_compile(compile_) -> None:

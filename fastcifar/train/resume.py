@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data import ImageData
 from ..errors import InputError
-from ..recipes.base import config_from_dict
+from ..recipes.fields import config_from_dict
 from ..report.records import RunFolder, read_run_settings, recipe_of_run
 from .device import resolve_device
 from .distributed import device_name as rank_device, from_environment

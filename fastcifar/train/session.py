@@ -5,7 +5,7 @@ recipe's config (keyword overrides checked like `--set`), loads the data once, o
 takes its lr from the LR finder and warms up torch.compile, then trains `runs` seeds one
 after another on one network, re-initialised in place for each, printing a row per epoch,
 and returns their results with statistics. Given a run folder it records everything there
-(see report/records.py) and can be resumed (resume.py).
+(report/records.py); a folder it continues must record this very session (reuse.py).
 """
 
 from __future__ import annotations
@@ -24,34 +24,33 @@ from ..data.memory import check_fits
 from ..data.loader import DeviceData
 from ..errors import InputError
 from ..recipes import get_recipe
-from ..recipes.base import with_values
+from ..recipes.fields import with_values
 from ..report.lr_finder import write_result
-from ..report.records import (CONFIG, RunFolder, differences, read_run_settings,
-                               recipe_digest, runs_to_keep)
+from ..report.records import CONFIG, RunFolder
 from ..report.table import Table
 from .checkpoint import CheckpointFolder
 from .data_parallel import DataParallel, check_data_parallel
-from .distributed import (Ranks, broadcast, device_name as rank_device, from_environment,
-                          gather, process_group)
-from .inputs import (check_batches, check_compile, check_runs, check_size,
-                     balanced_subsets, compiler, data_name, removed_if_unused, subset_indices)
 from .device import choose_precision, configure_backend, device_name, resolve_device
+from .distributed import (Ranks, device_name as rank_device, from_environment, gather,
+                          process_group)
 from .examples import all_examples
+from .inputs import (check_batches, check_compile, check_runs, check_size, balanced_subsets,
+                     compiler, data_name, dropped_note, removed_if_unused, subset_indices)
 from .loop import train_run
-from .setup import set_up_run
-from .lr_finder import lr_fields, lr_from_finder
+from .lr_finder import lr_from_finder
 from .results import EpochRecord, RunResult, TrainResult
+from .reuse import finished_before, session_record
+from .setup import set_up_run
+from .warmup import needs_warmup, warmup_configs
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
-WARMUP_STEPS = 10  # training steps of the untimed warm-up on CUDA (without --compile)
-DROPPED_NOTE = 0.05  # the share of images an epoch leaves out above which a session says so
 
 # The settings that define a session, with their defaults: config.json records them and
 # resume restores them.
 SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
-            "test_subset": None, "subset_seed": 0, "runs": 1,
-            "seed": 0, "precision": "auto", "compile": False, "checkpoints": None,
-            "lr_from_finder": None, "ddp": False, "record_examples": False}
+            "test_subset": None, "subset_seed": 0, "runs": 1, "seed": 0, "precision": "auto",
+            "compile": False, "checkpoints": None, "lr_from_finder": None, "ddp": False,
+            "record_examples": False}
 
 
 def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
@@ -73,8 +72,8 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     to record everything in (nothing is written without one); `checkpoints` (there) make
     it resumable. `reuse`: an `out` that already holds a session is continued, not
     refused, if it was made with the same recipe source, data and settings (its finished
-    runs read back, the rest trained); if not, refused with what differs. Only the last run keeps its trained network (`.model`): a battery of
-    many runs would otherwise hold every one in memory.
+    runs read back, the rest trained); if not, refused with what differs. Only the last
+    run keeps its network (`.model`): a battery would otherwise hold every one in memory.
     `compile`: True or a torch.compile mode: the network is compiled once, with static
     shapes, in an untimed warm-up run, and every run re-initialises it in place. Dynamo's
     cache is emptied first (torch._dynamo.reset()): sessions before this one in the process
@@ -113,11 +112,9 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     if ddp and ranks.world > 1:
         check_data_parallel(recipe_obj, config, ranks.world)
     device = resolve_device(rank_device(ranks, device))
-    # Rank 0 alone writes the run folder (and refuses one in use, unless reused).
-    folder = None
+    folder = None  # rank 0 alone writes the run folder (and refuses one in use, unless reused)
     if out is not None and ranks.leader:
-        folder = (RunFolder(out) if reuse and (Path(out) / CONFIG).exists()
-                  else RunFolder.new(out))
+        folder = RunFolder(out) if reuse and (Path(out) / CONFIG).exists() else RunFolder.new(out)
     with removed_if_unused(folder):
         return Session(recipe_obj, config, settings, device, data, folder, progress,
                        verbose and ranks.leader, ranks, on_epoch, on_start,
@@ -130,7 +127,7 @@ class Session:
                  ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None,
                  on_start: Callable[[dict], None] | None = None, reuse: bool = False):
         """`reuse`: `out` may hold this session already (a resume, a battery or an
-        ablation's variant run again), which is then continued (see finished_before)."""
+        ablation's variant run again), which is then continued (see reuse.py)."""
         self.recipe, self.config, self.settings = recipe, config, settings
         self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
         self.precision = choose_precision(settings["precision"], device,
@@ -157,10 +154,11 @@ class Session:
 
     def run_all(self) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
-        record = self.record(dataset)
+        record = session_record(self.recipe, self.config, self.settings, self.device, dataset)
         if self.on_start is not None:
             self.on_start(record)
-        finished = self.finished_before(record) if self.reuse else None
+        finished = (finished_before(self.out, self.ranks, record, self.config, self.settings,
+                                    self.say) if self.reuse else None)
         if finished is not None and len(finished) >= self.settings["runs"]:
             self.say(f"{self.out.path if self.out else 'the run folder'} is already finished: "
                      f"{len(finished)} of {self.settings['runs']} run(s); nothing to train "
@@ -215,50 +213,6 @@ class Session:
             self.say(f"run folder: {self.out.path}")
         return result
 
-    def record(self, dataset: ImageData) -> dict:
-        """What the run folder records of the session (config.json, less the provenance):
-        what a folder this session continues must have recorded too."""
-        return {**self.settings, "recipe": self.recipe.name, "config": self.config,
-                "recipe_sha256": recipe_digest(self.recipe), "data_sha256": dataset.digest,
-                "device": str(self.device)}
-
-    def finished_before(self, record: dict) -> list[RunResult] | None:
-        """The runs the run folder holds finished (None: it holds no session yet), once
-        its config.json is found to record this very session; else an InputError naming
-        every difference. Rank 0 looks, every rank gets its answer: looking for
-        themselves, the ranks could find the folder in two states."""
-        def look():
-            path = self.out.path
-            if not (path / CONFIG).exists():
-                return None
-            # The lrs an LR finder sets are its result, not a setting to match.
-            found = differences(read_run_settings(path), record,
-                                tuple(lr_fields(self.config))
-                                if self.settings["lr_from_finder"] is not None else ())
-            if found:
-                return (f"{path} holds runs made otherwise ({'; '.join(found)}): give the "
-                        f"settings it was made with to continue it, or another folder")
-            return runs_to_keep(path, self.settings["runs"])
-
-        outcome = broadcast(self.ranks, look() if self.ranks.leader else None)
-        if outcome is None:
-            return None
-        if isinstance(outcome, str):
-            raise InputError(outcome)
-        finished, missing = outcome
-        if self.out is not None:
-            self.out.metric_rows = [r for r in self.out.read_metrics()
-                                    if r["run"] <= len(finished)]
-        runs = self.settings["runs"]
-        if len(finished) < runs:
-            then = ("the interrupted run continues from its last checkpoint, if it saved one"
-                    if self.settings["checkpoints"] else
-                    f"this run kept no checkpoints, so run {len(finished) + 1} starts "
-                    f"over (--checkpoints keeps them)")
-            self.say(f"resuming {self.out.path if self.out else 'the run folder'}: {missing}"
-                     f"{len(finished)} of {runs} run(s) finished; {then}")
-        return finished
-
     def check_recipe_builds(self, data: DeviceData) -> None:
         """Build and set up the recipe's network once, untimed, before the run folder
         records anything: a recipe (a file of the user's) that raises in build_model or
@@ -282,7 +236,8 @@ class Session:
         dataset = balanced_subsets(dataset, self.settings["subset"],
                                    self.settings["test_subset"], self.settings["subset_seed"])
         check_batches(len(dataset.train_images), self.config.batch_size)
-        self.say_dropped(len(dataset.train_images), self.config.batch_size)
+        if (note := dropped_note(len(dataset.train_images), self.config.batch_size)):
+            self.say(note)
         n = len(dataset.train_images) + len(dataset.test_images)
         h, w = dataset.image_size
         check_fits(n * 3 * h * w * self.precision.weights.itemsize,
@@ -296,16 +251,6 @@ class Session:
                  f"(loaded in {seconds:.1f} s, not timed)")
         return dataset, data, seconds
 
-    def say_dropped(self, images: int, batch: int) -> None:
-        """Say so when full batches leave out a good share of the images each epoch (as
-        the speed runs do, the last partial batch is dropped): a small --subset at the
-        recipe's batch size trains on less than it seems."""
-        dropped = images % batch
-        if dropped > DROPPED_NOTE * images:
-            self.say(f"note: batches of {batch} train on {images - dropped:,} of the "
-                     f"{images:,} training images an epoch (a different {dropped:,} left out "
-                     f"each epoch, the last partial batch); --set batch_size=N changes it")
-
     def take_lr_from_finder(self, data: DeviceData) -> None:
         source = self.settings["lr_from_finder"]
         saved = None if source == FINDER else Path(source)
@@ -317,21 +262,10 @@ class Session:
         self.say(message)
 
     def warmup(self, data: DeviceData) -> float:
-        """An untimed run before the timed ones: with --compile a whole one (it compiles
-        every graph they use); on CUDA otherwise WARMUP_STEPS steps and the evaluation at
-        each image size the run trains at (a curriculum's smaller epochs too), at the real
-        shapes (cuDNN's autotuning, cuSOLVER's set-up, first kernel loads)."""
-        t0, config, compile_ = time.perf_counter(), self.config, self.settings["compile"]
-        seed = self.settings["seed"] - 1
-        if compile_:
-            self.train_seed(config, data, seed)
-        else:
-            steps = {"epochs": min(config.epochs, WARMUP_STEPS / (len(data.train_images)
-                                                                  // config.batch_size))}
-            for sizes in warmup_sizes(config):
-                sized = {"progressive_sizes": sizes} if hasattr(config, "progressive_sizes") \
-                    else {}
-                self.train_seed(with_values(config, {**steps, **sized}), data, seed)
+        """The untimed warm-up runs (warmup.py) on the session's network."""
+        t0, compile_ = time.perf_counter(), self.settings["compile"]
+        for config in warmup_configs(self.config, compile_, len(data.train_images)):
+            self.train_seed(config, data, self.settings["seed"] - 1)
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
@@ -408,19 +342,6 @@ class Session:
         if self.group is None or not config.sync_bn:
             self.network = result.model
         return result
-
-
-def warmup_sizes(config) -> list[tuple[int, ...]]:
-    """The progressive_sizes of each short warm-up: one per side a curriculum trains at
-    (its first epoch at that side), then the recipe's own image size (none)."""
-    sides = getattr(config, "progressive_sizes", ())
-    image_size = getattr(config, "image_size", None)
-    return [(side,) for side in dict.fromkeys(sides) if side != image_size] + [()]
-
-
-def needs_warmup(device: torch.device, compile_: bool) -> bool:
-    """Compiling, or on a GPU: the first steps there pay one-off costs a timed run must not."""
-    return compile_ or device.type == "cuda"
 
 
 def _result(recipe: str, config, runs: list[RunResult], out: Path | None,
