@@ -83,6 +83,32 @@ def test_muon_with_weights_of_several_shapes_steps_each_as_on_its_own():
         assert torch.allclose(w, v, atol=1e-5)
 
 
+def test_one_chain_over_padded_filters_steps_as_a_chain_per_shape_in_fewer_launches():
+    """Zero padding to the largest filter changes no update (the iteration keeps the pads
+    zero), and the one chain launches fewer operators than a chain per shape."""
+    from torch.profiler import ProfilerActivity, profile
+    shapes = [(32, 16, 3, 3), (16, 8, 3, 3), (32, 16, 3, 3), (8, 8, 1, 1), (64, 32, 3, 3)]
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(s, generator=generator) for s in shapes]
+    grads = [[torch.randn(s, generator=generator) for s in shapes] for _ in range(3)]
+    weights, operators = {}, {}
+    for one_chain in (False, True):
+        params = [nn.Parameter(w.clone()) for w in start]
+        optimiser = Muon(params, lr=0.1, momentum=0.6, ns_dtype=torch.float32,
+                         one_chain=one_chain)
+        for i, step_grads in enumerate(grads):
+            for w, g in zip(params, step_grads):
+                w.grad = g.clone()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                optimiser.step()
+            if i == len(grads) - 1:
+                operators[one_chain] = sum(e.name.startswith("aten::") for e in prof.events())
+        weights[one_chain] = params
+    for a, b in zip(weights[False], weights[True]):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert operators[True] < 0.7 * operators[False], operators
+
+
 def conv_weight_with_norm(norm: float, seed: int = 1) -> nn.Parameter:
     w = torch.randn(32, 16, 3, 3, generator=torch.Generator().manual_seed(seed))
     return nn.Parameter(w * norm / w.norm())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from math import ceil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ pytest.importorskip("matplotlib")
 
 from fastcifar.recipes import RECIPES  # noqa: E402
 from fastcifar.report.plots import schedule_figure  # noqa: E402
+from fastcifar.train.loop import update_average  # noqa: E402
 from fastcifar.train.setup import set_up_without_data  # noqa: E402
 
 
@@ -53,10 +56,15 @@ def test_the_plot_shows_the_recipes_own_multipliers_per_epoch(name):
     assert len(axes) == (2 if training.average is not None else 1)
     if training.average is not None:
         decay = axes[1].lines[0]
-        updates = np.arange(training.average_every, steps + 1, training.average_every)
-        np.testing.assert_allclose(decay.get_xdata(), updates / per_epoch)
-        np.testing.assert_allclose(decay.get_ydata(),
-                                   [training.average_decay(int(s)) for s in updates])
+        # the training loop's own updates: (step, decay) of each
+        updates, step = [], 0
+        stub = dataclasses.replace(training, average=SimpleNamespace(
+            restart=lambda model: None,
+            update=lambda model, d: updates.append((step, d))))
+        for step in range(1, steps + 1):
+            update_average(stub, None, step)
+        np.testing.assert_allclose(decay.get_xdata(), [s / per_epoch for s, _ in updates])
+        np.testing.assert_allclose(decay.get_ydata(), [d for _, d in updates])
 
 
 def test_airbench94_warms_up_from_0_2_to_1_then_decays_to_0_07():

@@ -51,6 +51,13 @@ class WeightAverage:
                 torch._foreach_copy_(weights, averages)
 
     @torch.no_grad()
+    def restart(self, model: nn.Module) -> None:
+        """The average becomes the module's floating-point state, as it is now."""
+        state = model.state_dict()
+        torch._foreach_copy_([self.average[k] for k in self._averaged],
+                             [state[k] for k in self._averaged])
+
+    @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         """Set the module's floating-point state to the average."""
         state = model.state_dict()

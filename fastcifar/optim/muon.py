@@ -15,6 +15,7 @@ and decoupled weight decay.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 # a, b, c of the quintic x -> a x + b x^3 + c x^5 applied to every singular value. Its
 # slope at 0 is large (a = 3.4445), so small singular values grow fast; the price is that
@@ -107,12 +108,18 @@ class Muon(torch.optim.Optimizer):
     direction is normalised in two stages, to target_magnitude(k, T) and then to 1, each
     with eps 1e-5. weight_decay multiplies the weights by 1 - lr * weight_decay after each
     update (decoupled: lr is the step's scheduled lr).
+
+    one_chain (hiverge, Fable): every direction zero-padded to the largest shape and all
+    orthogonalised in one Newton-Schulz chain, not one chain per shape: the same update
+    (padding adds zero rows and columns, which the iteration keeps zero), in a third of
+    the kernel launches for airbench's four filter shapes, for some wasted FLOPs.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.6, nesterov: bool = True,
                  ns_steps: int = 3, ns_dtype: torch.dtype | None = None,
                  coefficients: tuple[float, float, float] = QUINTIC_COEFFICIENTS,
-                 weight_decay: float = 0.0, schedule_steps: int | None = None):
+                 weight_decay: float = 0.0, schedule_steps: int | None = None,
+                 one_chain: bool = False):
         if lr < 0 or not 0 <= momentum < 1:
             raise ValueError(f"Muon needs lr >= 0 and momentum in [0, 1), got {lr}, {momentum}")
         if nesterov and momentum == 0:
@@ -124,7 +131,7 @@ class Muon(torch.optim.Optimizer):
                                       ns_steps=ns_steps, ns_dtype=ns_dtype,
                                       coefficients=tuple(coefficients),
                                       weight_decay=weight_decay,
-                                      schedule_steps=schedule_steps))
+                                      schedule_steps=schedule_steps, one_chain=one_chain))
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -132,6 +139,7 @@ class Muon(torch.optim.Optimizer):
             group.setdefault("coefficients", QUINTIC_COEFFICIENTS)
             group.setdefault("weight_decay", 0.0)
             group.setdefault("schedule_steps", None)
+            group.setdefault("one_chain", False)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -166,7 +174,7 @@ class Muon(torch.optim.Optimizer):
             normalise = (dict() if total is None else
                          dict(eps=1e-5, magnitude=target_magnitude(k, total)))
             updates = orthogonalised([d.flatten(1) for d in directions], group["ns_steps"], dtype,
-                                     group["coefficients"], **normalise)
+                                     group["coefficients"], group["one_chain"], **normalise)
             torch._foreach_add_(params, [u.view_as(p).to(p.dtype) for u, p in zip(updates, params)],
                                 alpha=-group["lr"])
             if group["weight_decay"]:
@@ -186,9 +194,16 @@ def renormalise_(params: list[torch.Tensor], eps: float = 0.0) -> None:
 
 def orthogonalised(matrices: list[torch.Tensor], steps: int, dtype: torch.dtype,
                    coefficients: tuple[float, float, float] = QUINTIC_COEFFICIENTS,
-                   **normalise) -> list[torch.Tensor]:
-    """newton_schulz of each matrix, those of one shape stacked and done together
-    (normalise: newton_schulz's eps and magnitude)."""
+                   one_chain: bool = False, **normalise) -> list[torch.Tensor]:
+    """newton_schulz of each matrix, those of one shape stacked and done together, or
+    with one_chain all of them, zero-padded to the largest rows and columns (normalise:
+    newton_schulz's eps and magnitude)."""
+    if one_chain and len(matrices) > 1:
+        rows, cols = (max(m.size(i) for m in matrices) for i in (0, 1))
+        padded = torch.stack([F.pad(m, (0, cols - m.size(1), 0, rows - m.size(0)))
+                              for m in matrices])
+        done = newton_schulz(padded, steps, coefficients, dtype, **normalise)
+        return [x[:m.size(0), :m.size(1)] for x, m in zip(done.unbind(0), matrices)]
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, m in enumerate(matrices):
         by_shape.setdefault(tuple(m.shape), []).append(i)

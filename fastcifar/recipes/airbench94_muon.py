@@ -18,7 +18,8 @@ from ..optim.sgd import sgd_with_decay
 from ..optim.losses import summed_cross_entropy
 from .airbench94 import AirbenchConfig, AirbenchRecipe
 from .airbench94 import Airbench94
-from .base import NonNegative, NonNegativeInt, OpenFraction, Positive, Target, Training
+from .base import Target, Training
+from .fields import NonNegative, NonNegativeInt, OpenFraction, Positive
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class Airbench94MuonConfig(AirbenchConfig):
     # Enough: the update's singular values need only be near 1 (0: the momentum direction
     # only normalised).
     newton_schulz_steps: NonNegativeInt = 3
+    # One Newton-Schulz chain for every filter, zero-padded to the largest shape (hiverge's
+    # and E5's way: fewer kernel launches, the same update), or one per filter shape (the
+    # original runs one per filter).
+    newton_schulz_one_chain: bool = False
     # Torch SGD lrs as published (not airbench94's decoupled form), per example: the loss
     # is summed over the batch. The whitening bias's lr decays to 0 over whiten_bias_epochs.
     bias_lr: Positive = 0.053  # torch's lr, per example: whitening bias and BatchNorm biases
@@ -88,7 +93,8 @@ class Airbench94Muon(AirbenchRecipe):
 
     def muon(self, filters, config: Airbench94MuonConfig, total_steps: int) -> Muon:
         return Muon(filters, lr=config.muon_lr, momentum=config.muon_momentum,
-                    ns_steps=config.newton_schulz_steps)
+                    ns_steps=config.newton_schulz_steps,
+                    one_chain=config.newton_schulz_one_chain)
 
     def lr_multipliers(self, config: Airbench94MuonConfig, total_steps: int):
         return piecewise_linear(total_steps, [(0, 1.0), (1, 0.0)])

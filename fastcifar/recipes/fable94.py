@@ -27,7 +27,8 @@ from math import ceil
 
 from ..optim.averaging import WeightAverage
 from ..optim.schedules import linear_to_floor
-from .base import Fraction, NonNegativeInt, Positive, Target, Training, Trick
+from .base import Target, Training, Trick
+from .fields import Fraction, NonNegativeInt, Positive
 from .hiverge94 import Hiverge94, Hiverge94Config
 
 
@@ -59,6 +60,7 @@ class Fable94E1Config(Fable94E5Config):
     progressive_sizes: tuple[int, ...] = (24, 24, 24, 28, 28, 28)
     progressive_mode: str = "resize"  # the whole image scaled down
     progressive_antialias: bool = False  # plain bilinear, as E1 downsamples
+    newton_schulz_one_chain: bool = False  # as E1: a chain per filter shape
 
 
 class Fable94E5(Hiverge94):
@@ -88,10 +90,8 @@ class Fable94E5(Hiverge94):
         return dataclasses.replace(
             training, average=WeightAverage(model, copy_back=True) if config.lookahead_every
             else None,
-            average_every=config.lookahead_every,
-            # Before the tail the average is the weights themselves (decay 0): the tail's
-            # first update, at step `start`, takes its snapshot.
-            average_decay=lambda step: config.lookahead_decay if step > start else 0.0)
+            average_every=config.lookahead_every, average_start=start,
+            average_decay=lambda step: config.lookahead_decay)
 
 
 class Fable94E1(Fable94E5):

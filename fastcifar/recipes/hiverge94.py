@@ -24,7 +24,8 @@ import torch
 
 from ..optim.muon import FRONTIER_COEFFICIENTS, Muon
 from .airbench94_muon import Airbench94Muon, Airbench94MuonConfig
-from .base import NonNegative, Target, Trick
+from .base import Target, Trick
+from .fields import NonNegative
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Hiverge94Config(Airbench94MuonConfig):
     brightness: float = 0.1399  # colour jitter, in standard deviations (normalised units)
     contrast: float = 0.1308
     whiten_images: int = 960
+    newton_schulz_one_chain: bool = True  # as the original: every filter padded, one chain
     # Fractional: the bias's lr decays to 0 over ceil(0.19 x 32) = 7 steps.
     whiten_bias_epochs: float = 0.19
     muon_lr: float = 0.205
@@ -78,7 +80,8 @@ class Hiverge94(Airbench94Muon):
                     ns_steps=config.newton_schulz_steps, coefficients=FRONTIER_COEFFICIENTS,
                     ns_dtype=torch.float16 if filters[0].is_cuda else None,
                     weight_decay=config.muon_weight_decay * config.batch_size,
-                    schedule_steps=self.schedule_steps(config, total_steps))
+                    schedule_steps=self.schedule_steps(config, total_steps),
+                    one_chain=config.newton_schulz_one_chain)
 
     def schedule_steps(self, config: Hiverge94Config, total_steps: int) -> int:
         """The steps Muon's renormalisation and magnitude schedules run over: the run's."""

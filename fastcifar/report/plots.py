@@ -53,10 +53,11 @@ def schedule_figure(recipe, config, run, train_images: int):
                  f"({config.epochs:g} epochs of {train_images} images)")
     if average is not None:
         # The loop updates the average after every average_every-th step (1-based).
-        updates = np.arange(training.average_every, steps + 1, training.average_every)
+        updates = np.arange(training.average_start + training.average_every, steps + 1,
+                            training.average_every)
         decay = axes[1]
         decay.plot(updates / per_epoch, [training.average_decay(int(s)) for s in updates],
-                   color="tab:orange")
+                   color="tab:orange", marker="o" if len(updates) < 30 else None, markersize=3)
         decay.set_ylabel(f"{average.name} decay\n(every {training.average_every} steps)")
         decay.set_ylim(bottom=0)
     for ax in axes:

@@ -165,20 +165,33 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
         correct += (outputs.detach().argmax(1) == labels).sum()
         seen += len(labels)
         run.step += 1
-        if training.average is not None and run.step % training.average_every == 0:
-            training.average.update(model, training.average_decay(run.step))
+        if training.average is not None:
+            update_average(training, model, run.step)
         if progress and run.step % 10 == 0:
             batches.set_postfix(  # live, at the cost of a host sync
                 loss=f"{loss.item() / (len(labels) * training.loss_scale):.3f}",
                 acc=f"{correct.item() / seen:.3f}")
         if run.step >= parts.steps:
             break
-    # End on the averaged weights, once there are any: a run shorter than the averaging
-    # period would otherwise end on its untrained initial weights.
-    if run.step >= parts.steps and training.average is not None \
-            and run.step >= training.average_every:
-        training.average.copy_to(model)
+    # End on the averaged weights, once there are any (a run shorter than the averaging
+    # period would otherwise end on its untrained initial weights), unless a lookahead
+    # update has just put them there.
+    if run.step >= parts.steps and training.average is not None:
+        since = run.step - training.average_start
+        if since >= training.average_every and not (
+                training.average.copy_back and since % training.average_every == 0):
+            training.average.copy_to(model)
     return loss_sum, correct, seen
+
+
+def update_average(training, model, step: int) -> None:
+    """After training step `step` (1-based): the average restarts from the weights at
+    average_start, and is updated every average_every steps after it."""
+    since = step - training.average_start
+    if since == 0:
+        training.average.restart(model)
+    elif since > 0 and since % training.average_every == 0:
+        training.average.update(model, training.average_decay(step))
 
 
 def prepared_batch(training, inputs, labels, epoch: int, precision: Precision, index=None):
@@ -200,7 +213,8 @@ def _evaluation_model(run: RunState):
     """Mid-run, an EMA that is kept apart from the weights is evaluated on a copy."""
     average = run.parts.training.average
     if (average is None or average.copy_back or run.step >= run.parts.steps
-            or run.step < run.parts.training.average_every):  # no average yet
+            or run.step < run.parts.training.average_start
+            + run.parts.training.average_every):  # no average yet
         return run.parts.model
     return average.evaluation_model(run.parts.model)
 
