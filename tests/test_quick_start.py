@@ -12,13 +12,17 @@ def test_quick_fills_in_a_small_run_unless_told_otherwise(monkeypatch, tmp_path)
     asked = []
     monkeypatch.setattr(run_commands, "train", lambda recipe, **options: asked.append(options))
     assert main(["train", "--quick", "--device", "cpu", "--out", str(tmp_path / "a")]) == 0
-    assert main(["train", "--quick", "--epochs", "1", "--subset", "2000", "--device", "cpu",
-                 "--out", str(tmp_path / "b")]) == 0
+    assert main(["train", "--quick", "--epochs", "1", "--subset", "4000", "--set",
+                 "batch_size=1000", "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
     assert main(["train", "--device", "cpu", "--out", str(tmp_path / "c")]) == 0
-    picked = [{k: o.get(k) for k in ("subset", "test_subset", "epochs")} for o in asked]
-    assert picked == [{"subset": 5000, "test_subset": 1000, "epochs": 2},
-                      {"subset": 2000, "test_subset": 1000, "epochs": 1.0},
-                      {"subset": None, "test_subset": None, "epochs": None}]
+    assert main(["train", "--quick", "--recipe", "resnet18_cifar", "--device", "cpu",
+                 "--out", str(tmp_path / "d")]) == 0  # its batch of 128: kept
+    keys = ("subset", "test_subset", "epochs", "batch_size")
+    picked = [{k: o.get(k) for k in keys} for o in asked]
+    assert picked == [{"subset": 2048, "test_subset": 1000, "epochs": 2, "batch_size": 512},
+                      {"subset": 4000, "test_subset": 1000, "epochs": 1.0, "batch_size": 1000},
+                      {"subset": None, "test_subset": None, "epochs": None, "batch_size": None},
+                      {"subset": 2048, "test_subset": 1000, "epochs": 2, "batch_size": None}]
 
 
 def test_a_session_says_when_its_batches_leave_images_out(tmp_path, capsys):
