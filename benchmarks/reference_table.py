@@ -25,6 +25,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from fastcifar.bench.clocks import HIVERGE, PARTS, record_clock
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -63,8 +65,8 @@ def rows() -> list[str]:
 
 def gpu_rows() -> list[str]:
     lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
-             "timed seconds (ours / ref) | compiled | machine | results |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "timed seconds (ours / ref) | clock | compiled | machine | results |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for folder in sorted(f for f in RESULTS.glob("h200-*") if f.is_dir()):
         sides: dict[tuple[str, bool], dict[str, dict]] = {}  # (recipe, compiled): sides
         for file in sorted(folder.glob("call*/suite.json")):
@@ -74,9 +76,11 @@ def gpu_rows() -> list[str]:
                 if step["side"] not in ("fastcifar", "reference"):
                     continue
                 side = sides.setdefault((step["recipe"], step["compile"]), {}).setdefault(
-                    step["side"], {"accuracy": [], "seconds": []})
+                    step["side"], {"accuracy": [], "seconds": [], "clocks": set()})
                 side["accuracy"] += step.get("accuracies", [])
                 side["seconds"] += step.get("seconds", [])
+                if step.get("accuracies"):
+                    side["clocks"].add(step.get("clock", "whole run"))
         for (recipe, compiled), both in sides.items():
             if "reference" not in both or not all(both[k]["accuracy"] for k in both):
                 continue
@@ -92,9 +96,22 @@ def gpu_rows() -> list[str]:
                 f"{len(ours['accuracy'])} / {len(theirs['accuracy'])} | "
                 f"{statistics.median(ours['seconds']):.2f} / "
                 f"{statistics.median(theirs['seconds']):.2f} (medians) | "
+                f"{clock_cell(recipe, ours['clocks'])} | "
                 f"{'max-autotune, both sides' if compiled else 'no, both sides'} | {machine} | "
                 f"{folder.name} |")
     return lines
+
+
+def clock_cell(recipe: str, our_clocks: set[str]) -> str:
+    """Whether our seconds in a row are on the original's clock (fastcifar/bench/clocks.py):
+    `record` where they cover the same parts; earlier suites timed our whole run, which for
+    the Fulcrum recipes adds the TTA that their clock leaves out."""
+    clock = record_clock(recipe)
+    if clock.parts != PARTS and our_clocks != {"record"}:
+        return f"not alike: ours {' + '.join(PARTS)}, {clock.name}'s {' + '.join(clock.parts)}"
+    if clock is HIVERGE:  # the same parts, but the host waits at each of our epochs' ends
+        return "record (ours: a sync each epoch)"
+    return "record"
 
 
 if __name__ == "__main__":

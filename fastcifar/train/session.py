@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..bench.clocks import clock_note
 from ..bench.stats import summarize
 from ..data import ImageData, load_dataset
 from ..data.memory import check_fits
@@ -181,11 +182,8 @@ class Session:
             self.check_recipe_builds(data)  # nothing written for a recipe that cannot
             self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
                                   dataset.classes, dataset.image_size[0], record["data_sha256"])
-        if self.settings["compile"]:
-            # Dynamo keeps up to 8 compiled entries per code object, and past them runs it
-            # eagerly: compiled sessions before this one in the process (another airbench
-            # recipe runs the same forward) must not have used them up.
-            torch._dynamo.reset()
+        if self.settings["compile"]:  # Dynamo keeps up to 8 compiled entries per code object:
+            torch._dynamo.reset()  # sessions before this one (the same forward) must not use them
         warmup_seconds = (self.warmup(data) if needs_warmup(self.device, self.settings["compile"])
                           else 0.0)
 
@@ -208,7 +206,8 @@ class Session:
                          self.out.path if self.out else None, read_back=len(finished or []))
         result.examples = examples
         self.say(f"\n{self.recipe.name}: accuracy {result.accuracy.percent()} over "
-                 f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}")
+                 f"{len(results)} run(s); timed seconds per run {result.seconds.mean:.2f}"
+                 f"{clock_note(self.recipe.name, results)}")
         if self.out is not None:
             self.say(f"run folder: {self.out.path}")
         return result
