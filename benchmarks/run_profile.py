@@ -4,10 +4,12 @@ untimed run of its own that warms everything up, on any device.
     PYTHONPATH=. python benchmarks/run_profile.py --device cuda --data PATH \
         --recipe fable94_e5 --recipe hiverge94 --out DIR
 
-For each recipe: the run's timed seconds (fastcifar's airbench rule, as `fastcifar train`
-times it), the seconds the GPU was busy in its kernels and so the share of the run it sat
-waiting for the host (a run bound by Python and kernel launches, not by arithmetic), and
-the operators that took the most host and device time. DIR gets profile.json (all of
+Set up as a timed run (configure_backend: cuDNN's autotuning). For each recipe: the run's
+timed seconds (as `fastcifar train` times it) and its seconds on the record's clock
+(fastcifar/bench/clocks.py), the seconds the GPU was busy in the kernels launched inside
+the parts that clock covers and so the share of them it sat waiting for the host (a run
+bound by Python and kernel launches, not by arithmetic), and the operators that took the
+most host and device time. DIR gets profile.json (all of
 it) and trace-<recipe>.json.gz (chrome://tracing or ui.perfetto.dev). Under the profiler a
 run is slower than timed alone: the profiler adds host work to every operator, so compare
 recipes with each other here, and take their speed from the GPU suite.
@@ -32,8 +34,11 @@ from fastcifar.data.loader import DeviceData
 from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
 from fastcifar.recipes.fields import override
-from fastcifar.train.device import choose_precision, device_name, resolve_device
+from fastcifar.bench.clocks import record_clock, record_seconds
+from fastcifar.train.device import (choose_precision, configure_backend, device_name,
+                                    resolve_device)
 from fastcifar.train.loop import train_run
+from fastcifar.train.timing import TIMED
 
 TOP = 12  # operators listed per recipe and kind of time
 
@@ -43,9 +48,16 @@ def activities(device: torch.device) -> list[ProfilerActivity]:
     return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
 
 
-def busy_seconds(ops, device: torch.device) -> float | None:
-    """The seconds the GPU spent in the profiled operators' kernels (None on a CPU)."""
-    return sum(op.self_device_time_total for op in ops) / 1e6 if device.type == "cuda" else None
+def busy_seconds(events, parts, device: torch.device) -> float | None:
+    """The seconds the GPU spent in the kernels of the operators launched inside the timed
+    parts that the record's clock covers (the Stopwatch's ranges; per-epoch validation
+    and the rest outside): None on a CPU."""
+    if device.type != "cuda":
+        return None
+    spans = [(e.time_range.start, e.time_range.end) for e in events
+             if e.name in {TIMED + part for part in parts}]
+    return sum(e.self_device_time_total for e in events
+               if any(start <= e.time_range.start <= end for start, end in spans)) / 1e6
 
 
 def profile_run(recipe_name: str, dataset, device: torch.device, precision: str,
@@ -64,7 +76,9 @@ def profile_run(recipe_name: str, dataset, device: torch.device, precision: str,
         with open(raw, "rb") as f, gzip.open(trace, "wb") as out:
             shutil.copyfileobj(f, out)
     ops = prof.key_averages()
-    busy = busy_seconds(ops, device)
+    clock = record_clock(recipe.name)
+    busy = busy_seconds(prof.events(), clock.parts, device)
+    seconds = record_seconds(recipe.name, result.seconds_by_part)
 
     def top(key: str) -> list[dict]:
         ranked = sorted(ops, key=lambda op: getattr(op, key), reverse=True)[:TOP]
@@ -72,8 +86,8 @@ def profile_run(recipe_name: str, dataset, device: torch.device, precision: str,
                 for op in ranked if getattr(op, key) > 0]
     return {"recipe": recipe_name, "epochs": config.epochs, "accuracy": result.accuracy,
             "timed_seconds": result.seconds, "seconds_by_part": result.seconds_by_part,
-            "device_busy_seconds": busy,
-            "device_idle_share": None if busy is None else max(0.0, 1 - busy / result.seconds),
+            "clock": clock.name, "record_seconds": seconds, "device_busy_seconds": busy,
+            "device_idle_share": None if busy is None else max(0.0, 1 - busy / seconds),
             "operator_calls": sum(op.count for op in ops),
             "top_host": top("self_cpu_time_total"),
             "top_device": top("self_device_time_total") if busy is not None else [],
@@ -82,8 +96,9 @@ def profile_run(recipe_name: str, dataset, device: torch.device, precision: str,
 
 def report(row: dict) -> str:
     busy = ("" if row["device_busy_seconds"] is None else
-            f", GPU busy {row['device_busy_seconds']:.3f} s (idle "
-            f"{100 * row['device_idle_share']:.0f}% of the run)")
+            f", GPU busy {row['device_busy_seconds']:.3f} s of {row['record_seconds']:.3f} on "
+            f"{row['clock']}'s clock (idle "
+            f"{100 * row['device_idle_share']:.0f}%)")
     lines = [f"{row['recipe']}: {row['timed_seconds']:.3f} s under the profiler{busy}, "
              f"{row['operator_calls']:,} operator calls, accuracy {100 * row['accuracy']:.2f}%"]
     for kind in ("top_host", "top_device"):
@@ -111,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in recipes:
             override(get_recipe(name).config, args.set)
         device = resolve_device(args.device)
+        configure_backend(device)  # as every timed run (cuDNN's autotuning on CUDA)
         dataset = load_dataset(args.data)
         if args.subset:
             dataset = dataset.balanced_subset(args.subset)

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import run_profile  # noqa: E402
+from fastcifar.train.timing import TIMED  # noqa: E402
 
 TINY = ["--set", "epochs=1", "--set", "batch_size=16", "--set", "widths=8,8,8",
         "--set", "tta_level=0"]
@@ -61,7 +62,28 @@ def test_on_cuda_the_kernels_are_recorded_and_their_time_summed(cuda_standin):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert ProfilerActivity.CUDA in run_profile.activities(cuda)
     assert run_profile.activities(cpu) == [ProfilerActivity.CPU]
-    ops = [SimpleNamespace(self_device_time_total=1.5e6),
-           SimpleNamespace(self_device_time_total=0.5e6)]
-    assert run_profile.busy_seconds(ops, cuda) == pytest.approx(2.0)
-    assert run_profile.busy_seconds(ops, cpu) is None
+    def event(name, start, end, device_us=0.0):
+        return SimpleNamespace(name=name, time_range=SimpleNamespace(start=start, end=end),
+                               self_device_time_total=device_us)
+    # Kernels launched inside the clock's timed parts count; the validation's between them
+    # (outside any timed range) and the TTA's, outside Fulcrum's clock, do not.
+    events = [event(TIMED + "init", 0, 10), event("whiten", 2, 3, 0.25e6),
+              event(TIMED + "train", 20, 100), event("conv", 30, 31, 1.5e6),
+              event("validation conv", 110, 111, 4e6),
+              event(TIMED + "tta_eval", 120, 130), event("tta conv", 121, 122, 0.5e6)]
+    assert run_profile.busy_seconds(events, ("init", "train", "tta_eval"), cuda) == \
+        pytest.approx(2.25)
+    assert run_profile.busy_seconds(events, ("init", "train"), cuda) == pytest.approx(1.75)
+    assert run_profile.busy_seconds(events, ("init", "train"), cpu) is None
+
+
+def test_the_stopwatch_marks_each_timed_part_for_the_profiler():
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from fastcifar.train.timing import Stopwatch
+    watch = Stopwatch(torch.device("cpu"))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with watch.time("train"):
+            torch.ones(3).sum()
+    names = [e.name for e in prof.events()]
+    assert TIMED + "train" in names and watch.seconds["train"] > 0
