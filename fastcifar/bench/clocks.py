@@ -28,18 +28,18 @@ AIRBENCH = Clock(
     "airbench", PARTS,
     starts="a CUDA event before the whitening init, and before each epoch's training loop "
            "and the TTA evaluation",
-    stops="a CUDA event after each, then torch.cuda.synchronize() (the host waits at every "
+    stops="a CUDA event after each, then torch.cuda.synchronize (the host waits at every "
           "epoch's end)",
     leaves_out="per-epoch train and validation accuracy, model.reset(), the warm-up run")
 HIVERGE = Clock(
     "hiverge", PARTS,
-    starts="one CUDA event before the whitening init; before it, torch.cuda._sleep(6e9) "
-           "lets the host queue the run's first kernels while the GPU sleeps",
+    starts="one CUDA event before the whitening init; before it, a GPU sleep of 6e9 cycles "
+           "(torch.cuda._sleep) lets the host queue the run's first kernels meanwhile",
     stops="one CUDA event after the TTA evaluation, then a synchronize: no sync inside",
     leaves_out="the evaluations after the clock, the warm-up run")
 FULCRUM = Clock(
     "fulcrum", ("init", "train"),
-    starts="perf_counter after torch.cuda.synchronize(), before prepare (the reset, the "
+    starts="perf_counter after torch.cuda.synchronize, before prepare (the reset, the "
            "whitening init, the run's augmented stream)",
     stops="perf_counter after a synchronize at the end of the training loop (the harness's "
           "compute_honest_s: prepare + train)",
