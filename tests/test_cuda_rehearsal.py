@@ -57,6 +57,16 @@ def test_the_standin_refuses_a_cuda_device_without_index_as_torch_does(monkeypat
     assert not torch.cuda.is_available()
 
 
+def test_a_tensor_placed_on_a_gpu_that_is_not_there_raises_as_on_a_gpu(cuda_standin):
+    assert torch.zeros(2, device="cuda:1").device.type == "cpu"  # two stand-in GPUs
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        torch.zeros(2, device="cuda:7")
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        torch.ones(2).to("cuda:9")
+    with pytest.raises(RuntimeError, match="invalid device ordinal"):
+        torch.ones(2).to(torch.device("cuda", 2))
+
+
 def test_a_cuda_device_always_has_its_index(cuda_standin):
     assert resolve_device("cuda") == torch.device("cuda", 0)
     assert resolve_device("auto") == torch.device("cuda", 0)

@@ -47,15 +47,22 @@ def _cpu(device):
 
 
 class _OnTheCPU(TorchFunctionMode):
-    """Every tensor asked for on a CUDA device is made on the CPU."""
+    """Every tensor asked for on a CUDA device is made on the CPU, once the device's index
+    is found to be one of the stand-in GPUs' (`cuda:7` of two raises, as on a GPU)."""
+
+    def placed(self, device):
+        if _cpu(device) is not device:  # a CUDA device
+            self.standin.check_index(device, optional=True)
+        return _cpu(device)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         if "device" in kwargs:
-            kwargs["device"] = _cpu(kwargs["device"])
+            kwargs["device"] = self.placed(kwargs["device"])
         name = getattr(func, "__name__", "")
         if name == "to":
-            args = tuple(_cpu(a) if isinstance(a, (str, torch.device)) else a for a in args)
+            args = tuple(self.placed(a) if isinstance(a, (str, torch.device)) else a
+                         for a in args)
         elif name == "cuda":  # Tensor.cuda(device=None, ...): check the index, stay put
             device = args[1] if len(args) > 1 else kwargs.get("device")
             self.standin.check_index(device, optional=True)
