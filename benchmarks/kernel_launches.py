@@ -9,9 +9,15 @@ launches it.
 
     python benchmarks/kernel_launches.py --recipe airbench94_muon --batch-size 64
     python benchmarks/kernel_launches.py --recipe airbench94 --json out.json
+    python benchmarks/kernel_launches.py --against-originals --references ../shared/references
 
 Reported per step: the training step (forward, loss, backward, optimisers, schedulers),
 and the weight-averaging update (lookahead / EMA) where the recipe has one.
+
+--against-originals counts, by the same rule (a _foreach_ call once), one training step
+and one whole timed run of each record recipe and of its original's port, both under the
+CUDA stand-in, and prints `RECIPE step ours=N original=M` and `RECIPE run ours=N
+original=M` for each, with where the launches go; benchmarks/launch_parity.py says how.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -39,45 +46,89 @@ METADATA = {"view", "as_strided", "_unsafe_view", "_reshape_alias", "reshape", "
             "_convolution", "result_type", "is_nonzero", "item", "_local_scalar_dense"}
 
 
-def is_kernel(event) -> bool:
-    return event.name.startswith("aten::") and event.name[6:] not in METADATA
+# Left out of the tree: metadata operators, whose kernel descendants (a reshape's copy) hang
+# from the next operator up instead, which changes no count; but not the conversions (to,
+# _to_copy), which say that the copy under them converts a tensor.
+SKIPPED = {f"aten::{name}" for name in METADATA - {"to", "_to_copy"}}
 
 
-def launches_kernel_itself(event) -> bool:
-    """A kernel operator none of whose descendants is one (those would be the launches)."""
-    stack = list(event.cpu_children)
-    while stack:
-        child = stack.pop()
-        if is_kernel(child):
+def is_kernel(name: str) -> bool:
+    return name.startswith("aten::") and name[6:] not in METADATA
+
+
+def is_foreach(name: str) -> bool:
+    return name.startswith("aten::_foreach_")
+
+
+@dataclass(slots=True)
+class Operator:
+    """One operator (or labelled range) the profiler recorded on the host, in a tree: the
+    ranges that open inside it on its thread are its descendants."""
+
+    name: str
+    start: int  # ns
+    end: int
+    parent: int = -1  # index in the list, -1 for none
+    kernel: bool = False  # a kernel operator (is_kernel)
+    kernel_below: bool = False  # some descendant is a kernel operator
+    inside_foreach: bool = False  # some ancestor is a _foreach_ operator
+
+    @property
+    def leaf_kernel(self) -> bool:
+        """A kernel operator none of whose descendants is one (those would be the
+        launches): a launch, counted per operator as a CPU runs them."""
+        return self.kernel and not self.kernel_below
+
+    @property
+    def gpu_launch(self) -> bool:
+        """As leaf_kernel, but each outermost _foreach_ call is one launch (its per-tensor
+        operators on a CPU are none): the counting rule of every figure here."""
+        if self.inside_foreach:
             return False
-        stack.extend(child.cpu_children)
-    return True
+        return is_foreach(self.name) or self.leaf_kernel
+
+
+def operator_tree(prof) -> list[Operator]:
+    """The host operators and labelled ranges of a finished profile, sorted by start, each
+    with its parent, less the SKIPPED ones. Read from the profiler's raw events: building
+    torch's EventList for a whole run's half a million events takes minutes, this seconds."""
+    cpu = torch.autograd.DeviceType.CPU
+    rows = []
+    for e in prof.profiler.kineto_results.events():
+        name = e.name()
+        if name not in SKIPPED and e.device_type() == cpu and not e.is_async():
+            rows.append((e.start_ns(), -e.end_ns(), e.start_thread_id(), name))
+    rows.sort()
+    kinds: dict[str, tuple[bool, bool]] = {}  # name -> (is_kernel, is_foreach)
+    ops: list[Operator] = []
+    foreach: list[bool] = []
+    stacks: dict[int, list[int]] = {}  # per thread, the open ranges
+    for start, minus_end, thread, name in rows:
+        kind = kinds.get(name)
+        if kind is None:
+            kind = kinds[name] = (is_kernel(name), is_foreach(name))
+        stack = stacks.setdefault(thread, [])
+        while stack and ops[stack[-1]].end <= start:
+            stack.pop()
+        parent = stack[-1] if stack else -1
+        inside = parent >= 0 and (foreach[parent] or ops[parent].inside_foreach)
+        stack.append(len(ops))
+        ops.append(Operator(name, start, -minus_end, parent, kind[0], False, inside))
+        foreach.append(kind[1])
+    for op in reversed(ops):  # children come after their parent
+        if op.parent >= 0 and (op.kernel or op.kernel_below):
+            ops[op.parent].kernel_below = True
+    return ops
 
 
 def leaf_ops(prof) -> int:
     """The operators that would each be a kernel launch on a GPU, _foreach_ ones apart."""
-    return sum(1 for e in prof.events() if is_kernel(e) and launches_kernel_itself(e))
-
-
-def is_foreach(event) -> bool:
-    return event.name.startswith("aten::_foreach_")
-
-
-def inside_foreach(event) -> bool:
-    parent = event.cpu_parent
-    while parent is not None:
-        if is_foreach(parent):
-            return True
-        parent = parent.cpu_parent
-    return False
+    return sum(op.leaf_kernel for op in operator_tree(prof))
 
 
 def gpu_launches(prof) -> int:
-    """As leaf_ops, but each outermost _foreach_ call is one launch (its per-tensor
-    operators on a CPU are none)."""
-    events = [e for e in prof.events() if not inside_foreach(e)]
-    return sum(1 for e in events if is_foreach(e) or
-               (is_kernel(e) and launches_kernel_itself(e)))
+    """The launches on a GPU: leaf kernel operators, each outermost _foreach_ call once."""
+    return sum(op.gpu_launch for op in operator_tree(prof))
 
 
 def count(recipe_name: str, device: torch.device, batch_size: int, steps: int) -> dict:
@@ -108,15 +159,62 @@ def count(recipe_name: str, device: torch.device, batch_size: int, steps: int) -
     return result
 
 
+def against_originals(args) -> int:
+    import launch_parity  # (beside this file; it builds on this module)
+    from fastcifar.errors import InputError
+    try:
+        results = launch_parity.compare(args.references, args.recipe or launch_parity.RECIPES,
+                                        args.parity_batch_sizes)
+    except InputError as e:
+        print(f"kernel_launches: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(launch_parity.report(results))
+    results["command"] = "python benchmarks/kernel_launches.py " + " ".join(args.argv)
+    results["commit"] = git_commit()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, with " (uncommitted changes)" if its tree differs."""
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + (" (uncommitted changes)" if dirty else "")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", action="append",
-                        help="recipe (repeatable; default airbench94 and airbench94_muon)")
+                        help="recipe (repeatable; default airbench94 and airbench94_muon, or "
+                             "with --against-originals the four record recipes)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--json", help="write the counts to this file")
+    parser.add_argument("--against-originals", action="store_true",
+                        help="count a step and a whole timed run of ours and of each "
+                             "original's port, on the CPU under the CUDA stand-in")
+    parser.add_argument("--references", default=None,
+                        help="with --against-originals: the folder of original scripts "
+                             "(default: ../shared/references)")
+    parser.add_argument("--parity-batch-sizes", type=int, nargs="+", default=[2],
+                        help="with --against-originals: the tiny batch sizes each side runs "
+                             "at (a second one checks that a step's count does not depend "
+                             "on it; default 2)")
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.against_originals:
+        return against_originals(args)
     device = resolve_device(args.device)
     results = [count(r, device, args.batch_size, args.steps)
                for r in args.recipe or ["airbench94", "airbench94_muon"]]
