@@ -102,3 +102,17 @@ def test_short_run_learns(name, short_run_data):
     losses = [e.train_loss for e in result.epochs]
     assert losses[-1] < losses[0], losses
     assert result.accuracy > 0.40, result
+
+
+@pytest.mark.parametrize("precision, dtype", [("float32", torch.float32),
+                                              ("float16", torch.float16)])
+def test_frontier_muon_iterates_in_the_weights_dtype(precision, dtype):
+    """As the originals: float16 where the weights are half (a GPU's speed run, rehearsed
+    here on the CPU by --precision float16), with no conversion of the directions."""
+    from fastcifar.train.setup import set_up_run
+    recipe = get_recipe("hiverge94")
+    config = dataclasses.replace(recipe.config, widths=(8, 16, 16))
+    run = set_up_run(recipe, config, torch.randn(64, 3, 32, 32), torch.device("cpu"),
+                     precision, num_train_images=50_000)
+    muon = next(o for o in run.training.optimizers if isinstance(o, Muon))
+    assert muon.param_groups[0]["ns_dtype"] == dtype

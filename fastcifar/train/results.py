@@ -11,8 +11,8 @@ from torch import nn
 @dataclass
 class EpochRecord:
     epoch: int
-    train_loss: float  # mean per example over the epoch's batches (as augmented)
-    train_accuracy: float  # top-1 over the epoch's batches
+    train_loss: float  # mean per example over the epoch's last batch (as augmented)
+    train_accuracy: float  # top-1 over the epoch's last batch (airbench's log)
     val_loss: float  # plain cross-entropy, mean per test image, no TTA
     val_accuracy: float  # top-1, no TTA
     val_top5: float
