@@ -130,6 +130,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
+    monkeypatch.delenv("FASTCIFAR_CIFAR10_URL", raising=False)
     path = tmp_path / "cache"
     monkeypatch.setenv("FASTCIFAR_DATA", str(path))
     return path

@@ -777,3 +777,25 @@ def test_train_subset_too_few_of_a_class():
     lopsided = ds.subset(keep)
     with pytest.raises(InputError, match="class 3"):
         lopsided.balanced_subset(50)
+
+
+def test_cifar10_from_a_mirror_is_md5_checked_and_cached(tmp_path, cache_dir, monkeypatch,
+                                                         closed_port_url):
+    """$FASTCIFAR_CIFAR10_URL: its URLs in order (an unreachable one gives way to the
+    next; file:// too). A mirror serving another file stops with one line naming it and
+    its digest, leaving the cache empty; one serving the expected digest (substituted
+    here, as the real archive's cannot be made) is used, then cached."""
+    batches = make_cifar_batches()
+    archive = cifar_archive_bytes(batches)
+    mirror = tmp_path / "mirror" / "cifar-10-python.tar.gz"
+    mirror.parent.mkdir()
+    mirror.write_bytes(archive)
+    monkeypatch.setenv("FASTCIFAR_CIFAR10_URL", f"{closed_port_url} {mirror.as_uri()}")
+    with pytest.raises(InputError) as refused:
+        load_cifar10()  # the official MD5: this mirror's file is another
+    message = str(refused.value)
+    assert "\n" not in message and mirror.as_uri() in message and md5_of(archive) in message
+    assert files_under(cache_dir) == []
+    check_cifar(load_cifar10(md5=md5_of(archive)), batches)
+    assert files_under(cache_dir) == ["cifar-10-python.tar.gz", "cifar10.npz"]
+    assert (cache_dir / "cifar-10-python.tar.gz").read_bytes() == archive

@@ -16,6 +16,7 @@ never deleted. The batches are read straight out of the .tar.gz, nothing is extr
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import tarfile
 import zlib
@@ -26,10 +27,14 @@ import numpy as np
 from ..errors import InputError
 from ..files import file_digest
 from .cache import cache_root, load_arrays, save_arrays
-from .download import download as download_file
+from .download import WrongFile, download as download_file
 from .dataset import ImageData
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# Mirrors of the archive (the official host has been slow for months): one URL or several,
+# separated by spaces or commas, tried in order instead of URL; file:// too. Each copy is
+# MD5-checked as the official one.
+MIRRORS_ENV = "FASTCIFAR_CIFAR10_URL"
 MD5 = "c58f30108f718f92721af3b95e74349a"
 SIZE = 170498071  # bytes of the archive whose MD5 is MD5
 
@@ -62,11 +67,7 @@ def load_cifar10(root: Path | None = None, download: bool = True, url: str = URL
         if not download:
             raise InputError(f"CIFAR-10 is not in the cache and downloading is off; "
                              f"{_by_hand_hint(archive, md5)}")
-        try:
-            download_file(url, archive, md5=md5, expected_size=SIZE if md5 == MD5 else None,
-                          resume=True)
-        except InputError as e:
-            raise InputError(f"CIFAR-10 download failed: {e}\n{_by_hand_hint(archive, md5)}") from e
+        fetch(download_urls(url), archive, md5)
     elif md5 is not None and (found := file_digest(archive, "md5")) != md5:
         raise InputError(f"{archive} has MD5 {found}, expected {md5}: it is corrupt or not the "
                          f"CIFAR-10 python archive; delete it to download it again, or put the "
@@ -75,6 +76,32 @@ def load_cifar10(root: Path | None = None, download: bool = True, url: str = URL
     arrays = _parse_archive(archive)
     save_arrays(cache_file, **arrays)
     return _from_arrays(arrays)
+
+
+def download_urls(url: str) -> list[str]:
+    """Where to download the archive from, in order: $FASTCIFAR_CIFAR10_URL's URLs in place
+    of the official one, else `url`."""
+    mirrors = os.environ.get(MIRRORS_ENV, "").replace(",", " ").split()
+    return mirrors if mirrors and url == URL else [url]
+
+
+def fetch(urls: list[str], archive: Path, md5: str | None) -> None:
+    """The archive from the first URL that serves it. A URL that cannot be reached gives
+    way to the next; one that serves another file (size or MD5) stops it all, naming that
+    URL and what it sent: nothing is kept of it."""
+    failed = []
+    for url in urls:
+        official = url == URL and md5 == MD5  # (a mirror's Content-Length is not trusted)
+        try:
+            download_file(url, archive, md5=md5, expected_size=SIZE if official else None,
+                          resume=True)
+            return
+        except WrongFile as e:  # (one line: the URL and what it sent)
+            raise InputError(f"CIFAR-10 download failed: {e}") from e
+        except InputError as e:
+            failed.append(str(e))
+    raise InputError(f"CIFAR-10 download failed: {'; '.join(failed)}\n"
+                     f"{_by_hand_hint(archive, md5)}")
 
 
 def _by_hand_hint(archive: Path, md5: str | None) -> str:

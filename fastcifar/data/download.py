@@ -20,6 +20,11 @@ from ..errors import InputError
 from ..files import atomic_path, file_digests, hash_file
 
 
+class WrongFile(InputError):
+    """What a server sent is complete but not the expected file (its size or checksum):
+    another server of the same name would not help."""
+
+
 def partial_path(dest: Path) -> Path:
     """Where a download of `dest` that broke off keeps its bytes for the next attempt."""
     return dest.with_name(dest.name + ".partial")
@@ -57,7 +62,7 @@ def download(url: str, dest: Path, md5: str | None = None, expected_size: int | 
         digests, size = _transfer(url, dest, tmp, resume, expected_size, algorithms, progress)
         for name, value in wanted.items():
             if digests[name] != value:
-                raise InputError(f"download of {url} has {name.upper()} {digests[name]}, "
+                raise WrongFile(f"download of {url} has {name.upper()} {digests[name]}, "
                                  f"expected {value}; the file is corrupt or not the expected "
                                  f"one; nothing was saved")
         if record_sha256:
@@ -89,8 +94,8 @@ def _transfer(url: str, dest: Path, tmp: Path, resume: bool, expected_size: int 
         if expected_size is not None and total is not None and total != expected_size:
             if partial is not None:
                 partial.unlink(missing_ok=True)
-            raise InputError(f"{url} is {total} bytes, expected {expected_size}: not the "
-                             f"expected file; nothing was saved")
+            raise WrongFile(f"{url} is {total} bytes, expected {expected_size}: not the "
+                            f"expected file; nothing was saved")
         total = expected_size or total
         hashes = {name: hashlib.new(name) for name in algorithms}
         received = 0
@@ -115,8 +120,8 @@ def _transfer(url: str, dest: Path, tmp: Path, resume: bool, expected_size: int 
                 os.replace(tmp, partial)
             raise
     if total is not None and received > total:
-        raise InputError(f"download of {url} sent {received} bytes, expected {total}: not the "
-                         f"expected file; nothing was saved")
+        raise WrongFile(f"download of {url} sent {received} bytes, expected {total}: not the "
+                        f"expected file; nothing was saved")
     return {name: h.hexdigest() for name, h in hashes.items()}, received
 
 
