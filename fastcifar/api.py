@@ -5,6 +5,7 @@ other programs."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from .data import ImageData, load_dataset
 from .data.dataset import uint8_channels_last
 from .data.imagefolder import IMAGE_SUFFIXES, decode_image, why_undecodable
 from .data.loader import evaluation_tensor, normalisation, to_device_tensor
-from .errors import InputError
+from .errors import InputError, RecipeChanged
 from .models.layers import place_model
 from .recipes import get_recipe
 from .recipes.fields import config_from_dict, with_values
@@ -27,6 +28,7 @@ from .train.checkpoint import LAST, load_checkpoint
 from .train.device import configure_backend, device_name, resolve_device
 from .train.evaluate import (TTA_FORMULAS, evaluate as evaluate_tensors, predict as logits_of,
                              tta_formula)
+from .train.identity import recipe_digest
 from .train.inputs import check_size, check_subset_seed, data_name, removed_if_unused
 from .train.lr_finder import DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr
 from .train.lr_rules import LRFinderResult
@@ -82,6 +84,12 @@ def _run_recipe(folder: Path):
     """(config.json's contents, the recipe, its config as the run used it)."""
     saved = read_run_settings(folder)
     recipe = recipe_of_run(folder, saved)
+    recorded, now = saved.get("recipe_sha256"), recipe_digest(recipe)
+    if recorded and now and recorded != now:
+        warnings.warn(f"{folder}: {recipe.name}'s source has changed since this run (sha256 "
+                      f"{recorded[:12]}... there, {now[:12]}... here): its network is rebuilt "
+                      f"by today's code (the code it ran is in {folder / 'source'})",
+                      RecipeChanged, stacklevel=3)
     return saved, recipe, config_from_dict(recipe.config, saved["config"],
                                            str(folder / "config.json"))
 

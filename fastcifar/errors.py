@@ -28,6 +28,11 @@ class CacheNotWritten(FastcifarWarning):
     from the decoded images in memory."""
 
 
+class RecipeChanged(FastcifarWarning):
+    """A run folder's network is rebuilt by a recipe source other than the one it trained
+    with (fastcifar was changed or upgraded since)."""
+
+
 class OddLabels(FastcifarWarning):
     """Labels that train, but probably not as meant: a class without training images (the
     network can never predict it right), or labels that do not start at 0."""

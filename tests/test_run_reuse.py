@@ -90,3 +90,21 @@ def test_a_recipe_that_raises_before_training_leaves_no_run_folder(method, archi
         method=method, body=f"return super().{method}(*args)")))
     assert main(args) == 0
     assert "super()" in (out / "source" / "recipe_file" / "mine.py").read_text()
+
+
+def test_a_run_whose_recipe_source_changed_is_loaded_with_a_warning(archive, tmp_path):
+    """evaluate, predict, export and load_model rebuild the network from today's recipe:
+    where its source is not the one the run trained with, they say so."""
+    import warnings
+
+    from fastcifar.errors import RecipeChanged
+    out = tmp_path / "run"
+    fastcifar.train("airbench94", data=archive, out=out, **QUICK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecipeChanged)
+        fastcifar.load_model(out)  # the same source: silent
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "recipe_sha256": "f" * 64}))
+    with pytest.warns(RecipeChanged, match=r"airbench94's source has changed since this run "
+                                           r"\(sha256 ffffffffffff\.\.\. there"):
+        fastcifar.load_model(out)
