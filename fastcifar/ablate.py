@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bench.stats import accuracy_interval, summarize
+from .bench.stats import CLIPPED, accuracy_interval, summarize
 from .errors import InputError
 from .files import atomic_path, check_writable_folder, file_safe
 from .recipes import folder_name, get_recipe
@@ -207,7 +207,7 @@ def text_table(table: dict) -> str:
                      f"[{100 * low:.2f}, {100 * high:.2f}] | {diff} | "
                      f"{r['seconds_mean']:.1f} |")
     if clipped:
-        lines.append("(intervals clipped to 0-100%: too few runs for a narrow interval)")
+        lines.append(CLIPPED)
     for r in table["rows"]:
         if "sweep" in r:
             longest = max(float(f) for f in r["sweep"])

@@ -25,6 +25,11 @@ def test_quick_fills_in_a_small_run_unless_told_otherwise(monkeypatch, tmp_path)
                       {"subset": 2048, "test_subset": 1000, "epochs": 2, "batch_size": None}]
 
 
+def test_quick_is_no_option_of_a_resume(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--quick"]) == 2
+    assert "continues that run with its own settings; drop --quick" in capsys.readouterr().err
+
+
 def test_a_session_says_when_its_batches_leave_images_out(tmp_path, capsys):
     archive = make_tiny_archive(tmp_path)  # 120 training images
     options = {"data": archive, "epochs": 1, "widths": (8, 16, 16), "tta_level": 0,

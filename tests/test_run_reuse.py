@@ -108,3 +108,19 @@ def test_a_run_whose_recipe_source_changed_is_loaded_with_a_warning(archive, tmp
     with pytest.warns(RecipeChanged, match=r"airbench94's source has changed since this run "
                                            r"\(sha256 ffffffffffff\.\.\. there"):
         fastcifar.load_model(out)
+
+
+def test_the_data_is_hashed_only_for_a_run_folder(tmp_path):
+    """A pass over every image: paid where a folder records it (or a caller checks it),
+    not by an in-memory session that writes nothing."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    labels = np.arange(150) % 3
+    data = fastcifar.ImageData(rng.integers(0, 255, (120, 32, 32, 3), dtype=np.uint8),
+                               labels[:120], rng.integers(0, 255, (30, 32, 32, 3),
+                                                          dtype=np.uint8), labels[120:])
+    fastcifar.train("airbench94", data=data, **QUICK)
+    assert "digest" not in vars(data)
+    fastcifar.train("airbench94", data=data, out=tmp_path / "run", **QUICK)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["data_sha256"]
+    assert recorded == data.digest and "digest" in vars(data)

@@ -60,6 +60,9 @@ class Summary:
                 f"max {100 * self.max:.2f}")
 
 
+CLIPPED = "(intervals clipped to 0-100%: too few runs for a narrow interval)"  # (a table's note)
+
+
 def accuracy_interval(interval) -> tuple[float, float]:
     """An interval of accuracies as shown: an accuracy lies in [0, 1], so an interval past
     either end (Student's t with one or two degrees of freedom is very wide) is clipped to

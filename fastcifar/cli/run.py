@@ -115,7 +115,8 @@ def add_commands(commands) -> None:
     ablate = commands.add_parser("ablate", help="what each trick of a recipe is worth: the "
                                                 "recipe with each left out (or --ladder)")
     add_run_options(ablate, "recipe name (see `fastcifar recipes`; default airbench94)")
-    ablate.add_argument("--tricks", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+    ablate.add_argument("--tricks",
+                        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                         help="the tricks to ablate, comma-separated (default: all the recipe "
                              "declares; `fastcifar ablate --list` shows them)")
     ablate.add_argument("--ladder", action="store_true",
@@ -147,7 +148,7 @@ def cmd_train(args) -> int:
         return launch(args.gpus, args.device, args.argv)
     if args.resume is not None:
         given = [k for k in (*SETTINGS, "image_size", "epochs", "overrides", "out")
-                 if getattr(args, k, None) not in (None, [])]
+                 if getattr(args, k, None) not in (None, [])] + ["quick"] * args.quick
         if given:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
             raise InputError(f"--resume {args.resume} continues that run with its own "

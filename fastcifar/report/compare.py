@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.stats import Summary, accuracy_interval, summarize
+from ..bench.stats import CLIPPED, Summary, accuracy_interval, summarize
 from ..errors import InputError
 from .plots import new_figure
 from .records import read_finished_runs, read_run_settings
@@ -71,7 +71,7 @@ def compare_lines(runs: list[ComparedRun]) -> list[str]:
                    f"{a.mean:>8.2%}  {ci} {np.mean(r.seconds):>9.2f}")
     keys = differing(runs)
     if clipped:
-        out.append("(intervals clipped to 0-100%: too few runs for a narrow interval)")
+        out.append(CLIPPED)
     out.append("")
     out.append("what differs:" if keys else "the settings and hyperparameters are the same")
     for key in keys:

@@ -131,8 +131,7 @@ class Session:
         ablation's variant run again), which is then continued (see reuse.py)."""
         self.recipe, self.config, self.settings = recipe, config, settings
         self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
-        self.precision = choose_precision(settings["precision"], device,
-                                          recipe.mixed_precision)
+        self.precision = choose_precision(settings["precision"], device, recipe.mixed_precision)
         if progress is None:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
@@ -155,7 +154,9 @@ class Session:
 
     def run_all(self) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
-        record = session_record(self.recipe, self.config, self.settings, self.device, dataset)
+        checked = self.out is not None or self.on_start is not None  # (hashing the data costs)
+        record = session_record(self.recipe, self.config, self.settings, self.device,
+                                dataset) if checked else None
         if self.on_start is not None:
             self.on_start(record)
         finished = (finished_before(self.out, self.ranks, record, self.config, self.settings,
