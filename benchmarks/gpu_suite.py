@@ -78,7 +78,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 
-from fastcifar import ablate, load_dataset  # noqa: E402
+from fastcifar import load_dataset  # noqa: E402
+from fastcifar.sessions import ablate  # noqa: E402
 from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
 from fastcifar.files import atomic_path, check_writable_folder, source_digest  # noqa: E402

@@ -15,8 +15,8 @@ from .recipes import RECIPES  # noqa: E402
 from .recipes.base import Recipe, Training  # noqa: E402 (what a recipe file subclasses)
 from .report.examples import read_examples, score as score_examples  # noqa: E402
 from .train.results import TrainResult  # noqa: E402
-from .train.resume import resume  # noqa: E402
-from .train.session import FINDER, train  # noqa: E402
+from .sessions.resume import resume  # noqa: E402
+from .sessions.session import FINDER, train  # noqa: E402
 
 __all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "OddLabels", "Recipe", "RunFailed",
            "TrainResult", "Training", "__version__", "evaluate", "load_dataset", "load_model",

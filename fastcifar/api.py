@@ -1,4 +1,4 @@
-"""The Python API's entry points beyond training (see train/session.py for `train`):
+"""The Python API's entry points beyond training (see sessions/session.py for `train`):
 the LR range test; evaluating a network on images as they come; and, for a run folder,
 its trained network, its full evaluation, predictions for image files, and an export for
 other programs."""
@@ -32,7 +32,8 @@ from .train.identity import recipe_digest
 from .train.inputs import check_size, check_subset_seed, data_name, removed_if_unused
 from .train.lr_finder import DEFAULT_END, DEFAULT_START, DEFAULT_STEPS, check_sweep, find_lr
 from .train.lr_rules import LRFinderResult
-from .train.session import SETTINGS, Session
+from .sessions.session import Session
+from .sessions.settings import DEFAULT_RECIPE, SessionSettings
 
 
 def evaluate(model: nn.Module, images, labels, tta_level: int = 0) -> float:
@@ -217,7 +218,7 @@ def export(folder: str | Path, fmt: str, out: str | Path | None = None,
     return path, largest_difference(model, exported, inputs)
 
 
-def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
+def lr_find(recipe: str = DEFAULT_RECIPE, data: str | Path | ImageData | None = None, *,
             seed: int = 0, device: str = "auto", precision: str = "auto",
             subset: int | None = None, subset_seed: int = 0, size: str | None = None,
             start: float = DEFAULT_START, end: float = DEFAULT_END, steps: int = DEFAULT_STEPS,
@@ -232,9 +233,9 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
     check_sweep(start, end, steps)
     check_subset_seed(subset_seed)
     folder = RunFolder.new(out) if out is not None else None
-    settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "subset_seed": subset_seed, "seed": seed, "precision": precision,
-                "data": data_name(data) or recipe_obj.default_data}
+    settings = SessionSettings(recipe=recipe_obj.name, data=data_name(data) or
+                               recipe_obj.default_data, size=size, subset=subset,
+                               subset_seed=subset_seed, seed=seed, precision=precision)
     session = Session(recipe_obj, config, settings, resolve_device(device), data, folder,
                        None, verbose)
     configure_backend(session.device)
@@ -245,7 +246,7 @@ def lr_find(recipe: str = "airbench94", data: str | Path | ImageData | None = No
                 f"multipliers {start:g} to {end:g} of the recipe's lrs")
     result = find_lr(recipe_obj, config, device_data, session.device, seed, start, end, steps,
                      progress=session.progress, precision=precision)
-    result.settings.update(data=settings["data"] or "cifar10", subset=subset,
+    result.settings.update(data=settings.data or "cifar10", subset=subset,
                            subset_seed=subset_seed)
     session.say(f"sweep: {result.stopped}")
     for line in summary_lines(result):

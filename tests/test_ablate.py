@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_archive
-from fastcifar import ablate
+from fastcifar.sessions import ablate
 from fastcifar.cli import main
 from fastcifar.data.loader import DeviceLoader
 from fastcifar.errors import InputError

@@ -170,7 +170,7 @@ def test_a_run_folder_gives_back_its_network_and_refuses_a_second_session(tiny):
 
 
 def test_lr_from_finder_applies_without_a_run_folder(tiny, monkeypatch):
-    from fastcifar.train import session
+    from fastcifar.sessions import session
     calls = []
 
     def finder(path, recipe, config, *args, save=None, **kwargs):
@@ -215,7 +215,7 @@ def test_a_run_folder_from_before_subset_seed_resumes_with_the_subsets_it_drew(t
                                                                                 monkeypatch):
     """Such a folder drew its subsets with --seed: resumed, it draws the same ones (were
     they others, the data's digest would differ and the resume would be refused)."""
-    from fastcifar.train import resume as resuming, session
+    from fastcifar.sessions import resume as resuming, session
     data = fastcifar.ImageData(tiny["train_images"], tiny["train_labels"],
                                tiny["test_images"], tiny["test_labels"])
     fastcifar.train("airbench94", data=data, seed=3, subset=500, subset_seed=3, epochs=1,
@@ -228,4 +228,4 @@ def test_a_run_folder_from_before_subset_seed_resumes_with_the_subsets_it_drew(t
     monkeypatch.setattr(resuming, "Session",
                         lambda *args, **kw: settings.append(args[2]) or real_session(*args, **kw))
     fastcifar.resume("old", data=data, verbose=False)
-    assert settings[0]["subset_seed"] == 3
+    assert settings[0].subset_seed == 3

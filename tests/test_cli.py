@@ -119,11 +119,11 @@ def test_bad_epochs_exit_2(capsys, epochs):
 
 @pytest.mark.parametrize("command", ["train", "lr-find", "tune"])
 def test_subset_seed_is_passed_on_and_a_bad_one_exits_2(command, monkeypatch, capsys):
-    import fastcifar.tune
+    import fastcifar.sessions.tune
     from fastcifar.cli import run as run_commands
     given = []
     for module, name in ((run_commands, "train"), (run_commands, "lr_find"),
-                         (fastcifar.tune, "tune")):
+                         (fastcifar.sessions.tune, "tune")):
         monkeypatch.setattr(module, name, lambda *args, **options: given.append(options))
     space = ["--space", "lr=4:20"] if command == "tune" else []
     assert main([command, *space, "--subset", "500", "--subset-seed", "7"]) == 0
@@ -193,7 +193,7 @@ def test_test_subset_larger_than_the_test_set_is_refused(tiny_archive, capsys):
 def test_with_progress_bars_the_table_rows_are_written_through_tqdm(tiny_archive, tmp_path,
                                                                     monkeypatch):
     """A row printed while a bar is on screen would land on the bar's line."""
-    from fastcifar.train import session
+    from fastcifar.sessions import session
     written = []
     monkeypatch.setattr(session.tqdm, "write", lambda line, **kw: written.append(line))
     assert main(["train", "--data", str(tiny_archive), "--device", "cpu", "--epochs", "2",
@@ -230,7 +230,7 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, monkeyp
     """As for a user without write permission (the tests may run as root, which has it
     everywhere, so the permission check itself is made to say no)."""
     import os
-    from fastcifar.train import session
+    from fastcifar.sessions import session
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access

@@ -24,7 +24,8 @@ from torch._dynamo.utils import counters
 import fastcifar
 from fastcifar.data.loader import DeviceData
 from fastcifar.recipes import get_recipe
-from fastcifar.train import session, warmup
+from fastcifar.sessions import session
+from fastcifar.train import warmup
 from fastcifar.train.loop import train_run
 
 CPU = torch.device("cpu")

@@ -21,7 +21,7 @@ from fastcifar.recipes.base import describe
 from fastcifar.recipes.fields import (Count, Fraction, FractionBelowOne, ImageSide,
                                       NonNegative, NonNegativeInt, OpenFraction, Positive,
                                       field_domains, with_values)
-from fastcifar.tune_space import parse_space
+from fastcifar.sessions.tune_space import parse_space
 
 MISSING_DATA = "/nonexistent/never/read.tar.gz"  # were it read, the message would say so
 

@@ -212,7 +212,7 @@ CUDA_BRANCHES = {
     ("data/memory.py", "return torch.cuda.mem_get_info(device)[0]"): REACHED,
     ("train/checkpoint.py", 'state["cuda"] = torch.cuda.get_rng_state(device)'): REACHED,
     ("train/checkpoint.py", 'torch.cuda.set_rng_state(state["cuda"], device)'): REACHED,
-    ("train/session.py", 'progress = device.type != "cuda"'): REACHED,
+    ("sessions/session.py", 'progress = device.type != "cuda"'): REACHED,
     ("train/warmup.py", 'return compile_ or device.type == "cuda"'): REACHED,
     ("cli/run.py", "have = torch.cuda.device_count() if torch.cuda.is_available()"): SUBPROCESS,
     ("train/distributed.py", 'return f"cuda:{ranks.local_rank}"'): SUBPROCESS,

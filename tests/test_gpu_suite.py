@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_suite  # noqa: E402
-from fastcifar import ablate  # noqa: E402
+from fastcifar.sessions import ablate  # noqa: E402
 
 needs_references = pytest.mark.skipif(
     not REFERENCES.is_dir(), reason=f"the original scripts are not at {REFERENCES}")

@@ -52,7 +52,8 @@ def test_the_warm_up_is_untimed_and_changes_no_timed_run(tmp_path, monkeypatch):
     """On CUDA (and with --compile) an untimed warm-up comes first: it must not change the
     runs after it, and its seconds are reported apart."""
     import json
-    from fastcifar.train import session, warmup
+    from fastcifar.sessions import session
+    from fastcifar.train import warmup
     assert warmup.needs_warmup(torch.device("cuda"), False)
     assert warmup.needs_warmup(torch.device("cpu"), True)
     assert not warmup.needs_warmup(torch.device("cpu"), False)

@@ -16,8 +16,8 @@ optuna = pytest.importorskip("optuna", reason="tuning needs the tune extra (Optu
 
 from fastcifar.cli import main  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
-from fastcifar.tune import tune  # noqa: E402
-from fastcifar.tune_space import parse_space  # noqa: E402
+from fastcifar.sessions.tune import tune  # noqa: E402
+from fastcifar.sessions.tune_space import parse_space  # noqa: E402
 
 
 def test_the_space_takes_ranges_log_ranges_ints_and_choices():
@@ -85,7 +85,7 @@ def test_a_study_keeps_the_space_it_started_with(tmp_path, monkeypatch):
         run = types.SimpleNamespace(accuracy=accuracy, accuracy_no_tta=accuracy, seconds=1.0)
         return types.SimpleNamespace(runs=[run])
 
-    monkeypatch.setattr("fastcifar.tune.train", one_run)
+    monkeypatch.setattr("fastcifar.sessions.tune.train", one_run)
     out = tmp_path / "t"
     options = dict(out=out, device="cpu", verbose=False, pruner="none")
     tune("airbench94", "lr=4:20:log,flip=random|alternating", 1, **options)

@@ -6,6 +6,7 @@ import argparse
 
 from ..recipes import parse_assignments
 from ..recipes.fields import checked_values
+from ..sessions.settings import SessionSettings
 from ..train.device import PRECISION_CHOICES
 
 
@@ -74,10 +75,8 @@ def session_options(args, recipe) -> dict:
     if args.image_size is not None:
         options.update(checked_values(recipe.config, {"image_size": args.image_size},
                                       "--image-size"))
-    for name in ("data", "size", "subset", "test_subset", "subset_seed", "seed", "precision",
-                 "runs", "epochs", "compile", "checkpoints", "lr_from_finder", "ddp",
-                 "record_examples"):
-        if getattr(args, name, None) is not None:
+    for name in (*SessionSettings.names(), "epochs"):
+        if name != "recipe" and getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
     return {"device": args.device, **options}
 

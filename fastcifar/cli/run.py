@@ -13,9 +13,10 @@ from ..errors import InputError
 from ..recipes import folder_name, get_recipe
 from ..train.inputs import COMPILE_MODES
 from ..api import lr_find
-from ..train.resume import resume
-from ..train.session import FINDER, SETTINGS, train
-from ..tune import OBJECTIVES, PRUNERS
+from ..sessions.resume import resume
+from ..sessions.session import FINDER, train
+from ..sessions.settings import DEFAULT_RECIPE, SessionSettings
+from ..sessions.tune import OBJECTIVES, PRUNERS
 from .options import add_run_options, positive, session_options
 
 
@@ -147,7 +148,7 @@ def cmd_train(args) -> int:
     if args.gpus is not None and "WORLD_SIZE" not in os.environ:
         return launch(args.gpus, args.device, args.argv)
     if args.resume is not None:
-        given = [k for k in (*SETTINGS, "image_size", "epochs", "overrides", "out")
+        given = [k for k in (*SessionSettings.names(), "image_size", "epochs", "overrides", "out")
                  if getattr(args, k, None) not in (None, [])] + ["quick"] * args.quick
         if given:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
@@ -155,7 +156,7 @@ def cmd_train(args) -> int:
                              f"settings; drop {flags.replace('--overrides', '--set')}")
         resume(args.resume, device=args.device, progress=args.progress)
         return 0
-    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     if args.quick:
         for name, value in QUICK.items():
             if getattr(args, name) is None:
@@ -194,7 +195,7 @@ def launch(processes: int, device: str, argv: list[str]) -> int:
 
 
 def cmd_lr_find(args) -> int:
-    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     out = args.out or Path("runs") / f"lr-find-{folder_name(recipe)}-{stamp}"
     lr_find(recipe, start=args.start, end=args.end, steps=args.steps, out=out,
@@ -205,8 +206,8 @@ def cmd_lr_find(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from ..tune import tune
-    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    from ..sessions.tune import tune
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     options = session_options(args, recipe)
     options.pop("runs", None)
     tune(recipe, args.space, args.trials, objective=args.objective, storage=args.storage,
@@ -216,8 +217,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from ..ablate import default_out, run_ablation
-    recipe = get_recipe(args.recipe or SETTINGS["recipe"])
+    from ..sessions.ablate import default_out, run_ablation
+    recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     if args.list:
         for trick in recipe.tricks:
             print(f"{trick.name}: {trick.what} (off: "

@@ -11,6 +11,7 @@ from ..recipes import describe, folder_name, get_recipe, override, recipe_table
 from ..report.examples import write_report
 from ..report.plots import metrics_figure, save_png, schedule_figure
 from ..report.records import read_metric_rows, recipe_of_run
+from ..sessions.settings import DEFAULT_RECIPE
 from ..train.device import device_name, resolve_device
 from ..train.setup import set_up_without_data
 from .options import positive
@@ -84,7 +85,7 @@ def cmd_flops(args) -> int:
         recipe = recipe_of_run(recorded.path, {"recipe": recorded.recipe,
                                                "recipe_file": recorded.recipe_file})
     else:
-        recipe = get_recipe(args.recipe or "airbench94")
+        recipe = get_recipe(args.recipe or DEFAULT_RECIPE)
     config = recorded.recipe_config(recipe) if recorded else recipe.config
     train_images = args.train_images or (recorded.train_images if recorded else TRAIN_IMAGES)
     peak, peak_device = args.peak_tflops, None

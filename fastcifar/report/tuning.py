@@ -1,4 +1,4 @@
-"""The plots of a hyperparameter search (fastcifar/tune.py), from its trials as rows:
+"""The plots of a hyperparameter search (fastcifar/sessions/tune.py), from its trials as rows:
 the objective per trial with the best so far, the objective against each parameter, and
 the parameters' importances."""
 

@@ -26,14 +26,15 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, RunFailed
-from .files import atomic_path
-from .recipes import get_recipe
-from .recipes.fields import with_values
-from .report.plots import save_png
-from .report.tuning import history_figure, importance_caveat, importance_figure, slice_figure
-from .train.distributed import device_name as rank_device, from_environment
-from .train.session import train
+from ..errors import InputError, RunFailed
+from ..files import atomic_path
+from ..recipes import get_recipe
+from ..recipes.fields import with_values
+from ..report.plots import save_png
+from ..report.tuning import history_figure, importance_caveat, importance_figure, slice_figure
+from ..train.distributed import device_name as rank_device, from_environment
+from .session import train
+from .settings import DEFAULT_RECIPE
 from .tune_space import check_session, check_space, parse_space
 
 OBJECTIVES = ("accuracy", "accuracy_no_tta")  # both maximised
@@ -76,7 +77,7 @@ class TuneResult:
     command: str  # the best configuration as a `fastcifar train` line
 
 
-def tune(recipe: str = "airbench94", space: str = "", trials: int = 20, *,
+def tune(recipe: str = DEFAULT_RECIPE, space: str = "", trials: int = 20, *,
          objective: str = "accuracy", storage: str | None = None, study: str | None = None,
          out: str | Path = "runs/tune", pruner="median", sampler=None, seed: int = 0,
          verbose: bool = True, **train_options) -> TuneResult:

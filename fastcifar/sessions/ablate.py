@@ -26,15 +26,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bench.stats import CLIPPED, accuracy_interval, summarize
-from .errors import InputError
-from .files import atomic_path, check_writable_folder, file_safe
-from .recipes import folder_name, get_recipe
-from .recipes.fields import with_values
-from .report.plots import new_figure, save_png
-from .train.device import resolve_device
-from .train.distributed import device_name, from_environment, process_group
-from .train.session import train
+from ..bench.stats import CLIPPED, accuracy_interval, summarize
+from ..errors import InputError
+from ..files import atomic_path, check_writable_folder, file_safe
+from ..recipes import folder_name, get_recipe
+from ..recipes.fields import with_values
+from ..report.plots import new_figure, save_png
+from ..train.device import resolve_device
+from ..train.distributed import device_name, from_environment, process_group
+from .session import train
 
 FULL = "full recipe"
 
@@ -144,7 +144,7 @@ def _variant_runs(recipe, variant: Variant, folder: Path, runs: int, seed: int, 
     """The variant's runs: a folder that holds them made with these very settings (recipe
     source, data, every hyperparameter and option) is read back, or continued if
     unfinished; one made otherwise is refused, naming what differs (the session checks,
-    on rank 0 for every rank: see train/session.py)."""
+    on rank 0 for every rank: see sessions/session.py)."""
     begun = (folder / "config.json").exists()  # (for what we say only)
     if not begun:
         values = ", ".join(f"{k}={v}" for k, v in variant.off.items())

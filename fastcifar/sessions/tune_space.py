@@ -11,10 +11,10 @@ import json
 import typing
 from dataclasses import dataclass
 
-from .errors import InputError
-from .recipes import get_recipe
-from .recipes.fields import parse_value, with_values
-from .train.identity import SAME_RUN, differences
+from ..errors import InputError
+from ..recipes import get_recipe
+from ..recipes.fields import parse_value, with_values
+from ..train.identity import SAME_RUN, differences
 
 
 @dataclass(frozen=True)

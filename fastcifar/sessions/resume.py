@@ -8,11 +8,12 @@ from ..data import ImageData
 from ..errors import InputError
 from ..recipes.fields import config_from_dict
 from ..report.records import RunFolder, read_run_settings, recipe_of_run
-from .device import resolve_device
-from .distributed import device_name as rank_device, from_environment
-from .inputs import IN_MEMORY
-from .results import TrainResult
-from .session import SETTINGS, Session
+from ..train.device import resolve_device
+from ..train.distributed import device_name as rank_device, from_environment
+from ..train.inputs import IN_MEMORY
+from ..train.results import TrainResult
+from .session import Session
+from .settings import SessionSettings
 
 
 def resume(folder: str | Path, device: str = "auto", data: ImageData | None = None,
@@ -26,14 +27,13 @@ def resume(folder: str | Path, device: str = "auto", data: ImageData | None = No
     saved = read_run_settings(out.path)
     recipe = recipe_of_run(out.path, saved)
     config = config_from_dict(recipe.config, saved["config"], f"--resume {out.path}")
-    settings = {k: saved.get(k, SETTINGS[k]) for k in SETTINGS}
-    settings["subset_seed"] = saved.get("subset_seed", settings["seed"])  # older: subsets by --seed
-    if data is None and settings["data"] == IN_MEMORY:
+    settings = SessionSettings.from_record(saved)
+    if data is None and settings.data == IN_MEMORY:
         raise InputError(f"{out.path} was trained on in-memory data: pass it again "
                          f"(fastcifar.resume(folder, data=...))")
     device = saved["device"] if device == "auto" and ranks.world == 1 else device
     session = Session(recipe, config, settings, resolve_device(rank_device(ranks, device)),
-                      data if data is not None else settings["data"],
+                      data if data is not None else settings.data,
                       out if ranks.leader else None, progress, verbose and ranks.leader, ranks,
                       reuse=True)
     return session.run()

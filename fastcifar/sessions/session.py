@@ -29,32 +29,27 @@ from ..recipes.fields import with_values
 from ..report.lr_finder import write_result
 from ..report.records import CONFIG, RunFolder
 from ..report.table import Table
-from .checkpoint import CheckpointFolder
-from .data_parallel import DataParallel, check_data_parallel
-from .device import choose_precision, configure_backend, device_name, resolve_device
-from .distributed import (Ranks, device_name as rank_device, from_environment, gather,
-                          process_group)
-from .examples import all_examples
-from .inputs import (check_batches, check_compile, check_runs, check_size, balanced_subsets,
-                     compiler, data_name, dropped_note, removed_if_unused, subset_indices)
-from .loop import train_run
-from .lr_finder import lr_from_finder
-from .results import EpochRecord, RunResult, TrainResult
+from ..train.checkpoint import CheckpointFolder
+from ..train.data_parallel import DataParallel, check_data_parallel
+from ..train.device import (choose_precision, configure_backend, device_name,
+                            resolve_device)
+from ..train.distributed import (Ranks, device_name as rank_device, from_environment,
+                                 gather, process_group)
+from ..train.examples import all_examples
+from ..train.inputs import (balanced_subsets, check_batches, check_compile, check_runs,
+                            check_size, compiler, data_name, dropped_note, removed_if_unused,
+                            subset_indices)
+from ..train.loop import train_run
+from ..train.lr_finder import lr_from_finder
+from ..train.results import EpochRecord, RunResult, TrainResult
+from ..train.setup import set_up_run
+from ..train.warmup import needs_warmup, warmup_configs
 from .reuse import finished_before, session_record
-from .setup import set_up_run
-from .warmup import needs_warmup, warmup_configs
+from .settings import DEFAULT_RECIPE, SessionSettings
 
 FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
 
-# The settings that define a session, with their defaults: config.json records them and
-# resume restores them.
-SETTINGS = {"recipe": "airbench94", "data": None, "size": None, "subset": None,
-            "test_subset": None, "subset_seed": 0, "runs": 1, "seed": 0, "precision": "auto",
-            "compile": False, "checkpoints": None, "lr_from_finder": None, "ddp": False,
-            "record_examples": False}
-
-
-def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None, *,
+def train(recipe: str = DEFAULT_RECIPE, data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
           subset_seed: int = 0, size: str | None = None, compile: bool | str = False,
@@ -96,19 +91,19 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
     config.validate()
     check_runs(runs, seed, subset_seed)
     check_compile(compile)
-    settings = {**SETTINGS, "recipe": recipe_obj.name, "size": size, "subset": subset,
-                "test_subset": test_subset, "subset_seed": subset_seed, "runs": runs,
-                "seed": seed, "precision": precision, "compile": compile,
-                "lr_from_finder": None if lr_from_finder is None else str(lr_from_finder),
-                "data": data_name(data) or recipe_obj.default_data, "ddp": ddp,
-                "record_examples": bool(record_examples)}
+    if checkpoints and out is None:
+        raise InputError("checkpoints are kept in a run folder: give out= (--out)")
+    settings = SessionSettings(
+        recipe=recipe_obj.name, data=data_name(data) or recipe_obj.default_data, size=size,
+        subset=subset, test_subset=test_subset, subset_seed=subset_seed, runs=runs, seed=seed,
+        precision=precision, compile=compile,
+        checkpoints=(checkpoints if checkpoints is not None
+                     else recipe_obj.checkpoints and out is not None),
+        lr_from_finder=None if lr_from_finder is None else str(lr_from_finder), ddp=ddp,
+        record_examples=bool(record_examples))
     if record_examples and ddp:
         raise InputError("--record-examples records each run on one device: not with --ddp "
                          "(a battery over the ranks, without --ddp, records every run)")
-    if checkpoints and out is None:
-        raise InputError("checkpoints are kept in a run folder: give out= (--out)")
-    settings["checkpoints"] = (checkpoints if checkpoints is not None
-                               else recipe_obj.checkpoints and out is not None)
     ranks = from_environment()  # under torchrun: this process's share of the runs
     if ddp and ranks.world > 1:
         check_data_parallel(recipe_obj, config, ranks.world)
@@ -123,7 +118,7 @@ def train(recipe: str = "airbench94", data: str | Path | ImageData | None = None
 
 
 class Session:
-    def __init__(self, recipe, config, settings: dict, device: torch.device, data,
+    def __init__(self, recipe, config, settings: SessionSettings, device: torch.device, data,
                  out: RunFolder | None, progress: bool | None, verbose: bool,
                  ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None,
                  on_start: Callable[[dict], None] | None = None, reuse: bool = False):
@@ -131,13 +126,13 @@ class Session:
         ablation's variant run again), which is then continued (see reuse.py)."""
         self.recipe, self.config, self.settings = recipe, config, settings
         self.device, self.data_source, self.out, self.verbose = device, data, out, verbose
-        self.precision = choose_precision(settings["precision"], device, recipe.mixed_precision)
+        self.precision = choose_precision(settings.precision, device, recipe.mixed_precision)
         if progress is None:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
         self.ranks, self.on_epoch, self.on_start, self.reuse = ranks, on_epoch, on_start, reuse
         self.group = (DataParallel(ranks, device)
-                      if settings.get("ddp") and ranks.world > 1 else None)
+                      if settings.ddp and ranks.world > 1 else None)
         self.network = None  # built by the first run, re-initialised by the others
 
     def say(self, line: str) -> None:
@@ -161,9 +156,9 @@ class Session:
             self.on_start(record)
         finished = (finished_before(self.out, self.ranks, record, self.config, self.settings,
                                     self.say) if self.reuse else None)
-        if finished is not None and len(finished) >= self.settings["runs"]:
+        if finished is not None and len(finished) >= self.settings.runs:
             self.say(f"{self.out.path if self.out else 'the run folder'} is already finished: "
-                     f"{len(finished)} of {self.settings['runs']} run(s); nothing to train "
+                     f"{len(finished)} of {self.settings.runs} run(s); nothing to train "
                      f"(its results are in summary.json)")
             return _result(self.recipe.name, self.config, finished,
                            self.out.path if self.out else None, read_back=len(finished))
@@ -174,34 +169,35 @@ class Session:
             self.say(f"data-parallel over {world} ranks: {batch // world} of each batch of "
                      f"{batch} per rank, BatchNorm "
                      f"{'over the whole batch' if self.config.sync_bn else 'per rank'}")
-        elif self.settings.get("ddp") or self.config.sync_bn:
+        elif self.settings.ddp or self.config.sync_bn:
             self.say("note: --ddp and sync_bn act only under torchrun with more than one "
                      "process (or --gpus N); this run trains in this process alone")
-        if finished is None and self.settings["lr_from_finder"] is not None:
+        if finished is None and self.settings.lr_from_finder is not None:
             self.take_lr_from_finder(data)
         if finished is None and self.out is not None:
             self.check_recipe_builds(data)  # nothing written for a recipe that cannot
-            self.out.record_start(self.recipe, self.config, self.settings, str(self.device),
+            self.out.record_start(self.recipe, self.config, self.settings.record(),
+                                  str(self.device),
                                   dataset.classes, dataset.image_size[0], record["data_sha256"])
-        if self.settings["compile"]:  # Dynamo keeps up to 8 compiled entries per code object:
+        if self.settings.compile:  # Dynamo keeps up to 8 compiled entries per code object:
             torch._dynamo.reset()  # sessions before this one (the same forward) must not use them
-        warmup_seconds = (self.warmup(data) if needs_warmup(self.device, self.settings["compile"])
+        warmup_seconds = (self.warmup(data) if needs_warmup(self.device, self.settings.compile)
                           else 0.0)
 
         results, table = list(finished or []), self.table()
-        while len(results) < self.settings["runs"]:
+        while len(results) < self.settings.runs:
             for r in results:
                 r.model = None
             results.extend(self.one_round(len(results), data, table))
             examples = (all_examples(results, self.subsets)
-                        if self.settings["record_examples"] else None)
+                        if self.settings.record_examples else None)
             if self.out is not None and examples is not None:
                 self.out.save_examples(examples)
             if self.out is not None:  # the model first: the summary declares the runs done
                 model = next((r.model for r in results if r.model is not None), None)
                 if model is not None:
                     self.out.save_model(model)
-                self.out.record_summary(self.recipe, self.settings, dataset, self.device,
+                self.out.record_summary(self.recipe, self.settings.record(), dataset, self.device,
                                         results, load_seconds, warmup_seconds)
         result = _result(self.recipe.name, self.config, results,
                          self.out.path if self.out else None, read_back=len(finished or []))
@@ -219,7 +215,7 @@ class Session:
         setup leaves no half-written folder behind. Each run seeds itself, so this draws
         from no run's generators."""
         set_up_run(self.recipe, self.config, data.train_images, self.device,
-                   self.settings["precision"], data.num_classes)
+                   self.settings.precision, data.num_classes)
 
     def load_data(self):
         """(the dataset, its DeviceData, the seconds it took): loaded, resized for a larger
@@ -230,11 +226,11 @@ class Session:
             dataset = source.resized(side, self.say) if side else source
         else:
             dataset = load_dataset(source or self.recipe.default_data,
-                                   size=self.settings["size"] or "160", resize=side,
+                                   size=self.settings.size or "160", resize=side,
                                    say=self.say)
-        self.subsets = subset_indices(dataset, self.settings)  # for the per-example records
-        dataset = balanced_subsets(dataset, self.settings["subset"],
-                                   self.settings["test_subset"], self.settings["subset_seed"])
+        self.subsets = subset_indices(dataset, self.settings.record())  # for the per-example records
+        dataset = balanced_subsets(dataset, self.settings.subset,
+                                   self.settings.test_subset, self.settings.subset_seed)
         check_batches(len(dataset.train_images), self.config.batch_size)
         if (note := dropped_note(len(dataset.train_images), self.config.batch_size)):
             self.say(note)
@@ -252,20 +248,20 @@ class Session:
         return dataset, data, seconds
 
     def take_lr_from_finder(self, data: DeviceData) -> None:
-        source = self.settings["lr_from_finder"]
+        source = self.settings.lr_from_finder
         saved = None if source == FINDER else Path(source)
         self.config, message = lr_from_finder(
-            saved, self.recipe, self.config, data, self.device, self.settings["seed"],
+            saved, self.recipe, self.config, data, self.device, self.settings.seed,
             save=(lambda result: write_result(result, self.out.path / "lr_find"))
             if self.out is not None else None,
-            precision=self.settings["precision"])
+            precision=self.settings.precision)
         self.say(message)
 
     def warmup(self, data: DeviceData) -> float:
         """The untimed warm-up runs (warmup.py) on the session's network."""
-        t0, compile_ = time.perf_counter(), self.settings["compile"]
+        t0, compile_ = time.perf_counter(), self.settings.compile
         for config in warmup_configs(self.config, compile_, len(data.train_images)):
-            self.train_seed(config, data, self.settings["seed"] - 1)
+            self.train_seed(config, data, self.settings.seed - 1)
         seconds = time.perf_counter() - t0
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
@@ -286,7 +282,7 @@ class Session:
         if self.group is not None:
             return [self.one_run(first, data, table)]
         index, ranks = first + self.ranks.rank, self.ranks
-        mine = self.one_run(index, data, table) if index < self.settings["runs"] else None
+        mine = self.one_run(index, data, table) if index < self.settings.runs else None
         model = mine.model if mine is not None else None
         if mine is not None:
             mine.model, mine.rank, mine.host = None, ranks.rank, ranks.host  # not sent
@@ -303,7 +299,7 @@ class Session:
         return done
 
     def one_run(self, i: int, data: DeviceData, table: Table) -> RunResult:
-        seed, out = self.settings["seed"] + i, self.out
+        seed, out = self.settings.seed + i, self.out
 
         def on_epoch(r):
             table.row({"run": i + 1, "epoch": str(r.epoch), "train_loss": r.train_loss,
@@ -315,8 +311,8 @@ class Session:
                 self.on_epoch(r)
 
         folder = None
-        if self.settings["checkpoints"] and out is not None:
-            path = out.path if self.settings["runs"] == 1 else out.path / f"run-{i + 1}"
+        if self.settings.checkpoints and out is not None:
+            path = out.path if self.settings.runs == 1 else out.path / f"run-{i + 1}"
             folder = CheckpointFolder(path)
             if (state := folder.resume_state()) is not None:
                 out.set_metrics([*out.metric_rows, *({"run": i + 1, "seed": seed, **r}
@@ -336,9 +332,9 @@ class Session:
         addresses), in the timed run. With sync_bn over data-parallel ranks each run builds
         its own (see loop.train_run)."""
         result = train_run(self.recipe, config, data, self.device, seed, model=self.network,
-                           model_transform=compiler(self.settings["compile"]),
-                           precision=self.settings["precision"], group=self.group,
-                           record_examples=self.settings["record_examples"], **options)
+                           model_transform=compiler(self.settings.compile),
+                           precision=self.settings.precision, group=self.group,
+                           record_examples=self.settings.record_examples, **options)
         if self.group is None or not config.sync_bn:
             self.network = result.model
         return result
