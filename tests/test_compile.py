@@ -49,7 +49,8 @@ def narrow(name: str, epochs: int = 2):
     return recipe, config
 
 
-@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "hlb", "hlb_state_sketch"])
+@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon", "hiverge94", "fable94_e5",
+                                  "fable94_e1", "hlb", "hlb_state_sketch"])
 def test_the_warm_up_run_compiles_every_graph_the_timed_run_uses(name):
     recipe, config = narrow(name, epochs=3)  # a freeze inside the run (a recompile)
     captured = functools.partial(torch.compile, backend="aot_eager", dynamic=False)

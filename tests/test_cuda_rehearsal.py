@@ -57,6 +57,17 @@ def test_the_standin_refuses_a_cuda_device_without_index_as_torch_does(monkeypat
     assert not torch.cuda.is_available()
 
 
+def test_a_network_moved_to_a_standin_gpu_says_its_parameters_are_on_cuda(cuda_standin):
+    """So that code keyed on a parameter's is_cuda (fused SGD, Muon's bfloat16 iteration)
+    takes the GPU's side here too; what stays on the CPU says so."""
+    layer = torch.nn.Linear(2, 2)
+    assert not layer.weight.is_cuda
+    layer.to("cuda")
+    assert layer.weight.is_cuda and layer.bias.is_cuda
+    assert torch.zeros(2, device="cuda").is_cuda and torch.ones(2).to("cuda:1").is_cuda
+    assert not torch.zeros(2).is_cuda and not torch.ones(2).to(torch.float64).is_cuda
+
+
 def test_a_tensor_placed_on_a_gpu_that_is_not_there_raises_as_on_a_gpu(cuda_standin):
     assert torch.zeros(2, device="cuda:1").device.type == "cpu"  # two stand-in GPUs
     with pytest.raises(RuntimeError, match="invalid device ordinal"):
@@ -223,11 +234,8 @@ CUDA_BRANCHES = {
         "DDP refuses; tests/test_data_parallel.py runs --ddp on CPU processes",
     ("bench/flops.py", 'size = 8192 if device.type == "cuda"'):
         "not reached: the suite measures its peaks with its own size",
-    ("optim/muon.py", "torch.bfloat16 if params[0].is_cuda"):
-        "not reached: keyed on the tensors, which the stand-in keeps on the CPU",
-    ("optim/sgd.py", "fused = bool(params) and all(p.is_cuda"):
-        "not reached: keyed on the tensors, which the stand-in keeps on the CPU "
-        "(tests/test_tricks.py checks fused against per-tensor SGD)",
+    ("optim/muon.py", "torch.bfloat16 if params[0].is_cuda"): REACHED,
+    ("optim/sgd.py", "fused = bool(params) and all(p.is_cuda"): REACHED,
 }
 PACKAGE = Path(fastcifar.__file__).parent
 

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 from torch.cuda._utils import _get_device_index
 from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 ENV = "FASTCIFAR_CUDA_STANDIN"  # the number of stand-in GPUs; unset or 0: no stand-in
 NAME = "CUDA stand-in (CPU)"
@@ -48,7 +49,16 @@ def _cpu(device):
 
 class _OnTheCPU(TorchFunctionMode):
     """Every tensor asked for on a CUDA device is made on the CPU, once the device's index
-    is found to be one of the stand-in GPUs' (`cuda:7` of two raises, as on a GPU)."""
+    is found to be one of the stand-in GPUs' (`cuda:7` of two raises, as on a GPU).
+
+    Such a tensor is remembered as on the GPU, and so is a parameter whose data is set to
+    one (what `Module.to` does): its `is_cuda` is true, so that code that branches on it
+    takes the GPU's side. Its `device` stays the CPU's, and a tensor computed from it is
+    not remembered: fastcifar branches on `is_cuda` for parameters only."""
+
+    def __init__(self):
+        super().__init__()
+        self.on_gpu = WeakIdKeyDictionary()
 
     def placed(self, device):
         if _cpu(device) is not device:  # a CUDA device
@@ -57,17 +67,29 @@ class _OnTheCPU(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
+        to_gpu = False
         if "device" in kwargs:
+            to_gpu = _cpu(kwargs["device"]) is not kwargs["device"]
             kwargs["device"] = self.placed(kwargs["device"])
         name = getattr(func, "__name__", "")
-        if name == "to":
+        if func == torch.Tensor.is_cuda.__get__:
+            return args[0] in self.on_gpu or func(*args)
+        if func == torch.Tensor.data.__set__ and args[1] in self.on_gpu:
+            self.on_gpu[args[0]] = True
+        elif name == "to":
+            to_gpu = to_gpu or any(_cpu(a) is not a for a in args
+                                   if isinstance(a, (str, torch.device)))
             args = tuple(self.placed(a) if isinstance(a, (str, torch.device)) else a
                          for a in args)
         elif name == "cuda":  # Tensor.cuda(device=None, ...): check the index, stay put
             device = args[1] if len(args) > 1 else kwargs.get("device")
             self.standin.check_index(device, optional=True)
+            self.on_gpu[args[0]] = True
             return args[0]
-        return func(*args, **kwargs)
+        result = func(*args, **kwargs)
+        if to_gpu and isinstance(result, torch.Tensor):
+            self.on_gpu[result] = True
+        return result
 
 
 class _Event:
