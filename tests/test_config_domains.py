@@ -203,6 +203,6 @@ def test_show_prints_each_fields_domain_beside_its_note():
     lr = next(line for line in lines if line.lstrip().startswith("lr ="))
     assert lr.endswith("# (positive) per 1024 examples, independent of momentum (see optim/sgd.py)")
     widths = next(line for line in lines if line.lstrip().startswith("widths ="))
-    assert widths.endswith("# (each at least 1)")
+    assert widths.endswith("# (each at least 1) channels of the three conv groups")
     flip = next(line for line in lines if line.lstrip().startswith("flip ="))
-    assert flip.endswith("# none | random | alternating")  # no domain: a choice of words
+    assert "  # none | random | alternating: " in flip  # no domain: a choice of words

@@ -16,8 +16,7 @@ from fastcifar.models.hlb import HlbNet, HlbStateSketchNet, simulated_action
 from fastcifar.models.whitening import patch_second_moment, whitening_conv_init
 from fastcifar.optim.averaging import WeightAverage
 from fastcifar.recipes import get_recipe
-from fastcifar.recipes.hlb import Hlb
-from fastcifar.recipes.hlb_state_sketch import HlbStateSketch
+from fastcifar.recipes.hlb import Hlb, HlbStateSketch
 from fastcifar.optim.losses import summed_cross_entropy
 from fastcifar.data.loader import DeviceData
 from fastcifar.train.loop import train_run

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .layers import BatchNorm, DiracConv, Mul
+from .whitening import random_images, whitening_conv_init
 
 ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU}  # the conv groups' choices
 
@@ -83,3 +84,41 @@ class AirbenchNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.groups(self.activation(self.whiten(x))))
+
+
+def airbench_net(config, num_classes: int) -> AirbenchNet:
+    """The net an airbench recipe's config describes (its widths, convs_per_group, residual,
+    batchnorm, batchnorm_momentum, activation, identity_init and output_scale), its
+    whitening bias zeroed where zero_whiten_bias says so."""
+    net = AirbenchNet(config.widths, num_classes, config.batchnorm_momentum,
+                      config.output_scale, convs_per_group=config.convs_per_group,
+                      residual=config.residual, batchnorm=config.batchnorm,
+                      activation=config.activation, identity_init=config.identity_init)
+    if config.zero_whiten_bias:
+        nn.init.zeros_(net.whiten.bias)
+    return net
+
+
+@torch.no_grad()
+def set_head_std(net: AirbenchNet, std: float) -> None:
+    """Rescale the head's random init to this std (the Muon recipes' head_init_std)."""
+    net.head.weight.mul_(std / net.head.weight.std())
+
+
+def init_whitening(net: AirbenchNet, config, train_images: torch.Tensor) -> None:
+    """The whitening conv's filters from the patches of config.whiten_images random training
+    images (eps config.whiten_eps), fixed; with config.whiten False, a plain conv that
+    trains from its random start (the ablation of whitening)."""
+    if not config.whiten:
+        net.whiten.weight.requires_grad = True
+        return
+    whitening_conv_init(net.whiten, random_images(train_images, config.whiten_images),
+                        config.whiten_eps)
+
+
+def freeze_whitening_bias(net: AirbenchNet, epochs: float):
+    """A before_epoch hook: the whitening bias trains in the first `epochs` epochs only."""
+    def before_epoch(epoch: int) -> None:
+        net.whiten.bias.requires_grad = epoch < epochs
+
+    return before_epoch

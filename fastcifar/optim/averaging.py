@@ -8,6 +8,7 @@ network being trained; an EMA model only evaluates.
 from __future__ import annotations
 
 from copy import deepcopy
+from functools import partial
 
 import torch
 from torch import nn
@@ -19,6 +20,24 @@ def lookahead_decay(step: int, total_steps: int, every: int, base: float,
     just follows the weights) and grows to base**every, so averaging matters most at the
     end of the run, when the lr is small and the weights jitter around a minimum."""
     return base**every * (step / total_steps) ** power
+
+
+def lookahead(model: nn.Module, total_steps: int, every: int, base: float,
+              power: float) -> dict:
+    """Airbench's lookahead as a recipe's Training fields (recipes/base.py): every `every`
+    steps (0: never) the weights and their average move to the lookahead_decay mix."""
+    return dict(average=WeightAverage(model, copy_back=True) if every else None,
+                average_every=every,
+                average_decay=partial(lookahead_decay, total_steps=total_steps, every=every,
+                                      base=base, power=power))
+
+
+def lookahead_tail(model: nn.Module, start: int, every: int, decay: float) -> dict:
+    """Fable's lookahead in the low-lr tail, as a recipe's Training fields: from step
+    `start` on (the average restarting from the weights there), every `every` steps (0:
+    never), average <- decay x average + (1 - decay) x weights, copied back."""
+    return dict(average=WeightAverage(model, copy_back=True) if every else None,
+                average_every=every, average_start=start, average_decay=lambda step: decay)
 
 
 class WeightAverage:

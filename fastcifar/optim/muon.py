@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .schedules import follow_own_schedule, piecewise_linear
+from .sgd import sgd_with_decay
 
 # a, b, c of the quintic x -> a x + b x^3 + c x^5 applied to every singular value. Its
 # slope at 0 is large (a = 3.4445), so small singular values grow fast; the price is that
@@ -214,3 +218,41 @@ def orthogonalised(matrices: list[torch.Tensor], steps: int, dtype: torch.dtype,
         for i, x in zip(indices, done.unbind(0)):
             out[i] = x
     return out
+
+
+# The Muon recipes' optimisers (airbench94_muon, hiverge94, fable94_*), on an AirbenchNet.
+
+def conv_filters(model: nn.Module) -> list[nn.Parameter]:
+    """The weights Muon trains: the conv filters that train (not the fixed whitening)."""
+    return [p for p in model.parameters() if p.dim() == 4 and p.requires_grad]
+
+
+def sgd_beside_muon(model: nn.Module, config, whiten_bias_steps: int) -> torch.optim.SGD:
+    """Nesterov SGD (config.sgd_momentum) over what Muon does not train: the whitening
+    bias, its lr decaying to 0 over whiten_bias_steps, and the other biases, at
+    config.bias_lr; the head at config.head_lr. Each step removes batch_size x
+    config.weight_decay of every weight (times the lr multiplier)."""
+    whiten_bias, head = model.whiten.bias, model.head.weight
+    taken = {id(p) for p in (*conv_filters(model), whiten_bias, head)}
+    biases = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    sgd = sgd_with_decay([([whiten_bias], config.bias_lr), (biases, config.bias_lr),
+                          ([head], config.head_lr)],
+                         decay_per_step=config.weight_decay * config.batch_size,
+                         momentum=config.sgd_momentum)
+    # The loop gives every group the same multipliers; this one group has its own.
+    follow_own_schedule(sgd.param_groups[0],
+                        piecewise_linear(whiten_bias_steps, [(0, 1.0), (1, 0.0)]))
+    return sgd
+
+
+def frontier_muon(filters: list[nn.Parameter], config, schedule_steps: int) -> Muon:
+    """Muon as hiverge and Fable run it, from a config's muon_lr, muon_momentum,
+    newton_schulz_steps, newton_schulz_one_chain and muon_weight_decay (per example):
+    FRONTIER_COEFFICIENTS, its schedules over schedule_steps, and iterating in the
+    weights' dtype (float16 on a GPU, where the speed runs' weights are half, with no
+    conversion; airbench94_muon: bfloat16)."""
+    return Muon(filters, lr=config.muon_lr, momentum=config.muon_momentum,
+                ns_steps=config.newton_schulz_steps, coefficients=FRONTIER_COEFFICIENTS,
+                ns_dtype=filters[0].dtype,
+                weight_decay=config.muon_weight_decay * config.batch_size,
+                schedule_steps=schedule_steps, one_chain=config.newton_schulz_one_chain)

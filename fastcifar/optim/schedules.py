@@ -17,6 +17,12 @@ def piecewise_linear(total_steps: int, knots: list[tuple[float, float]]) -> np.n
     return np.interp(np.arange(total_steps + 1), xs, ys)
 
 
+def linear_one_cycle(total_steps: int, start: float, peak_at: float, end: float) -> np.ndarray:
+    """Linear from start up to 1 at the fraction peak_at of the run, then down to end at
+    its last step (airbench's warm-up and decay, hlb's linear one cycle)."""
+    return piecewise_linear(total_steps, [(0, start), (peak_at, 1.0), (1, end)])
+
+
 def linear_to_floor(total_steps: int, decay_steps: int, floor: float) -> np.ndarray:
     """max(1 - s/decay_steps, floor) for steps s = 0..total_steps: a linear decay laid over
     decay_steps, not the run, held at floor from (1 - floor) * decay_steps on (Fable's

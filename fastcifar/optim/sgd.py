@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.layers import BatchNorm
+
 
 @dataclass(frozen=True)
 class TorchSGDValues:
@@ -42,6 +44,18 @@ def decoupled_sgd(groups: list[tuple[list[torch.nn.Parameter], float]], lr: floa
     values = decoupled_to_torch(lr, weight_decay, momentum, batch_size)
     return sgd_with_decay([(params, values.lr * lr_scale) for params, lr_scale in groups],
                           values.decay_per_step, momentum, nesterov)
+
+
+def airbench_sgd(model: torch.nn.Module, config) -> torch.optim.SGD:
+    """decoupled_sgd over the parameters that train, with a config's lr, weight_decay,
+    momentum and batch_size: the BatchNorm biases at bias_lr_scale times the lr."""
+    norm_biases = [p for m in model.modules() if isinstance(m, BatchNorm)
+                   for p in m.parameters() if p.requires_grad]
+    norm_ids = {id(p) for p in norm_biases}
+    others = [p for p in model.parameters() if p.requires_grad and id(p) not in norm_ids]
+    return decoupled_sgd([(norm_biases, config.bias_lr_scale), (others, 1.0)],
+                         lr=config.lr, weight_decay=config.weight_decay,
+                         momentum=config.momentum, batch_size=config.batch_size)
 
 
 def sgd_with_decay(groups: list[tuple[list[torch.nn.Parameter], float]],

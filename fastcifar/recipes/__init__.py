@@ -19,8 +19,7 @@ from .from_file import is_file_spec, recipe_from_file
 from .general import (ResNet18Cifar, ResNet18ImagewoofAdamW, ResNet18ImagewoofLRFinder,
                       ResNet18ImagewoofOneCycle, ResNet18ImagewoofSGD)
 from .hiverge94 import Hiverge94
-from .hlb import Hlb
-from .hlb_state_sketch import HlbStateSketch
+from .hlb import Hlb, HlbStateSketch
 from .resnet9_dawnbench import ResNet9Dawnbench
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (

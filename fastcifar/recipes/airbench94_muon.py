@@ -9,24 +9,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ..models.airbench import AirbenchNet
-from ..optim.muon import Muon
-from ..optim.schedules import follow_own_schedule, piecewise_linear
-from ..optim.sgd import sgd_with_decay
+from ..models.airbench import (AirbenchNet, airbench_net, freeze_whitening_bias,
+                               init_whitening, set_head_std)
 from ..optim.losses import summed_cross_entropy
-from .airbench94 import AirbenchConfig, AirbenchRecipe
-from .airbench94 import Airbench94
-from .base import Target, Training
-from .fields import NonNegative, NonNegativeInt, OpenFraction, Positive
+from ..optim.muon import Muon, conv_filters, sgd_beside_muon
+from ..optim.schedules import piecewise_linear
+from .airbench_family import airbench_tricks, check_airbench_net
+from .base import Recipe, Target, Training, TrainConfig
+from .fields import (Count, FractionBelowOne, NonNegative, NonNegativeInt, OpenFraction,
+                     Positive)
 
 
 @dataclass(frozen=True)
-class Airbench94MuonConfig(AirbenchConfig):
-    epochs: float = 8.0
-    batch_size: int = 2000
+class Airbench94MuonConfig(TrainConfig):
+    """airbench94_muon's hyperparameters as published; the fields not here are TrainConfig's."""
+
+    epochs: float = 8.0  # 200 steps of 2000: Muon's larger steps need fewer than 9.9
+    batch_size: int = 2000  # images per step
+    label_smoothing: float = 0.2  # of each target's mass, spread over the other classes
+    flip: str = "alternating"  # none | random | alternating: each image mirrored every other epoch
+    translate: int = 2  # pixels of random translation (reflect pad + crop)
+    tta_level: int = 2  # the image, its mirror and their 1-pixel shifts, at test time
+    widths: tuple[Count, ...] = (64, 256, 256)  # channels of the three conv groups
+    convs_per_group: Count = 2  # each group: conv, pool, norm, GELU, then conv, norm, GELU
+    residual: bool = False  # add each group's first activation to its last conv's output
+    batchnorm: bool = True  # False: no BatchNorm, biases on the convs instead
+    # Weight kept on the old running statistics (torch's momentum is 1 - this): below 1,
+    # or they would never leave their start.
+    batchnorm_momentum: FractionBelowOne = 0.6
+    activation: str = "gelu"  # in the conv groups: gelu, or silu as hiverge and Fable have it
+    head_init_std: NonNegative = 1.0  # the head's std at the start (its random init rescaled)
+    # The logits divided by the head's fan-in (the last width): head_lr is tuned for this.
+    output_scale: Positive = 1 / 256
+    # The 3x3 convs' first in-channels filters start as the identity (dirac), so each layer
+    # begins by passing its input on; False: torch's random start (the ablation of it).
+    identity_init: bool = True
+    # False: the first conv is an ordinary one, randomly initialised and trained (the
+    # ablation of patch whitening; its width and the rest of the net are unchanged)
+    whiten: bool = True
+    whiten_images: Count = 5000  # training images whose patches set the whitening filters
+    whiten_eps: Positive = 5e-4  # added to the patch variances it divides by
     zero_whiten_bias: bool = False  # the reference keeps torch's random init
+    # The whitening bias trains this long (its lr decaying to 0 over these epochs), then
+    # freezes.
+    whiten_bias_epochs: NonNegativeInt = 3
     muon_lr: Positive = 0.24  # per step, for an update of fixed size (see optim/muon.py)
     muon_momentum: OpenFraction = 0.6  # Nesterov
     # Enough: the update's singular values need only be near 1 (0: the momentum direction
@@ -37,64 +63,42 @@ class Airbench94MuonConfig(AirbenchConfig):
     # original runs one per filter).
     newton_schulz_one_chain: bool = False
     # Torch SGD lrs as published (not airbench94's decoupled form), per example: the loss
-    # is summed over the batch. The whitening bias's lr decays to 0 over whiten_bias_epochs.
+    # is summed over the batch.
     bias_lr: Positive = 0.053  # torch's lr, per example: whitening bias and BatchNorm biases
     head_lr: Positive = 0.67  # torch's lr, per example: the linear head
     sgd_momentum: OpenFraction = 0.85  # Nesterov
     # Per example in the batch: each step removes batch_size x this fraction of every SGD
     # weight (times the lr multiplier). Muon's filters have none: their norm is fixed.
     weight_decay: NonNegative = 2e-6
-    head_init_std: NonNegative = 1.0  # the head starts at unit std, and its logits are divided
-    output_scale: float = 1 / 256  # by its fan-in (the last width): head_lr is tuned for this
+
+    def validate(self) -> None:
+        super().validate()
+        check_airbench_net(self)
 
 
-class Airbench94Muon(AirbenchRecipe):
+class Airbench94Muon(Recipe):
     name = "airbench94_muon"
     summary = "airbench94's net trained by Muon (conv filters) and Nesterov SGD, 8 epochs"
     target = Target(0.9401, "94.01% mean, 2.59 s on an A100", pflops=0.29)
     config = Airbench94MuonConfig()
-    tricks = tuple(t for t in Airbench94.tricks if t.name in (
-        "whitening", "identity_init", "label_smoothing", "translate", "alternating_flip", "tta"))
+    tricks = airbench_tricks("whitening", "identity_init", "label_smoothing", "translate",
+                             "alternating_flip", "tta")
 
     def build_model(self, config: Airbench94MuonConfig, num_classes: int) -> AirbenchNet:
-        model = super().build_model(config, num_classes)
-        with torch.no_grad():
-            model.head.weight.mul_(config.head_init_std / model.head.weight.std())
+        model = airbench_net(config, num_classes)
+        set_head_std(model, config.head_init_std)
         return model
 
     def setup(self, model: AirbenchNet, config: Airbench94MuonConfig, train_images,
               total_steps: int) -> Training:
-        self.init_whitening(model, config, train_images)
-
-        filters = [p for p in model.parameters() if p.dim() == 4 and p.requires_grad]
-        whiten_bias, head = model.whiten.bias, model.head.weight
-        taken = {id(p) for p in (*filters, whiten_bias, head)}
-        biases = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
-        sgd = sgd_with_decay([([whiten_bias], config.bias_lr), (biases, config.bias_lr),
-                              ([head], config.head_lr)],
-                             decay_per_step=config.weight_decay * config.batch_size,
-                             momentum=config.sgd_momentum)
-        # The loop gives every group the same multipliers; this one group has its own.
-        follow_own_schedule(sgd.param_groups[0],
-                            piecewise_linear(self.whiten_bias_steps(config, total_steps),
-                                             [(0, 1.0), (1, 0.0)]))
-        return Training(
-            optimizers=[sgd, self.muon(filters, config, total_steps)],
-            lr_multipliers=self.lr_multipliers(config, total_steps),
-            loss=summed_cross_entropy(config.label_smoothing),
-            before_epoch=self.freeze_whitening_bias(model, config),
-        )
-
-    # The parts the frontier recipes (hiverge94, fable94_*) change.
-
-    def whiten_bias_steps(self, config: Airbench94MuonConfig, total_steps: int) -> int:
-        """The steps over which the whitening bias's lr decays to 0."""
-        return round(total_steps * config.whiten_bias_epochs / config.epochs)
-
-    def muon(self, filters, config: Airbench94MuonConfig, total_steps: int) -> Muon:
-        return Muon(filters, lr=config.muon_lr, momentum=config.muon_momentum,
+        init_whitening(model, config, train_images)
+        whiten_bias_steps = round(total_steps * config.whiten_bias_epochs / config.epochs)
+        muon = Muon(conv_filters(model), lr=config.muon_lr, momentum=config.muon_momentum,
                     ns_steps=config.newton_schulz_steps,
                     one_chain=config.newton_schulz_one_chain)
-
-    def lr_multipliers(self, config: Airbench94MuonConfig, total_steps: int):
-        return piecewise_linear(total_steps, [(0, 1.0), (1, 0.0)])
+        return Training(
+            optimizers=[sgd_beside_muon(model, config, whiten_bias_steps), muon],
+            lr_multipliers=piecewise_linear(total_steps, [(0, 1.0), (1, 0.0)]),
+            loss=summed_cross_entropy(config.label_smoothing),
+            before_epoch=freeze_whitening_bias(model, config.whiten_bias_epochs),
+        )

@@ -14,41 +14,100 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..models.airbench import AirbenchNet
+from ..models.airbench import AirbenchNet, airbench_net, freeze_whitening_bias, init_whitening
 from ..models.layers import place_model
 from ..models.whitening import random_images
+from ..optim.averaging import lookahead
+from ..optim.losses import summed_cross_entropy
+from ..optim.schedules import linear_one_cycle
 from ..optim.selection import ProxySelection, per_example_cross_entropy
-from .airbench94 import Airbench94, Airbench94Config
-from .base import Target, Training, Trick, check_widths
-from .fields import Count
+from ..optim.sgd import airbench_sgd
+from .airbench_family import airbench_tricks, check_airbench_net
+from .base import Recipe, Target, Training, TrainConfig, check_widths
+from .fields import (Count, Fraction, FractionBelowOne, NonNegative, NonNegativeInt,
+                     OpenFraction, Positive)
 
 
 @dataclass(frozen=True)
-class Airbench96Config(Airbench94Config):
-    epochs: float = 37.0
-    lr: float = 9.0
-    weight_decay: float = 0.012
-    lr_peak_at: float = 0.1  # a shorter warm-up than airbench94's 23% ...
-    lr_end: float = 0.0  # ... and a decay all the way to 0
-    widths: tuple[int, ...] = (128, 384, 512)
-    convs_per_group: int = 3
+class Airbench96Config(TrainConfig):
+    """airbench96's hyperparameters as published; the fields not here are TrainConfig's."""
+
+    epochs: float = 37.0  # the published run's: 96.03% on average
+    batch_size: int = 1024  # images per step
+    label_smoothing: float = 0.2  # of each target's mass, spread over the other classes
+    flip: str = "alternating"  # none | random | alternating: each image mirrored every other epoch
+    translate: int = 4  # pixels of random translation (reflect pad + crop)
+    cutout: int = 12  # pixels: the side of the zeroed square
+    tta_level: int = 2  # the image, its mirror and their 1-pixel shifts, at test time
+    widths: tuple[Count, ...] = (128, 384, 512)  # channels of the three conv groups
+    convs_per_group: Count = 3  # each group: conv, pool, norm, GELU, then twice conv, norm, GELU
     residual: bool = True  # each group adds its first activation back after convs 2 and 3
-    batchnorm_momentum: float = 0.9  # the reference keeps PyTorch's default (torch momentum 0.1)
-    translate: int = 4
-    cutout: int = 12
+    batchnorm: bool = True  # False: no BatchNorm, biases on the convs instead
+    # Weight kept on the old running statistics (torch's momentum is 1 - this): the
+    # reference keeps PyTorch's default (torch momentum 0.1).
+    batchnorm_momentum: FractionBelowOne = 0.9
+    activation: str = "gelu"  # in the conv groups: gelu, or silu as hiverge and Fable have it
+    output_scale: Positive = 1 / 9  # the logits' temperature
+    # The 3x3 convs' first in-channels filters start as the identity (dirac), so each layer
+    # begins by passing its input on; False: torch's random start (the ablation of it).
+    identity_init: bool = True
+    # False: the first conv is an ordinary one, randomly initialised and trained (the
+    # ablation of patch whitening; its width and the rest of the net are unchanged)
+    whiten: bool = True
+    whiten_images: Count = 5000  # training images whose patches set the whitening filters
+    whiten_eps: Positive = 5e-4  # added to the patch variances it divides by
+    zero_whiten_bias: bool = True  # the whitening bias starts at 0, as the reference's
+    whiten_bias_epochs: NonNegativeInt = 3  # the whitening bias trains this long, then freezes
+    lr: Positive = 9.0  # per 1024 examples, independent of momentum (see optim/sgd.py)
+    momentum: OpenFraction = 0.85  # Nesterov
+    weight_decay: NonNegative = 0.012  # per 1024 examples, independent of lr
+    bias_lr_scale: Positive = 64.0  # BatchNorm biases learn 64x faster (their decay is unchanged)
+    lr_start: Fraction = 0.2  # lr multiplier: 0.2 -> 1.0 over the first 10% of steps -> 0
+    lr_peak_at: Fraction = 0.1  # of the run: a shorter warm-up than airbench94's 23% ...
+    lr_end: Fraction = 0.0  # ... and a decay all the way to 0
+    # Lookahead: every lookahead_every steps the weights and their average move to
+    # decay * average + (1 - decay) * weights, with decay lookahead_base**lookahead_every *
+    # (step / steps)**lookahead_power: it follows the weights early on and holds them later.
+    lookahead_every: NonNegativeInt = 5  # 0: no lookahead
+    lookahead_base: Fraction = 0.95  # so that every decay is in [0, 1]
+    lookahead_power: NonNegative = 3.0  # the decay's growth over the run
+
+    def validate(self) -> None:
+        super().validate()
+        check_airbench_net(self)
 
 
-class Airbench96(Airbench94):
+class Airbench96(Recipe):
     name = "airbench96"
     summary = "airbench94 with 3 convs and a residual per group, 128/384/512, cutout, 37 epochs"
     target = Target(0.9603, "96.03% mean, 34.7 s on an A100", pflops=4.9)
     config = Airbench96Config()
-    tricks = Airbench94.tricks + (Trick("cutout", "a random square of each image zeroed",
-                                        {"cutout": 0}),)
+    tricks = airbench_tricks("whitening", "identity_init", "whiten_bias_freeze", "bias_lr",
+                             "label_smoothing", "translate", "alternating_flip", "lookahead",
+                             "tta", "cutout")
+
+    def build_model(self, config: Airbench96Config, num_classes: int) -> AirbenchNet:
+        return airbench_net(config, num_classes)
+
+    def setup(self, model: AirbenchNet, config: Airbench96Config, train_images,
+              total_steps: int) -> Training:
+        init_whitening(model, config, train_images)
+        return Training(
+            optimizers=[airbench_sgd(model, config)],
+            lr_multipliers=linear_one_cycle(total_steps, config.lr_start, config.lr_peak_at,
+                                            config.lr_end),
+            loss=summed_cross_entropy(config.label_smoothing),
+            before_epoch=freeze_whitening_bias(model, config.whiten_bias_epochs),
+            **lookahead(model, total_steps, config.lookahead_every, config.lookahead_base,
+                        config.lookahead_power),
+        )
 
 
 @dataclass(frozen=True)
 class Airbench96FasterConfig(Airbench96Config):
+    """airbench96's hyperparameters but these: a longer run on half of each batch, and the
+    proxy that chooses the half."""
+
     epochs: float = 45.0  # of 1024-image batches, each trained on its hardest 512
     # The original's freeze compares an epoch number with a step count (3 x 48 steps) and
     # never fires, so its whitening bias trains the whole run: 45 keeps that.
@@ -74,9 +133,7 @@ class Airbench96Faster(Airbench96):
                "proxy net; 45 epochs")
     target = Target(0.9600, "96.00% mean, 27.3 s on an A100", pflops=3.1)
     config = Airbench96FasterConfig()
-    tricks = Airbench96.tricks + (Trick("proxy_selection", "train on the half of each batch a "
-                                                           "proxy finds hardest (off: all)",
-                                        {"select_keep": 1024}),)
+    tricks = Airbench96.tricks + airbench_tricks("proxy_selection")
 
     def setup(self, model: AirbenchNet, config: Airbench96FasterConfig, train_images,
               total_steps: int) -> Training:
@@ -88,12 +145,13 @@ class Airbench96Faster(Airbench96):
                                            convs_per_group=config.proxy_convs_per_group,
                                            residual=False)
         weight = model.whiten.weight
-        proxy = place_model(self.build_model(proxy_config, model.head.out_features),
+        proxy = place_model(airbench_net(proxy_config, model.head.out_features),
                             weight.device, weight.dtype)
         proxy.whiten.bias.requires_grad = False
-        self.init_whitening(proxy, config, images)
+        init_whitening(proxy, config, images)
         training.select = ProxySelection(
-            proxy, self.sgd(proxy, config), self.lr_schedule(config, total_steps),
+            proxy, airbench_sgd(proxy, config),
+            linear_one_cycle(total_steps, config.lr_start, config.lr_peak_at, config.lr_end),
             per_example_cross_entropy(config.label_smoothing), config.select_keep,
             config.proxy_train_every)
         return training

@@ -28,8 +28,10 @@ from .fields import Count, Fraction, FractionBelowOne, NonNegative, OpenFraction
 
 @dataclass(frozen=True)
 class BagOfTricksConfig(TrainConfig):
-    epochs: float = 10.0
-    batch_size: int = 512
+    """bag_of_tricks's hyperparameters as published; the fields not here are TrainConfig's."""
+
+    epochs: float = 10.0  # the published run's
+    batch_size: int = 512  # images per step
     # The notebook's lr: 0.512 per 512 examples. Page's new_dawn.py uses 1.0 with output x1/16,
     # cifar10-fast-simple 1.024 with output x1/8.
     lr: Positive = 0.512 / 512  # per example: the loss is summed over the batch
@@ -43,12 +45,12 @@ class BagOfTricksConfig(TrainConfig):
     lr_peak_at: Fraction = 0.2
     lr_floor_at: Fraction = 0.8  # of the run
     lr_floor: Fraction = 0.1  # of the peak lr
-    label_smoothing: float = 0.2
+    label_smoothing: float = 0.2  # of each target's mass, spread over the other classes
     # EMA of the weights (and norm statistics) for evaluation: 0.99 per step, applied as
     # 0.99**5 ~= 0.95 every 5 steps (more often did not help), so it spans ~100 steps,
     # about the last epoch.
     ema_momentum: Fraction = 0.99
-    ema_every: Count = 5
+    ema_every: Count = 5  # steps between the EMA's updates
     # 3x3 patches: 27 filters, zero padding 1, no bias, and no negatives (airbench needs
     # them for its GELU; here a learned 1x1 conv follows, which can flip signs itself).
     whiten_kernel_size: Count = 3
@@ -57,7 +59,7 @@ class BagOfTricksConfig(TrainConfig):
     widths: tuple[Count, ...] = (64, 128, 256, 512)  # prep (1x1 conv), layer1, layer2, layer3
     ghost_splits: Count = 16  # batch norm works best over ~32 examples: 512 / 16
     batchnorm_momentum: FractionBelowOne = 0.9  # weight on the old running statistics (torch's 0.1)
-    batchnorm_eps: Positive = 1e-5
+    batchnorm_eps: Positive = 1e-5  # added to the batch variance (torch's default)
     celu_alpha: Positive = 0.3  # with scales frozen at 1: Page's CELU(0.075) at scales 1/4
     output_scale: Positive = 0.125  # tempers the logits of the unnormalised linear head
     flip: str = "alternating"  # as the notebook does (Page and Germer flip at random)

@@ -24,9 +24,9 @@ from .fields import (Count, Domain, Fraction, FractionBelowOne, ImageSide, NonNe
 class TrainConfig:
     """Hyperparameters every recipe has. Recipes subclass this with their own."""
 
-    epochs: Positive = 10.0
-    batch_size: Count = 512
-    label_smoothing: FractionBelowOne = 0.0
+    epochs: Positive = 10.0  # passes over the training images; a fraction cuts the last short
+    batch_size: Count = 512  # images per step
+    label_smoothing: FractionBelowOne = 0.0  # of each target's mass, spread over the others
     flip: str = "random"  # none | random | alternating
     translate: NonNegativeInt = 0  # pixels of random translation (reflect pad + crop)
     cutout: NonNegativeInt = 0  # side of the cutout square, 0 for none

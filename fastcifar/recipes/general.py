@@ -135,11 +135,11 @@ class ImagewoofConfig(GeneralConfig):
     every parameter, as the article's optimizer has it), x0.1 after epoch 30, 40 epochs of
     batch 128; random-resized crops and flips at 128 px (the article used 224)."""
 
-    epochs: float = 40.0
-    batch_size: int = 128
-    decay_norms_and_biases: bool = True
-    image_size: int = 128
-    flip: str = "random"
+    epochs: float = 40.0  # the article's
+    batch_size: int = 128  # images per step
+    decay_norms_and_biases: bool = True  # as the article's optimiser: every parameter decays
+    image_size: int = 128  # pixels: the crops' side (the article's 224, made cheaper)
+    flip: str = "random"  # none | random | alternating: half the crops mirrored
 
 
 class ResNet18ImagewoofSGD(GeneralRecipe):
@@ -179,13 +179,13 @@ class ResNet18CifarConfig(GeneralConfig):
     """The common CIFAR-10 ResNet-18 baseline: CIFAR stem, SGD lr 0.1 momentum 0.9,
     weight decay 5e-4, cosine to 0 over 200 epochs of batch 128, pad-4 crops and flips."""
 
-    epochs: float = 200.0
-    batch_size: int = 128
-    stem: str = "cifar"
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    flip: str = "random"
-    translate: int = 4
+    epochs: float = 200.0  # the baseline's usual length
+    batch_size: int = 128  # images per step
+    stem: str = "cifar"  # 3x3, no pool: 32x32 images keep their resolution
+    weight_decay: float = 5e-4  # torch's: each step removes lr x this of every decayed weight
+    schedule: str = "cosine"  # to 0 at the end, no warm-up
+    flip: str = "random"  # none | random | alternating: half mirrored, drawn afresh each epoch
+    translate: int = 4  # pixels: reflect-pad 4, random 32x32 crop
 
 
 class ResNet18Cifar(GeneralRecipe):

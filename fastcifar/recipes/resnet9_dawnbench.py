@@ -24,19 +24,22 @@ from .fields import Count, Fraction, FractionBelowOne, NonNegative, OpenFraction
 
 @dataclass(frozen=True)
 class ResNet9DawnbenchConfig(TrainConfig):
-    epochs: float = 24.0
-    batch_size: int = 512
+    """resnet9_dawnbench's hyperparameters as published; the fields not here are
+    TrainConfig's."""
+
+    epochs: float = 24.0  # the published run's
+    batch_size: int = 512  # images per step
     lr: Positive = 0.4 / 512  # per example: the loss is summed over the batch (Page: 0.4/batch)
     weight_decay: NonNegative = 5e-4  # per example, coupled to the lr: torch's 5e-4 * batch_size
     momentum: OpenFraction = 0.9  # Nesterov
     lr_peak_at: Fraction = 5 / 24  # one cycle: 0 -> 1 at epoch 5 of 24 -> 0 at the end
     widths: tuple[Count, ...] = (64, 128, 256, 512)  # prep, layer1, layer2, layer3
     batchnorm_momentum: FractionBelowOne = 0.9  # weight on the old running statistics (torch's 0.1)
-    batchnorm_eps: Positive = 1e-5
+    batchnorm_eps: Positive = 1e-5  # added to the batch variance (torch's default)
     output_scale: Positive = 0.125  # tempers the logits of an unnormalised linear head
-    flip: str = "random"
+    flip: str = "random"  # none | random | alternating: half mirrored, drawn afresh each epoch
     translate: int = 4  # reflect-pad 4, random 32x32 crop
-    cutout: int = 8
+    cutout: int = 8  # pixels: the side of the zeroed square
     tta_level: int = 0  # the 94.08% is without TTA
 
     def validate(self) -> None:
