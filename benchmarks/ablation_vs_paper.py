@@ -25,9 +25,10 @@ first conv without one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from result_files import ablation_rows, read_json
 
 PAPER_ALL_ON_EPOCHS = 9.9
 # Our trick's name -> (the paper's name for it, epochs to 94% without it).
@@ -55,8 +56,7 @@ def comparison(ablation: dict) -> list[str]:
     if ablation.get("ladder"):
         raise ValueError("a ladder adds tricks to the plainest version; the paper's "
                          "single-off figures compare with a leave-one-out ablation")
-    ours = {row["tricks_off"][0]: row for row in ablation["rows"] if len(row["tricks_off"]) == 1}
-    full = next(row for row in ablation["rows"] if not row["tricks_off"])
+    full, ours = ablation_rows(ablation)
     lines = [f"{ablation['recipe']}: full recipe {100 * full['accuracy_mean']:.2f}% "
              f"({full['runs']} runs); the paper's airbench94: 94% in {PAPER_ALL_ON_EPOCHS} epochs",
              "",
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ablation", type=Path, help="an ablation.json of fastcifar ablate")
     args = parser.parse_args(argv)
     try:
-        ablation = json.loads(args.ablation.read_text())
+        ablation = read_json(args.ablation)
         print("\n".join(comparison(ablation)))
     except (OSError, ValueError, KeyError, StopIteration) as error:
         print(f"ablation_vs_paper: {args.ablation}: {error!r}; expected the ablation.json "

@@ -1,8 +1,7 @@
 """Ports of the frontier originals, raced on a GPU beside fastcifar's recipes that follow
 them: hiverge's cifar10_speedrun.py (hiverge94) and Fulcrum's Fable recipes E1 and E5
-(fable94_e1, fable94_e5). Made as benchmarks/reference_ports.py makes its ports (each
-change names text that occurs once in the unmodified original, with its reason), and
-derived by it:
+(fable94_e1, fable94_e5). Made with ports.py (each change names text that occurs once
+in the unmodified original, with its reason), and derived by reference_ports.py:
 
     python benchmarks/reference_ports.py --frontier --out .ref/gpu
 
@@ -12,15 +11,15 @@ Each port takes --data-dir (train.pt, test.pt), --runs, --out and --logdir, and 
 hiverge's script is a program: its changes are the data source, torchvision and the runs,
 nothing else (max-autotune, float16, cudnn.benchmark and the GPU sleep before each run stay).
 Fable's recipes are modules that Fulcrum's harness drives (runners/harness.py; its run.py,
-targets.py and validate.py are not in the copy): their port adds a __main__ block that does
-what the harness does: build once, then per run seed, prepare and train, timed together by
+targets.py and validate.py are not in the copy): their port adds a driver that does what
+the harness does: build once, then per run seed, prepare and train, timed together by
 perf_counter between synchronizes, then an untimed 6-view TTA evaluation.
 """
 
 from __future__ import annotations
 
-from reference_ports import (ARGUMENTS_WHY, NO_TORCHVISION, NORMALIZE, Change, Port, added_run,
-                             main_arguments, new_record, no_download, recorded_runs)
+from ports import (ARGUMENTS_WHY, NO_TORCHVISION, NORMALIZE, Change, Port, added_run,
+                   main_arguments, new_record, no_download, recorded_runs)
 
 HIVERGE_SOURCE = "hiverge-cifar10-speedrun/cifar10_speedrun.py"
 HIVERGE_COMMIT = "5cd49b1"
@@ -123,42 +122,47 @@ HIVERGE = Port(
 )
 
 # What Fulcrum's harness does with a recipe module: `prepare` is the per-run work it
-# charges (the recipe's own reset), `train` the timed loop.
-FABLE_DRIVER = """
-    import time
-    import types
+# charges (the recipe's own reset), `train` the timed loop. The two functions sit at the
+# module's level, where a test can wrap them (tests/test_clock_spans.py); the __main__
+# block below them sets the globals they read (model, extra, ctx, test_loader).
+FABLE_HARNESS = """import time
+import types
 
-    def tta_accuracy(model, loader):
-        # The grader's six views (runners/validate.py, not in the copy): each image, its
-        # 1-px reflect-padded shifts down-right and up-left, and the mirrors of the three,
-        # equally weighted; plain forward in eval mode, under no_grad, on the whole test set.
-        model.eval()
-        with torch.no_grad():
-            logits = []
-            for x in loader.normalize(loader.images).split(2000):
-                padded = F.pad(x, (1,) * 4, "reflect")
-                views = [x, padded[:, :, 0:32, 0:32], padded[:, :, 2:34, 2:34]]
-                views += [view.flip(-1) for view in views]
-                logits.append(torch.stack([model(view) for view in views]).float().mean(0))
-        model.train()
-        return (torch.cat(logits).argmax(1) == loader.labels).float().mean().item()
 
-    def timed_run(run):
-        # As the harness: seed the trial, then prepare (charged) and train (timed), each
-        # between synchronizes, on perf_counter; the evaluation after the clock.
-        torch.manual_seed(run)
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        {prepare}
-        torch.cuda.synchronize()
-        train(model, extra, ctx)
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        tta_val_acc = tta_accuracy(model, test_loader)
-        print(f"run {{run}}: TTA accuracy {{tta_val_acc:.4f}}, {{seconds:.4f}} s", flush=True)
-        return tta_val_acc, seconds
+def tta_accuracy(model, loader):
+    # The grader's six views (runners/validate.py, not in the copy): each image, its 1-px
+    # reflect-padded shifts down-right and up-left, and the mirrors of the three, equally
+    # weighted; plain forward in eval mode, under no_grad, on the whole test set.
+    model.eval()
+    with torch.no_grad():
+        logits = []
+        for x in loader.normalize(loader.images).split(2000):
+            padded = F.pad(x, (1,) * 4, "reflect")
+            views = [x, padded[:, :, 0:32, 0:32], padded[:, :, 2:34, 2:34]]
+            views += [view.flip(-1) for view in views]
+            logits.append(torch.stack([model(view) for view in views]).float().mean(0))
+    model.train()
+    return (torch.cat(logits).argmax(1) == loader.labels).float().mean().item()
 
-    DATA_PATH = args.data_dir  # read by setup()
+
+def timed_run(run):
+    # As the harness: seed the trial, then prepare (charged) and train (timed), each
+    # between synchronizes, on perf_counter; the evaluation after the clock.
+    torch.manual_seed(run)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    {prepare}
+    torch.cuda.synchronize()
+    train(model, extra, ctx)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    tta_val_acc = tta_accuracy(model, test_loader)
+    print(f"run {{run}}: TTA accuracy {{tta_val_acc:.4f}}, {{seconds:.4f}} s", flush=True)
+    return tta_val_acc, seconds
+
+
+"""
+FABLE_BUILD = """    DATA_PATH = args.data_dir  # read by setup()
     ctx = types.SimpleNamespace(validate=lambda model, step: None)
     torch.manual_seed(1234)  # the harness's BUILD_SEED: the same pre-flipped images every time
     model, extra = setup()
@@ -166,8 +170,9 @@ FABLE_DRIVER = """
 """
 
 FABLE_DRIVER_WHY = (
-    "a __main__ block doing what Fulcrum's harness (runners/harness.py) does with the recipe: "
-    "DATA_PATH from --data-dir; setup() once (the build: compile warm-up, untimed), seeded "
+    "a driver doing what Fulcrum's harness (runners/harness.py) does with the recipe, its "
+    "functions tta_accuracy and timed_run, then a __main__ block: DATA_PATH from --data-dir; "
+    "setup() once (the build: compile warm-up, untimed), seeded "
     "with the harness's BUILD_SEED 1234; then for each run torch.manual_seed(run) and, timed "
     "together by perf_counter between torch.cuda.synchronize() calls as the harness's "
     "compute_honest_s, the per-run prepare ({prepare}) and train(); ctx.validate, the "
@@ -186,11 +191,11 @@ def fable_port(name: str, file: str, tail: str, prepare: str, prepare_why: str,
                half_dtypes: int, cpu_changes: tuple[Change, ...] = (),
                uncompiled_changes: tuple[Change, ...] = ()) -> Port:
     """A port of a Fable recipe `file`: without torchvision, `changes` of its own, and the
-    harness's __main__ block appended after `tail` (the original's last lines), whose
-    per-run `prepare` is what Fulcrum charges for this recipe. A full CPU run's changes:
+    harness's driver appended after `tail` (the original's last lines), whose per-run
+    `prepare` is what Fulcrum charges for this recipe. A full CPU run's changes:
     compile off, float32 for its `half_dtypes` mentions of torch.half, then `cpu_changes`."""
     source = FABLE + file
-    driver = (main_arguments(200) + FABLE_DRIVER.format(prepare=prepare)
+    driver = (FABLE_HARNESS.format(prepare=prepare) + main_arguments(200) + FABLE_BUILD
               + recorded_runs(source, FULCRUM_COMMIT, "timed_run(run)")
               + '    print("Accuracies: Mean: %.6f    Std: %.6f" % (accs.mean(), accs.std()))\n')
     return Port(

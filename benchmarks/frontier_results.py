@@ -32,7 +32,6 @@ A100 seconds over muon's, the two ratios the CPU's time is set beside.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -40,8 +39,10 @@ import statistics
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-RUN_FILES = ("summary.json", "config.json", "metrics.csv")
+from result_files import (CONFIG, LOAD, REFERENCE, RUN_FILES, SERIES, SUMMARY, our_runs, ours,
+                          read_json, seed_folder, series_folder, standin_folder, with_seeds,
+                          write_json)
+
 BASELINE = "airbench94_muon"
 FRONTIER = ("hiverge94", "fable94_e5", "fable94_e1")
 # The CPU flags that say how fast float32 and bfloat16 run (bfloat16 is emulated without
@@ -62,14 +63,10 @@ def load_during(log: Path, start: float, end: float) -> dict:
             "max": max(samples), "min": min(samples)}
 
 
-def folder_for(recipe: str, precision: str) -> Path:
-    return RESULTS / f"{recipe}-cpu-standin-{precision}"
-
-
 def run_span(run: Path) -> tuple[float, float]:
     """When a run folder's run started and ended (unix times): its config.json is written
     as it starts, its summary.json as it ends."""
-    return (run / "config.json").stat().st_mtime, (run / "summary.json").stat().st_mtime
+    return (run / CONFIG).stat().st_mtime, (run / SUMMARY).stat().st_mtime
 
 
 def copy_run(run: Path, target: Path, load_log: Path | None) -> dict:
@@ -81,24 +78,24 @@ def copy_run(run: Path, target: Path, load_log: Path | None) -> dict:
     if load_log is not None:
         started, ended = run_span(run)
         load = {"started": started, "ended": ended, **load_during(load_log, started, ended)}
-        (target / "load.json").write_text(json.dumps(load, indent=1) + "\n")
+        write_json(target / LOAD, load)
     return load
 
 
 def add_ours(run: Path, load_log: Path | None) -> Path:
     """Copy a run folder's records into its results folder (the first seed at the top)."""
-    summary = json.loads((run / "summary.json").read_text())
-    config = json.loads((run / "config.json").read_text())
+    summary = read_json(run / SUMMARY)
+    config = read_json(run / CONFIG)
     precision = summary.get("precision", "float32")
     if precision == "auto":
         precision = "float32"  # auto is float32 on a CPU
-    target = folder_for(summary["recipe"], precision)
-    if (target / "summary.json").exists():
-        first = json.loads((target / "summary.json").read_text())["runs"][0]["seed"]
+    target = standin_folder(summary["recipe"], precision)
+    if (target / SUMMARY).exists():
+        first = read_json(target / SUMMARY)["runs"][0]["seed"]
         seed = summary["runs"][0]["seed"]
         if seed == first:
             raise SystemExit(f"{target}: seed {seed} is there already")
-        target = target / f"seed{seed}"
+        target = seed_folder(target, seed)
     copy_run(run, target, load_log)
     print(f"{run} -> {target} ({config['recipe']}, seed {summary['runs'][0]['seed']})")
     return target
@@ -123,9 +120,8 @@ def machine(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
 def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
     """Runs made one after the other, in results/<name>/<recipe>/, with series.json; runs
     added to an existing series must follow its runs on the same machine."""
-    target = RESULTS / name
-    existing = (json.loads((target / "series.json").read_text())
-                if (target / "series.json").exists() else None)
+    target = series_folder(name)
+    existing = read_json(target / SERIES) if (target / SERIES).exists() else None
     if existing is not None and existing["machine"] != machine():
         raise SystemExit(f"{target}: its runs were made on {existing['machine']}, this "
                          f"machine is {machine()}")
@@ -139,7 +135,7 @@ def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
     records = (existing or {}).get("runs", [])
     torch_versions = set((existing or {}).get("torch", []))
     for run in sorted(runs, key=run_span):
-        summary = json.loads((run / "summary.json").read_text())
+        summary = read_json(run / SUMMARY)
         if (target / summary["recipe"]).exists():
             raise SystemExit(f"{target / summary['recipe']}: that recipe is in the series "
                              f"already")
@@ -150,7 +146,7 @@ def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
                         "precision": summary.get("precision"), **load})
     series = {"machine": machine(), "torch": sorted(map(str, torch_versions)),
               "runs": records}
-    (target / "series.json").write_text(json.dumps(series, indent=1) + "\n")
+    write_json(target / SERIES, series)
     print(f"{len(runs)} runs -> {target} ({len(records)} in all)")
     return target
 
@@ -158,9 +154,9 @@ def add_series(name: str, runs: list[Path], load_log: Path) -> Path:
 def add_reference(result: Path, port: str, changes: Path, command: str, precision: str,
                   load_log: Path | None, between: tuple[float, float] | None) -> Path:
     """A port's JSON of runs as reference.json beside our runs of its recipe."""
-    runs = json.loads(result.read_text())
-    record = json.loads(changes.read_text())
-    target = folder_for(record["recipe"], precision)
+    runs = read_json(result)
+    record = read_json(changes)
+    target = standin_folder(record["recipe"], precision)
     target.mkdir(parents=True, exist_ok=True)
     reference = {"repository": record["repository"], "commit": record["commit"],
                  "path": record["source"], "sha256": record["sha256"], "port": port,
@@ -170,14 +166,9 @@ def add_reference(result: Path, port: str, changes: Path, command: str, precisio
                  "all_runs": runs["runs"]}
     if load_log is not None and between is not None:
         reference["load"] = load_during(load_log, *between)
-    (target / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
-    print(f"{result} -> {target / 'reference.json'} ({len(runs['runs'])} runs)")
+    write_json(target / REFERENCE, reference)
+    print(f"{result} -> {target / REFERENCE} ({len(runs['runs'])} runs)")
     return target
-
-
-def our_runs(folder: Path) -> list[dict]:
-    files = [folder / "summary.json", *sorted(folder.glob("seed*/summary.json"))]
-    return [run for f in files if f.exists() for run in json.loads(f.read_text())["runs"]]
 
 
 def published_seconds(recipe) -> float | None:
@@ -198,14 +189,15 @@ def table(precision: str = "float32", series: str | None = None) -> list[str]:
              "| --- " * (head.count("|") + 1) + "|"]
     baseline = None
     for recipe in (BASELINE, *FRONTIER):
-        folder = folder_for(recipe, precision) if series is None else RESULTS / series / recipe
-        runs = our_runs(folder)
-        if not runs:
+        folder = (standin_folder(recipe, precision) if series is None
+                  else series_folder(series) / recipe)
+        runs = ours(our_runs(folder))
+        if not runs.accuracies:
             lines.append(f"| {recipe} | not run yet |" + " |" * (head.count("|") - 3)
                          + " 0 | |")
             continue
-        seconds = statistics.mean(r["train_seconds"] for r in runs)
-        accuracy = statistics.mean(r["accuracy"] for r in runs)
+        seconds = statistics.mean(runs.seconds)
+        accuracy = statistics.mean(runs.accuracies)
         row = [recipe, f"{100 * accuracy:.2f}%", f"{seconds:,.0f}"]
         if series is not None:  # (FLOPs counted on meta tensors: a second for all four)
             flops = run_flops(get_recipe(recipe)).total
@@ -216,10 +208,9 @@ def table(precision: str = "float32", series: str | None = None) -> list[str]:
         if series is not None:
             row.append(f"{flops / baseline[1]:.2f}x" if baseline else "")
             row.append(f"{a100 / baseline[2]:.2f}x" if baseline and a100 else "")
-        loads = [json.loads(f.read_text()) for f in
-                 [folder / "load.json", *sorted(folder.glob("seed*/load.json"))] if f.exists()]
+        loads = [read_json(f) for f in with_seeds(folder, LOAD)]
         load = ", ".join(f"{x['mean']:.1f} (max {x['max']:.1f})" for x in loads if x.get("samples"))
-        row += [str(len(runs)), load or "not sampled"]
+        row += [str(len(runs.accuracies)), load or "not sampled"]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 

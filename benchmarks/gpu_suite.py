@@ -1,6 +1,7 @@
 """One prepared GPU measurement: fastcifar beside the original scripts, in one command.
 
-On a lent GPU (one command of at most 10 minutes, no package registry), from the
+On a lent GPU (one command of at most --call-seconds, 10 minutes today; no package
+registry), from the
 repository root, with the stand-in archive and ../shared/references carried in ignored
 folders (.data/ and .ref/references/):
 
@@ -36,16 +37,16 @@ What it does, within --budget seconds counted from the process's start:
 Every step is a process of its own: each starts from a clean Dynamo cache, and the one
 that would not end within the budget is cut off (what it finished is kept, since both
 sides write their results after every run). Before a step starts, its time is estimated
-(ESTIMATES below at first, then what the same side's earlier process took): a step that
-cannot fit is skipped, with the reason.
+(suite_steps.py's first estimates at first, then what the same side's earlier process
+took): a step that cannot fit is skipped, with the reason.
 
-What comes back in --out (at most 8 files are returned by the device tool): suite.json
+What comes back in --out (the device tool returns --files-back files, 8 today): suite.json
 (rewritten after every step), table.md, suite.log (every process's output, with Dynamo's
 recompile and graph-break log), ablation.json and ablation.png, results.tar.gz (each run
 folder's summary and per-epoch metrics, the ports' results and changes, the ablation's and
-the pruning's tables, scores and pictures), and inductor-cache.tar.gz when it is under
-16 MiB (carry it to the next call and give it to --inductor-cache: its compiles are then
-warm). The run
+the pruning's tables, scores and pictures), and inductor-cache.tar.gz when it is no larger
+than --file-mib (16 MiB today; carry it to the next call and give it to --inductor-cache:
+its compiles are then warm). The suite says which of them would not come back. The run
 folders, ports and data go in --work. The exit status is 1 when any step failed, or was
 cut off before its first run, or when no step finished a run (all skipped: nothing measured).
 
@@ -61,16 +62,13 @@ import time
 
 STARTED = time.monotonic()  # the budget counts from here: imports and set-up included
 
-import argparse  # noqa: E402
 import functools  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,91 +76,27 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 
+import device_limits  # noqa: E402
 from fastcifar import load_dataset  # noqa: E402
-from fastcifar.sessions import ablate  # noqa: E402
 from fastcifar.bench.flops import measure_peak_tflops, run_flops  # noqa: E402
 from fastcifar.errors import InputError  # noqa: E402
-from fastcifar.files import atomic_path, check_writable_folder, source_digest  # noqa: E402
-from fastcifar.recipes import RECIPES, get_recipe  # noqa: E402
+from fastcifar.files import atomic_path, source_digest  # noqa: E402
+from fastcifar.recipes import get_recipe  # noqa: E402
 from fastcifar.recipes.fields import with_values  # noqa: E402
 from fastcifar.report.records import provenance  # noqa: E402
 from fastcifar.train.device import device_name  # noqa: E402
-from frontier_ports import FRONTIER_PORTS  # noqa: E402
-from reference_ports import PORTS, REFERENCES, derive, derive_all, reference_file, write_data  # noqa: E402
-
-ALL_PORTS = {**PORTS, **FRONTIER_PORTS}
-# The ports raced by their recipes, in the order they run: the fastest known recipes first.
-PAIRS = ["airbench94_muon", "hiverge94", "fable94_e1", "fable94_e5", "airbench94_compiled"]
-STEPS = ["pairs", "others", "ablation", "pruning"]
-OTHERS = ["airbench94_bnfree", "hlb", "airbench95", "bag_of_tricks", "hlb_state_sketch",
-          "resnet9_dawnbench", "airbench96", "airbench96_faster"]
-MARGIN = 20.0  # seconds kept free at the end for the table, the cache's tarball and exit
-CACHE_LIMIT = 16 * 2 ** 20  # the largest tarball the device tool returns
-
-# The first estimate of a step, before any process of its side has run: (seconds of start-up
-# and compile, seconds a run). Basis: a process imports torch and loads cached data in about
-# 10 s; a cold max-autotune compile takes about three minutes (on an H200 airbench94_muon's
-# compiling warm-up run took 172 s with ours, 115 s with the original's script, 26 s with
-# ours given a warm Inductor cache: results/h200-standin-lease2/); a run takes about its
-# published A100 time (an H200 is faster) plus its untimed per-epoch evaluation, a second
-# or two.
-COMPILED_START = 180.0
-UNCOMPILED_START = 30.0
-RUN_SECONDS = {"airbench94_muon": 4.0, "airbench94": 5.0, "hiverge94": 3.5, "fable94_e1": 3.5,
-               "fable94_e5": 3.5, "airbench94_bnfree": 8.0,
-               "hlb": 8.0, "airbench95": 12.0, "bag_of_tricks": 30.0,
-               "hlb_state_sketch": 14.0, "resnet9_dawnbench": 80.0, "airbench96": 37.0,
-               "airbench96_faster": 30.0}
-REHEARSAL = {"epochs": 1, "batch_size": 32}  # and every width at most 16
-SCORE_RUNS = 2  # the pruning step's scoring runs
-# What results.tar.gz takes from the work folder: small files only (no checkpoints, no
-# per-example records: examples.npz is tens of MB at full size).
-BUNDLED = ("summary.json", "metrics.csv", "config.json", "*.changes.json", "*-reference-*.json",
-           "ablation.csv", "ablation.json", "ablation.png", "pruning.md", "pruning.json",
-           "scores.csv", "data_map.png")
-
-
-@dataclass
-class Step:
-    """One process: `runs` runs of a recipe (side "fastcifar") or of a port (side
-    "reference"), the `chunk`-th of its side."""
-
-    recipe: str
-    side: str
-    runs: int
-    chunk: int = 0
-    port: str | None = None
-    compile: bool = False
-    result: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.recipe}-{self.side}-{self.chunk}"
-
-
-def rehearsal_overrides(recipe: str) -> dict:
-    config = get_recipe(recipe).config
-    narrow = {"widths": tuple(min(w, 16) for w in config.widths)} if hasattr(config, "widths") \
-        else {}
-    if hasattr(config, "select_keep"):  # the hardest half of each rehearsal batch
-        narrow["select_keep"] = REHEARSAL["batch_size"] // 2
-    return {**REHEARSAL, **narrow}
-
-
-def set_options(overrides: dict, epochs_option: bool = True) -> list[str]:
-    """`--epochs`/`--set` options of `fastcifar train` for a dict of overrides (the epochs a
-    `--set` too where `epochs_option` is false)."""
-    options = []
-    for key, value in overrides.items():
-        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        options += (["--epochs", text] if key == "epochs" and epochs_option
-                    else ["--set", f"{key}={text}"])
-    return options
+from ports import derive_all, write_data  # noqa: E402
+from reference_ports import ALL_PORTS  # noqa: E402
+from result_files import SUITE, Runs, bundle_results, write_json  # noqa: E402
+from suite_options import MARGIN, check_inputs, parse  # noqa: E402
+from suite_steps import (Ablation, Original, Ours, Pruning, Step,  # noqa: E402
+                         rehearsal_overrides)
 
 
 class Suite:
     def __init__(self, args):
         self.args = args
+        self.limits = device_limits.from_options(args)
         self.out = Path(args.out)
         self.work = Path(args.work or tempfile.mkdtemp(prefix="gpu-suite-"))
         # Its own cache, whatever TORCHINDUCTOR_CACHE_DIR says (torch sets that variable in
@@ -175,37 +109,22 @@ class Suite:
         self.steps: list[Step] = []
 
     # Time.
-    def ablation_tricks(self) -> list[str]:
-        return self.args.ablation_tricks or [t.name for t in get_recipe("airbench94").tricks]
-
-    def ablation_runs(self, runs: int) -> float:
-        """The ablation's runs, in full-recipe runs: each variant's battery, and with
-        --ablation-epochs-for-accuracy at most every variant's longer sweep."""
-        variants = len(self.ablation_tricks())
-        sweep = sum(ablate.SWEEP) * variants * runs if self.args.ablation_epochs_for_accuracy \
-            else 0
-        return runs * (variants + 1) + sweep
-
     def left(self) -> float:
         return self.args.budget - MARGIN - elapsed_since_start()
 
     def estimate(self, step: Step) -> float:
         """Seconds the step should take: what its side's last process took per run, plus
         its start-up; before its side has run, what the other side of its pair took on
-        this machine (the two compile nets alike: a better guess than the default, and one
-        that is too low costs only the runs the budget then cuts off); else the first
-        estimate."""
+        this machine (a better guess than the default, and one that is too low costs only
+        the runs the budget then cuts off); else the first estimate."""
         ran = [s for s in self.steps if s.recipe == step.recipe and s.compile == step.compile
                and s.result.get("runs")]
-        done = ([s for s in ran if s.side == step.side]
-                or [s for s in ran if {s.side, step.side} == {"fastcifar", "reference"}])
+        done = ([s for s in ran if type(s) is type(step)]
+                or [s for s in ran if step.paired_with(s)])
         if done:
             last = done[-1].result
             return last["wall"] / (last["runs"] + 1) * (step.runs + 1)
-        start = COMPILED_START if step.compile else UNCOMPILED_START
-        runs = self.ablation_runs(step.runs) if step.side == "ablation" else (
-            SCORE_RUNS + 3 * step.runs if step.side == "pruning" else step.runs)
-        return start + runs * RUN_SECONDS.get(step.recipe, 30.0)
+        return step.first_estimate(self)
 
     # Output.
     def say(self, line: str) -> None:
@@ -214,13 +133,15 @@ class Suite:
             f.write(line + "\n")
 
     def save(self) -> None:
-        self.results["steps"] = [{"key": s.key, "recipe": s.recipe, "side": s.side,
-                                  "chunk": s.chunk, "runs_planned": s.runs,
-                                  "compile": s.compile, **s.result} for s in self.steps]
+        self.results["steps"] = [s.record() for s in self.steps]
         self.results["rows"] = self.rows()
         self.results["elapsed"] = elapsed_since_start()
-        with atomic_path(self.out / "suite.json") as tmp:
-            tmp.write_text(json.dumps(self.results, indent=1) + "\n")
+        write_json(self.out / SUITE, self.results)
+
+    def keep(self, path: Path) -> None:
+        """A file of a step's, copied into --out: it comes back."""
+        with atomic_path(self.out / path.name) as tmp:
+            tmp.write_bytes(path.read_bytes())
 
     # Set-up.
     def environment(self) -> None:
@@ -245,10 +166,9 @@ class Suite:
         dataset = load_dataset(self.args.data, say=self.say)
         self.train_images, self.test_images = len(dataset.train_images), len(dataset.test_images)
         write_data(dataset, self.work / "data")
-        self.ports = derive_all(self.work / "ports", Path(self.args.references),
-                                rehearsal=self.args.rehearsal,
-                                ports={name: ALL_PORTS[name] for name in self.args.pairs},
-                                uncompiled=self.args.uncompiled)
+        self.ports = derive_all({name: ALL_PORTS[name] for name in self.args.pairs},
+                                self.work / "ports", Path(self.args.references),
+                                rehearsal=self.args.rehearsal, uncompiled=self.args.uncompiled)
         if self.args.inductor_cache:
             with tarfile.open(self.args.inductor_cache) as t:
                 t.extractall(self.cache.parent, filter="data")
@@ -262,15 +182,15 @@ class Suite:
         for port in self.args.pairs:
             recipe = ALL_PORTS[port].recipe
             for chunk, n in enumerate(sizes):
-                pairs += [Step(recipe, "fastcifar", n, chunk, compile=compiled),
-                          Step(recipe, "reference", n, chunk, port=port, compile=compiled)]
-        kinds = {"pairs": pairs,
-                 "others": [Step(r, "fastcifar", self.args.other_runs) for r in self.args.others],
-                 "ablation": [Step("airbench94", "ablation", self.args.ablation_runs)]
-                 if self.args.ablation_runs else [],
-                 "pruning": [Step("airbench94", "pruning", self.args.pruning_runs)]
-                 if self.args.pruning_runs else []}
-        return [step for kind in self.args.steps for step in kinds[kind]]
+                pairs += [Ours(recipe, n, chunk, compile=compiled),
+                          Original(recipe, n, chunk, compile=compiled, port=port)]
+        by_option = {"pairs": pairs,
+                     "others": [Ours(r, self.args.other_runs) for r in self.args.others],
+                     "ablation": [Ablation("airbench94", self.args.ablation_runs)]
+                     if self.args.ablation_runs else [],
+                     "pruning": [Pruning("airbench94", self.args.pruning_runs)]
+                     if self.args.pruning_runs else []}
+        return [step for option in self.args.steps for step in by_option[option]]
 
     # The steps.
     def environ(self) -> dict:
@@ -285,45 +205,6 @@ class Suite:
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in paths if p)
         return env
 
-    def command(self, step: Step) -> tuple[list[str], Path]:
-        """The step's command line and the file it leaves its results in."""
-        if step.side == "ablation":
-            folder = self.work / "ablation"
-            command = [sys.executable, "-m", "fastcifar", "ablate", "--recipe", step.recipe,
-                       "--data", self.args.data, "--device", "cuda", "--runs", str(step.runs),
-                       "--tricks", ",".join(self.ablation_tricks()), "--out", str(folder)]
-            if self.args.ablation_epochs_for_accuracy:
-                command.append("--epochs-for-accuracy")
-            if self.args.rehearsal:
-                command += set_options(rehearsal_overrides(step.recipe))
-            return command, folder / "ablation.json"
-        if step.side == "pruning":
-            folder = self.work / "pruning"
-            command = [sys.executable, str(ROOT / "examples" / "pruning.py"), "--data",
-                       self.args.data, "--device", "cuda", "--recipe", step.recipe,
-                       "--score-runs", str(SCORE_RUNS), "--runs", str(step.runs),
-                       "--out", str(folder)]
-            if self.args.rehearsal:  # half the batch: the kept half makes as many batches
-                overrides = {**rehearsal_overrides(step.recipe),
-                             "batch_size": REHEARSAL["batch_size"] // 2}
-                command += set_options(overrides, epochs_option=False)  # (its epochs a --set)
-                command += ["--score-epochs", "2"]  # (a data map needs two epochs)
-            return command, folder / "pruning.json"
-        if step.side == "reference":
-            result = self.work / f"{step.key}.json"
-            return [sys.executable, str(self.ports[step.port]), "--data-dir",
-                    str(self.work / "data"), "--runs", str(step.runs), "--out", str(result),
-                    "--logdir", str(self.work / "reference-logs")], result
-        folder = self.work / "runs" / step.key
-        command = [sys.executable, "-m", "fastcifar", "train", "--recipe", step.recipe,
-                   "--data", self.args.data, "--device", "cuda", "--runs", str(step.runs),
-                   "--seed", str(step.chunk * self.args.runs), "--out", str(folder)]
-        if step.compile:
-            command += ["--compile", "max-autotune"]
-        if self.args.rehearsal:
-            command += set_options(rehearsal_overrides(step.recipe))
-        return command, folder / "summary.json"
-
     def run(self, step: Step) -> None:
         self.steps.append(step)
         need, left = self.estimate(step), self.left()
@@ -333,7 +214,7 @@ class Suite:
             self.say(f"{step.key}: {step.result['note']}")
             self.save()
             return
-        command, result_file = self.command(step)
+        command, result_file = step.command(self)
         self.say(f"\n== {step.key}: {step.runs} run(s), about {need:.0f} s of {left:.0f} s "
                  f"left\n$ {' '.join(command)}")
         t0, status, note = time.monotonic(), "done", ""
@@ -345,19 +226,17 @@ class Suite:
                     status, note = "failed", f"exit {done.returncode} (see suite.log)"
             except subprocess.TimeoutExpired:
                 status, note = "cut off", "cut off by the budget"
-        accuracies, seconds = read_runs(step.side, result_file)
-        if step.side == "ablation" and result_file.exists():  # its table and picture back
-            for name in ("ablation.json", "ablation.png"):
-                with atomic_path(self.out / name) as tmp:
-                    tmp.write_bytes((result_file.parent / name).read_bytes())
-        if step.side == "pruning" and result_file.exists():  # its table into the log
-            self.say((result_file.parent / "pruning.md").read_text().rstrip())
-        if not accuracies and status == "done":
+        runs = Runs([], [])
+        if result_file.exists():  # (both sides write their results after every run)
+            runs = step.read(result_file)
+            step.hand_back(self, result_file)
+        if not runs.accuracies and status == "done":
             status, note = "failed", "no run finished"
         step.result = {"status": status, "note": note, "wall": time.monotonic() - t0,
-                       "runs": len(accuracies), "accuracies": accuracies, "seconds": seconds,
+                       "runs": len(runs.accuracies), "accuracies": runs.accuracies,
+                       "seconds": runs.seconds,
                        "clock": "record"}  # (each side's seconds on the original's clock)
-        self.say(f"{step.key}: {status}, {len(accuracies)} run(s) in "
+        self.say(f"{step.key}: {status}, {len(runs.accuracies)} run(s) in "
                  f"{step.result['wall']:.0f} s{', ' + note if note else ''}")
         self.save()
 
@@ -367,8 +246,7 @@ class Suite:
         rows: dict[tuple[str, str], dict] = {}
         for s in self.steps:
             row = rows.setdefault((s.recipe, s.side), {
-                "recipe": s.recipe, "side": s.side if s.port is None else
-                f"reference {ALL_PORTS[s.port].source}", "compile": s.compile,
+                "recipe": s.recipe, "side": s.row_side(), "compile": s.compile,
                 "accuracies": [], "seconds": [], "notes": []})
             row["accuracies"] += s.result.get("accuracies", [])
             row["seconds"] += s.result.get("seconds", [])
@@ -410,16 +288,9 @@ class Suite:
         return "\n".join(lines)
 
     def bundle(self) -> None:
-        """results.tar.gz in --out: the small files of the work folder (BUNDLED), by their
-        paths there."""
-        files = sorted({p for pattern in BUNDLED for p in self.work.rglob(pattern)
-                        if p.is_file() and "inductor-cache" not in p.parts})
-        with atomic_path(self.out / "results.tar.gz") as tmp:
-            with tarfile.open(tmp, "w:gz") as t:
-                for path in files:
-                    t.add(path, arcname=str(path.relative_to(self.work)))
+        files = bundle_results(self.work, self.out / "results.tar.gz")
         size = (self.out / "results.tar.gz").stat().st_size
-        self.say(f"results.tar.gz: {len(files)} files, {size / 2 ** 20:.1f} MiB")
+        self.say(f"results.tar.gz: {files} files, {size / 2 ** 20:.1f} MiB")
 
     def keep_inductor_cache(self) -> None:
         """Inductor's cache as a tarball in --out, if it is small enough to come back."""
@@ -429,7 +300,7 @@ class Suite:
         with tarfile.open(built, "w:gz") as t:
             t.add(self.cache, arcname=self.cache.name)
         size = built.stat().st_size
-        returned = size <= CACHE_LIMIT
+        returned = size <= self.limits.file_bytes
         if returned:
             os.replace(built, self.out / built.name)
         self.results["inductor_cache"] = {"bytes": size, "returned": returned}
@@ -440,126 +311,6 @@ class Suite:
 
 def elapsed_since_start() -> float:
     return time.monotonic() - STARTED
-
-
-def read_runs(side: str, path: Path) -> tuple[list[float], list[float]]:
-    """(TTA accuracies, timed seconds) of the runs a process finished, from the JSON that
-    both sides rewrite after every run."""
-    if not path.exists():
-        return [], []
-    data = json.loads(path.read_text())
-    if side == "reference":
-        return ([r["accuracy_tta"] for r in data["runs"]], [r["seconds"] for r in data["runs"]])
-    if side == "ablation":  # the full recipe's runs (every variant's are in ablation.json)
-        full = data["rows"][0]
-        return full["accuracy"], [full["seconds_mean"]] * full["runs"]
-    if side == "pruning":  # the runs on all the images (the subsets' are in pruning.json)
-        return data["accuracy"]["all"], data["seconds"]["all"]
-    # ours on the original's clock (fastcifar/bench/clocks.py): the parts its timer covers
-    return ([r["accuracy"] for r in data["runs"]],
-            [r.get("record_seconds", r["train_seconds"]) for r in data["runs"]])
-
-
-def check_inputs(args) -> None:
-    """Everything the call needs, before any work: one message for the first that is wrong."""
-    if not torch.cuda.is_available():
-        raise InputError("no CUDA device here: the suite measures GPUs (CI rehearses it on a "
-                         "CPU under the stand-in in tests/standin/)")
-    if args.runs < 1 or args.chunks < 1 or args.chunks > args.runs or args.other_runs < 0:
-        raise InputError(f"--runs {args.runs}, --chunks {args.chunks}, --other-runs "
-                         f"{args.other_runs}: expected runs >= chunks >= 1, other runs >= 0")
-    unknown = [s for s in args.steps if s not in STEPS]
-    if unknown or not args.steps:
-        raise InputError(f"--steps {','.join(args.steps)}: expected some of {', '.join(STEPS)}")
-    if args.pruning_runs < 0:
-        raise InputError(f"--pruning-runs {args.pruning_runs}: expected 0 (no pruning) or more")
-    if args.ablation_runs < 0:
-        raise InputError(f"--ablation-runs {args.ablation_runs}: expected 0 (no ablation) or more")
-    if args.ablation_tricks:
-        ablate.plan(get_recipe("airbench94"), args.ablation_tricks)  # unknown: one line
-    unknown = [p for p in args.pairs if p not in ALL_PORTS]
-    if unknown:
-        raise InputError(f"--pairs {','.join(args.pairs)}: no port {', '.join(unknown)}; "
-                         f"expected some of {', '.join(ALL_PORTS)}")
-    unknown = [r for r in args.others if r not in RECIPES]
-    if unknown:
-        raise InputError(f"--others {','.join(args.others)}: no recipe {', '.join(unknown)}; "
-                         f"expected some of {', '.join(OTHERS)}")
-    if args.budget <= MARGIN:
-        raise InputError(f"--budget {args.budget}: expected more than the {MARGIN:.0f} s "
-                         f"margin it keeps")
-    if args.data != "cifar10" and not Path(args.data).exists():
-        raise InputError(f"--data {args.data}: no such file or folder; expected the stand-in "
-                         f"archive (copy ../shared/data/cifar10-jpeg.tar.gz into .data/ and "
-                         f"carry it) or cifar10")
-    for port in args.pairs:
-        reference_file(Path(args.references), ALL_PORTS[port])
-    if args.inductor_cache and not Path(args.inductor_cache).is_file():
-        raise InputError(f"--inductor-cache {args.inductor_cache}: no such file; expected the "
-                         f"inductor-cache.tar.gz an earlier call returned")
-    check_writable_folder(Path(args.out), "--out")
-    earlier = sorted(p.name for pattern in EARLIER_RESULTS
-                     for p in Path(args.work or "/nonexistent").glob(pattern))
-    if earlier:  # a step that failed would otherwise report the earlier call's runs as its own
-        raise InputError(f"--work {args.work} holds an earlier call's results "
-                         f"({', '.join(earlier)}); give an empty or new folder")
-
-
-# What a call leaves in its work folder that a step reads back as its result.
-EARLIER_RESULTS = ("runs", "ablation", "pruning", "*.json")
-
-
-def parse(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder for suite.json, table.md, suite.log")
-    parser.add_argument("--work", help="folder for run folders, ports and data (default: a "
-                                       "new temporary folder)")
-    parser.add_argument("--data", default=".data/cifar10-jpeg.tar.gz",
-                        help="the stand-in archive (or any --data of fastcifar train)")
-    parser.add_argument("--references", default=str(REFERENCES),
-                        help="the unmodified original scripts (../shared/references)")
-    parser.add_argument("--runs", type=int, default=10, help="runs of each side of a pair")
-    parser.add_argument("--chunks", type=int,
-                        help="processes each side of a pair is split into, run alternately "
-                             "(default 2 with --inductor-cache, else 1: each process of a side "
-                             "pays its compile, minutes when the cache is cold)")
-    parser.add_argument("--pairs", type=lambda text: [p for p in text.split(",") if p],
-                        default=PAIRS, help=f"the originals raced by their recipes, "
-                                            f"comma-separated, in order (default "
-                                            f"{','.join(PAIRS)})")
-    parser.add_argument("--other-runs", type=int, default=2, help="runs of each other recipe")
-    parser.add_argument("--others", type=lambda text: [r for r in text.split(",") if r],
-                        default=OTHERS, help=f"the other recipes, comma-separated (default "
-                                             f"{','.join(OTHERS)})")
-    parser.add_argument("--ablation-runs", type=int, default=2,
-                        help="runs a variant of airbench94's ablation, last, as time allows "
-                             "(0: none)")
-    parser.add_argument("--ablation-tricks", type=lambda text: [t for t in text.split(",") if t],
-                        help="the tricks it leaves out (default: all airbench94 declares)")
-    parser.add_argument("--ablation-epochs-for-accuracy", action="store_true",
-                        help="the ablation also sweeps epochs: what each trick is worth in "
-                             "epochs, as the airbench paper measures it")
-    parser.add_argument("--pruning-runs", type=int, default=2,
-                        help="runs on each pruned subset and on all the images, as time "
-                             "allows (0: none)")
-    parser.add_argument("--steps", type=lambda text: [s for s in text.split(",") if s],
-                        default=STEPS, help=f"the kinds of step, comma-separated, in the order "
-                                            f"they run (default {','.join(STEPS)})")
-    parser.add_argument("--uncompiled", action="store_true",
-                        help="race the pairs uncompiled on both sides: accuracy beside the "
-                             "originals without minutes of compile a process")
-    parser.add_argument("--budget", type=float, default=540.0,
-                        help="seconds from the process's start to its end (the device tool "
-                             "allows 600 a command)")
-    parser.add_argument("--inductor-cache", help="an inductor-cache.tar.gz from an earlier call")
-    parser.add_argument("--rehearsal", action="store_true",
-                        help="tiny data, narrow networks, the ports' rehearsal changes")
-    args = parser.parse_args(argv)
-    if args.chunks is None:
-        args.chunks = 2 if args.inductor_cache else 1
-    if Path(args.data).exists():  # the steps run in the work folder
-        args.data = str(Path(args.data).resolve())
-    return args
 
 
 def main(argv=None) -> int:
@@ -580,6 +331,8 @@ def main(argv=None) -> int:
     with atomic_path(suite.out / "table.md") as tmp:
         tmp.write_text(table + "\n")
     suite.save()
+    for note in suite.limits.left_behind(suite.out):
+        suite.say(f"will not come back: {note}")
     suite.say(f"\n{table}\n\nsuite.json, table.md and suite.log: {suite.out}; run folders, "
               f"ports and data: {suite.work} ({elapsed_since_start():.0f} s)")
     failed = [s.key for s in suite.steps if s.result.get("status") == "failed"

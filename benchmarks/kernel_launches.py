@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from dataclasses import dataclass
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -35,100 +34,11 @@ from fastcifar.recipes import get_recipe
 from fastcifar.train.device import resolve_device
 from fastcifar.train.loop import training_step
 from fastcifar.train.setup import set_up_run
+from launch_count import GROUPS, gpu_launches, leaf_ops
 
-
-# Operators that only make tensor metadata (views, allocations, dispatch wrappers): no kernel.
-METADATA = {"view", "as_strided", "_unsafe_view", "_reshape_alias", "reshape", "resolve_conj",
-            "resolve_neg", "empty", "empty_strided", "empty_like", "t", "transpose", "permute",
-            "expand", "unsqueeze", "squeeze", "select", "slice", "unbind", "detach", "alias",
-            "lift_fresh", "to", "contiguous", "flatten", "view_as", "numpy_T", "mT", "split",
-            "chunk", "narrow", "_to_copy", "matmul", "linear", "conv2d", "convolution",
-            "_convolution", "result_type", "is_nonzero", "item", "_local_scalar_dense"}
-
-
-# Left out of the tree: metadata operators, whose kernel descendants (a reshape's copy) hang
-# from the next operator up instead, which changes no count; but not the conversions (to,
-# _to_copy), which say that the copy under them converts a tensor.
-SKIPPED = {f"aten::{name}" for name in METADATA - {"to", "_to_copy"}}
-
-
-def is_kernel(name: str) -> bool:
-    return name.startswith("aten::") and name[6:] not in METADATA
-
-
-def is_foreach(name: str) -> bool:
-    return name.startswith("aten::_foreach_")
-
-
-@dataclass(slots=True)
-class Operator:
-    """One operator (or labelled range) the profiler recorded on the host, in a tree: the
-    ranges that open inside it on its thread are its descendants."""
-
-    name: str
-    start: int  # ns
-    end: int
-    parent: int = -1  # index in the list, -1 for none
-    kernel: bool = False  # a kernel operator (is_kernel)
-    kernel_below: bool = False  # some descendant is a kernel operator
-    inside_foreach: bool = False  # some ancestor is a _foreach_ operator
-
-    @property
-    def leaf_kernel(self) -> bool:
-        """A kernel operator none of whose descendants is one (those would be the
-        launches): a launch, counted per operator as a CPU runs them."""
-        return self.kernel and not self.kernel_below
-
-    @property
-    def gpu_launch(self) -> bool:
-        """As leaf_kernel, but each outermost _foreach_ call is one launch (its per-tensor
-        operators on a CPU are none): the counting rule of every figure here."""
-        if self.inside_foreach:
-            return False
-        return is_foreach(self.name) or self.leaf_kernel
-
-
-def operator_tree(prof) -> list[Operator]:
-    """The host operators and labelled ranges of a finished profile, sorted by start, each
-    with its parent, less the SKIPPED ones. Read from the profiler's raw events: building
-    torch's EventList for a whole run's half a million events takes minutes, this seconds."""
-    cpu = torch.autograd.DeviceType.CPU
-    rows = []
-    for e in prof.profiler.kineto_results.events():
-        name = e.name()
-        if name not in SKIPPED and e.device_type() == cpu and not e.is_async():
-            rows.append((e.start_ns(), -e.end_ns(), e.start_thread_id(), name))
-    rows.sort()
-    kinds: dict[str, tuple[bool, bool]] = {}  # name -> (is_kernel, is_foreach)
-    ops: list[Operator] = []
-    foreach: list[bool] = []
-    stacks: dict[int, list[int]] = {}  # per thread, the open ranges
-    for start, minus_end, thread, name in rows:
-        kind = kinds.get(name)
-        if kind is None:
-            kind = kinds[name] = (is_kernel(name), is_foreach(name))
-        stack = stacks.setdefault(thread, [])
-        while stack and ops[stack[-1]].end <= start:
-            stack.pop()
-        parent = stack[-1] if stack else -1
-        inside = parent >= 0 and (foreach[parent] or ops[parent].inside_foreach)
-        stack.append(len(ops))
-        ops.append(Operator(name, start, -minus_end, parent, kind[0], False, inside))
-        foreach.append(kind[1])
-    for op in reversed(ops):  # children come after their parent
-        if op.parent >= 0 and (op.kernel or op.kernel_below):
-            ops[op.parent].kernel_below = True
-    return ops
-
-
-def leaf_ops(prof) -> int:
-    """The operators that would each be a kernel launch on a GPU, _foreach_ ones apart."""
-    return sum(op.leaf_kernel for op in operator_tree(prof))
-
-
-def gpu_launches(prof) -> int:
-    """The launches on a GPU: leaf kernel operators, each outermost _foreach_ call once."""
-    return sum(op.gpu_launch for op in operator_tree(prof))
+# The report's names of the parts a launch falls in (launch_count.GROUPS).
+PART_NAMES = {"glue": "rest of the step (loss, lr, metrics)", "init": "init (whitening...)",
+              "tta": "TTA", "evaluation": "other evaluation", "other": "other per-run"}
 
 
 def count(recipe_name: str, device: torch.device, batch_size: int, steps: int) -> dict:
@@ -160,7 +70,7 @@ def count(recipe_name: str, device: torch.device, batch_size: int, steps: int) -
 
 
 def against_originals(args) -> int:
-    import launch_parity  # (beside this file; it builds on this module)
+    import launch_parity  # (the stand-in's instruments: only for this command)
     from fastcifar.errors import InputError
     try:
         results = launch_parity.compare(args.references, args.recipe or launch_parity.RECIPES,
@@ -168,13 +78,62 @@ def against_originals(args) -> int:
     except InputError as e:
         print(f"kernel_launches: error: {e}", file=sys.stderr)
         return e.exit_code
-    print(launch_parity.report(results))
+    print(report(results))
     results["command"] = "python benchmarks/kernel_launches.py " + " ".join(args.argv)
     results["commit"] = git_commit()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     return 0
+
+
+def report(results: dict) -> str:
+    lines = []
+    for name, r in results["recipes"].items():
+        ours, original = r["ours"], r["original"]
+        lines += [f"{name} step ours={ours['step']} original={original['step']}",
+                  f"{name} run ours={ours['run']} original={original['run']}"]
+    sizes = results["batch_sizes"]
+    for name, r in results["recipes"].items():
+        ours, original = r["ours"], r["original"]
+        lines += ["", f"{name}: {ours['steps']} steps ours, {original['steps']} the "
+                      f"original's. The original's run: {r['original_clock']}",
+                  f"  {'where':<40}{'step: ours':>11}{'original':>10}{'run: ours':>11}"
+                  f"{'original':>10}{'ours - original':>17}"]
+        for group, parts in GROUPS.items():
+            rows = [(group, parts)] + ([(PART_NAMES.get(p, p), (p,)) for p in parts]
+                                       if len(parts) > 1 else [])
+            for k, (label, members) in enumerate(rows):
+                values = [sum(side[key].get(p, 0) for p in members)
+                          for side, key in ((ours, "step_parts"), (original, "step_parts"),
+                                            (ours, "run_parts"), (original, "run_parts"))]
+                if k and not any(values):
+                    continue
+                indent = "    " if k else "  "
+                lines.append(f"{indent}{label:<{42 - len(indent)}}{values[0]:>9}{values[1]:>10}"
+                             f"{values[2]:>11}{values[3]:>10}{values[2] - values[3]:>+17}")
+        values = (ours["conversions_in_step"], original["conversions_in_step"],
+                  ours["conversions_in_run"], original["conversions_in_run"])
+        lines.append(f"  {'of all these, conversions (.to)':<40}{values[0]:>9}{values[1]:>10}"
+                     f"{values[2]:>11}{values[3]:>10}{values[2] - values[3]:>+17}")
+        if ours["run_on_record_clock"] != ours["run"]:
+            lines.append(f"  ours on the record's clock ({ours['record_clock']['name']}'s: "
+                         f"{' + '.join(ours['record_clock']['parts'])}): "
+                         f"{ours['run_on_record_clock']}, against the original's "
+                         f"{original['run']}")
+        if original.get("init_correction_to_real_widths"):
+            lines.append(f"  (the original's init: its {original['weight_resets']} reset(s) of "
+                         f"the weights on the clock counted at the real widths, "
+                         f"{original['init_correction_to_real_widths']:+} launches)")
+        if len(sizes) > 1:
+            counts = {side: [(r["by_batch_size"][str(b)][side]["step"],
+                              r["by_batch_size"][str(b)][side]["run"]) for b in sizes]
+                      for side in ("ours", "original")}
+            lines.append(f"  (step, run) at batch sizes {', '.join(map(str, sizes))}: ours "
+                         f"{counts['ours']}, original {counts['original']}: "
+                         + ("the same, part by part" if r["same_at_every_batch_size"]
+                            else "NOT THE SAME"))
+    return "\n".join(lines)
 
 
 def git_commit() -> str | None:

@@ -4,7 +4,7 @@ record recipes beside their originals' ports, counted on the CPU.
     python benchmarks/kernel_launches.py --against-originals --references ../shared/references
 
 How a count is made, the same way for both sides:
-- The rule is kernel_launches' (Operator.gpu_launch): every leaf kernel operator torch's
+- The rule is launch_count's (Operator.gpu_launch): every leaf kernel operator torch's
   profiler records on the host, each outermost _foreach_ call once, as a GPU launches it.
 - Both sides run under the CUDA stand-in (tests/standin/): their device is "cuda", so they
   take the branches a GPU takes while the kernels run on the CPU. `Tensor.is_cuda`
@@ -37,7 +37,7 @@ How a count is made, the same way for both sides:
   already of that dtype launches nothing, so a cast that converts here may not on a GPU
   and the reverse. Conversions (.to of a dtype or memory layout) are counted apart, on
   both sides, for a reader to weigh.
-- The originals run from their ports (benchmarks/reference_ports.py, frontier_ports.py),
+- The originals run from their ports (benchmarks/airbench_ports.py, frontier_ports.py),
   derived into a temporary folder with, on top of their CPU changes, count_changes below
   (the widths, the tiny data's batch and evaluation chunks; for airbench94_muon, which has
   no CPU changes, also float32 and compile off), every one listed in the port's
@@ -56,47 +56,35 @@ other work outside the steps.
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import copy
 import dataclasses
 import functools
-import importlib.util
-import inspect
+import importlib
 import io
-import os
-import statistics
-import sys
 import tempfile
 import types
-import warnings
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.autograd.profiler import record_function
-from torch.overrides import TorchFunctionMode
 from torch.profiler import ProfilerActivity, profile
 
 import frontier_ports as fp
-import reference_ports as rp
-from kernel_launches import Operator, operator_tree
-
+from airbench_ports import AIRBENCH_PORTS
 from fastcifar.bench.clocks import record_clock
 from fastcifar.data import ImageData
 from fastcifar.data.loader import DeviceData
 from fastcifar.errors import InputError
 from fastcifar.recipes import get_recipe
-from fastcifar.train.timing import TIMED
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "standin"))
-import cuda_standin  # noqa: E402
+from launch_count import analyse, operator_tree
+from ports import REFERENCES, Change, derive, reference_file, write_data
+from standin_instruments import (Clock, ForwardLabels, find, import_port, labelled, patched,
+                                 under_standin)
 
 RECIPES = ("airbench94_muon", "hiverge94", "fable94_e5", "fable94_e1")
-PORTS = {"airbench94_muon": rp.PORTS["airbench94_muon"], **fp.FRONTIER_PORTS}
+PORTS = {"airbench94_muon": AIRBENCH_PORTS["airbench94_muon"], **fp.FRONTIER_PORTS}
 # The real runs' full batches per epoch: 50,000 images over airbench's batch of 2,000 and
 # the frontier recipes' 1,536.
 BATCHES_PER_EPOCH = {"airbench94_muon": 25, "hiverge94": 32, "fable94_e5": 32,
@@ -104,19 +92,7 @@ BATCHES_PER_EPOCH = {"airbench94_muon": 25, "hiverge94": 32, "fable94_e5": 32,
 WIDTHS = (16, 32, 32)
 EVAL_CHUNK = 4  # test images per evaluation chunk (2,000 in every original and in ours)
 TEST_IMAGES = 5 * EVAL_CHUNK  # 5 chunks, as 10,000 test images in chunks of 2,000
-LABEL = "launches:"  # the profiler ranges this module adds
 
-# The parts a launch can fall in, and how the report groups them.
-GROUPS = {
-    "forward+backward": ("forward", "backward", "glue"),
-    "optimisers": ("optimisers",),
-    "averaging": ("averaging",),
-    "data": ("data",),
-    "per-run extras": ("init", "tta", "evaluation", "other"),
-}
-PARTS = tuple(part for parts in GROUPS.values() for part in parts)
-PART_NAMES = {"glue": "rest of the step (loss, lr, metrics)", "init": "init (whitening...)",
-              "tta": "TTA", "evaluation": "other evaluation", "other": "other per-run"}
 SUMMARY = ("run", "step", "steps", "run_parts", "step_parts")  # given at each batch size
 # What the count of an original's run adds to its record's clock (fastcifar/bench/clocks.py).
 CLOCK_NOTES = {
@@ -140,40 +116,40 @@ def original_clock(name: str) -> str:
 
 # The originals' ports, with the changes for the count.
 
-def count_changes(name: str, batch: int, narrow: bool = True) -> tuple[rp.Change, ...]:
+def count_changes(name: str, batch: int, narrow: bool = True) -> tuple[Change, ...]:
     """What a count changes in a port, on top of its CPU changes (none for airbench's);
     with `narrow`, the networks WIDTHS wide."""
     why = "launch count: tiny data at the real number of steps: "
     block1, block2, block3 = WIDTHS
-    changes = [rp.Change(fp.WIDTHS.old,
+    changes = [Change(fp.WIDTHS.old,
                          f"widths = dict(block1={block1}, block2={block2}, block3={block3})",
                          f"launch count: widths {block1}/{block2}/{block3} instead of "
                          f"64/256/256 (the same kernels, and the same filter shapes to group "
                          f"for Muon)")] if narrow else []
     if name == "airbench94_muon":
-        changes = [rp.Change(fp.CPU_NO_COMPILE.old, fp.CPU_NO_COMPILE.new,
+        changes = [Change(fp.CPU_NO_COMPILE.old, fp.CPU_NO_COMPILE.new,
                              fp.CPU_COMPILE_WHY),
-                   rp.Change(".half()", ".float()", fp.FLOAT32_WHY.format(
+                   Change(".half()", ".float()", fp.FLOAT32_WHY.format(
                        what="the images' and the network's .half()"), count=2),
                    *changes,
-                   rp.Change("    batch_size = 2000\n", f"    batch_size = {batch}\n",
+                   Change("    batch_size = 2000\n", f"    batch_size = {batch}\n",
                              why + f"batch {batch} instead of 2000"),
-                   rp.Change("test_images.split(2000)", f"test_images.split({EVAL_CHUNK})",
+                   Change("test_images.split(2000)", f"test_images.split({EVAL_CHUNK})",
                              why + f"evaluation in chunks of {EVAL_CHUNK} of "
                                    f"{TEST_IMAGES} test images instead of 2000 of 10,000")]
     elif name == "hiverge94":
-        changes += [rp.Change("    training_batch_size = 1536\n",
+        changes += [Change("    training_batch_size = 1536\n",
                               f"    training_batch_size = {batch}\n",
                               why + f"batch {batch} instead of 1536"),
-                    rp.Change("            B = 2000\n", f"            B = {EVAL_CHUNK}\n",
+                    Change("            B = 2000\n", f"            B = {EVAL_CHUNK}\n",
                               why + f"TTA's first pass in chunks of {EVAL_CHUNK} of "
                                     f"{TEST_IMAGES} test images instead of 2000 of 10,000"),
-                    rp.Change("            tta_batch_size = 2000\n",
+                    Change("            tta_batch_size = 2000\n",
                               f"            tta_batch_size = {EVAL_CHUNK}\n",
                               why + f"TTA's views in chunks of {EVAL_CHUNK} of the "
                                     f"quarter, 5 images, instead of 2000 of 2,500")]
     else:
-        changes.append(rp.Change('"batch_size": 1536,', f'"batch_size": {batch},',
+        changes.append(Change('"batch_size": 1536,', f'"batch_size": {batch},',
                                  why + f"batch {batch} instead of 1536"))
     return tuple(changes)
 
@@ -182,18 +158,7 @@ def derive_port(name: str, out: Path, references: Path, batch: int,
                 narrow: bool = True) -> Path:
     port = PORTS[name]
     changes = port.cpu_changes + count_changes(name, batch, narrow)
-    return rp.derive(dataclasses.replace(port, cpu_changes=changes), out, references, cpu=True)
-
-
-def import_port(path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"launch_count_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    argv, sys.argv = sys.argv, [str(path)]  # (they read their own source through argv[0])
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.argv = argv
-    return module
+    return derive(dataclasses.replace(port, cpu_changes=changes), out, references, cpu=True)
 
 
 def tiny_data(name: str, batch: int, seed: int = 0) -> ImageData:
@@ -204,124 +169,6 @@ def tiny_data(name: str, batch: int, seed: int = 0) -> ImageData:
                                                           dtype=np.uint8),
                      np.arange(TEST_IMAGES) % 10, tuple(str(c) for c in range(10)),
                      name="random images")
-
-
-# The instruments: the clock's spans, the labelled ranges, GPU branches.
-
-class Clock:
-    """torch.cuda.Event, as the stand-in's, that also marks the profile where it is
-    recorded; each elapsed_time read makes the span between two marks a timed one."""
-
-    def __init__(self):
-        self.spans: list[tuple[str, str]] = []
-        self.marks = 0
-        clock = self
-
-        class Event(cuda_standin._Event):
-            def record(self, stream=None):
-                super().record(stream)
-                clock.marks += 1
-                self.mark = f"{LABEL}clock#{clock.marks}"
-                with record_function(self.mark):
-                    pass
-
-            def elapsed_time(self, end):
-                clock.spans.append((self.mark, end.mark))
-                return super().elapsed_time(end)
-
-        self.Event = Event
-
-
-IS_CUDA = torch.Tensor.is_cuda  # the property
-
-
-class LikeAGPU(TorchFunctionMode):
-    """Tensor.is_cuda is True, as on a GPU, for the code that picks its path by it."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__self__", None) is IS_CUDA:
-            return True
-        return func(*args, **(kwargs or {}))
-
-
-class ForwardLabels:
-    """Each outermost call of a module with parameters (a network, not a loss) is labelled
-    forward in training mode and evaluation in eval mode."""
-
-    def __init__(self):
-        self.depth, self.open = 0, []
-
-    def before(self, module, args):
-        if self.depth == 0 and next(module.parameters(), None) is not None:
-            label = record_function(LABEL + ("forward" if module.training else "evaluation"))
-            label.__enter__()
-            self.open.append(label)
-            self.top = module
-        self.depth += 1
-
-    def after(self, module, args, output):
-        self.depth -= 1
-        if self.depth == 0 and self.open and module is self.top:
-            self.open.pop().__exit__(None, None, None)
-
-    @contextlib.contextmanager
-    def installed(self):
-        hooks = [torch.nn.modules.module.register_module_forward_pre_hook(self.before),
-                 torch.nn.modules.module.register_module_forward_hook(self.after,
-                                                                      always_call=True)]
-        try:
-            yield
-        finally:
-            for hook in hooks:
-                hook.remove()
-
-
-def labelled(function, part: str, what: str = ""):
-    """`function` with its work labelled `part` (and `what` it is); a generator's work is
-    labelled at each item (a loader's augmentation runs when the first batch is asked for)."""
-    name = LABEL + part + (f":{what}" if what else "")
-    if inspect.isgeneratorfunction(function):
-        @functools.wraps(function)
-        def items(*args, **kwargs):
-            iterator = function(*args, **kwargs)
-            while True:
-                with record_function(name):
-                    try:
-                        item = next(iterator)
-                    except StopIteration:
-                        return
-                yield item
-        return items
-
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        with record_function(name):
-            return function(*args, **kwargs)
-    return call
-
-
-@contextlib.contextmanager
-def patched(owner, attribute: str, make):
-    """owner.attribute replaced by make(it) for the block."""
-    saved = inspect.getattr_static(owner, attribute)
-    own = attribute in vars(owner)
-    setattr(owner, attribute, make(getattr(owner, attribute)))
-    try:
-        yield
-    finally:
-        if own:
-            setattr(owner, attribute, saved)
-        else:
-            delattr(owner, attribute)
-
-
-def find(module, dotted: str):
-    """(owner, attribute) of module's `A.b` or `b`, or None if it has none."""
-    *path, attribute = dotted.split(".")
-    owner = module
-    for part in path:
-        owner = getattr(owner, part, None)
-    return (owner, attribute) if owner is not None and hasattr(owner, attribute) else None
 
 
 # What labels what, on each side: (where, part). An original's entries it lacks are skipped.
@@ -346,97 +193,12 @@ def profiled(run, clock: Clock) -> dict:
     return analyse(operator_tree(prof), clock.spans)
 
 
-def outermost_part(ops: list[Operator], i: int) -> str | None:
-    """The part of the outermost labelled range around ops[i], if any."""
-    part = None
-    while i >= 0:
-        name = ops[i].name
-        if name.startswith(LABEL) and not name.startswith(LABEL + "clock"):
-            part = name[len(LABEL):].split(":")[0]
-        elif name.startswith(("Optimizer.step#", "Optimizer.zero_grad#")):
-            part = "optimisers"
-        elif name.startswith("autograd::engine::evaluate_function"):
-            part = "backward"
-        i = ops[i].parent
-    return part
-
-
-def timed_part(ops: list[Operator], i: int) -> str | None:
-    """The part of fastcifar's Stopwatch (init, train, tta_eval) that ops[i] ran in."""
-    while i >= 0:
-        if ops[i].name.startswith(TIMED):
-            return ops[i].name[len(TIMED):]
-        i = ops[i].parent
-    return None
-
-
-def is_conversion(ops: list[Operator], i: int) -> bool:
-    """A launch of a conversion called as such (.float(), .to(dtype), .to(memory_format)),
-    not of a scalar operand's wrapping inside an arithmetic operator."""
-    outermost = None
-    while i >= 0:
-        if ops[i].name.startswith("aten::"):
-            outermost = ops[i].name
-        i = ops[i].parent
-    return outermost in ("aten::to", "aten::_to_copy", "aten::type_as")
-
-
-def analyse(ops: list[Operator], spans: list[tuple[str, str]]) -> dict:
-    """The launches inside the clock's spans: the run's by part, and each step's; with the
-    operators launched in each part, over the run and in the median step."""
-    marks = {op.name: op for op in ops if op.name.startswith(LABEL + "clock")}
-    timed = sorted((marks[a].end, marks[b].start) for a, b in spans)
-    if not timed:
-        raise RuntimeError("the run read no clock: nothing was timed")
-    starts = [s for s, _ in timed]
-    forwards = [op.start for op in ops if op.name == LABEL + "forward"]
-    resets = [op.start for op in ops if op.name == LABEL + "init:CifarNet.reset"]
-    run = {part: Counter() for part in PARTS}
-    stopwatch = Counter()  # ours: by the Stopwatch's part
-    steps: dict[int, list[tuple[str, str, bool]]] = {}  # by forward: (part, op, conversion)
-    conversions = Counter()  # by part
-    for i, op in enumerate(ops):
-        if not op.gpu_launch:
-            continue
-        s = bisect.bisect_right(starts, op.start) - 1
-        if s < 0 or op.start >= timed[s][1]:
-            continue  # outside the clock
-        part = outermost_part(ops, i)
-        f = bisect.bisect_right(forwards, op.start) - 1
-        in_step = f >= 0 and forwards[f] >= timed[s][0] and part not in ("init", "tta")
-        part = part or ("glue" if in_step else "other")
-        conversion = is_conversion(ops, i)
-        run[part][op.name] += 1
-        conversions[part] += conversion
-        stopwatch[timed_part(ops, i)] += 1
-        if in_step:
-            steps.setdefault(f, []).append((part, op.name, conversion))
-    totals = [len(step) for step in steps.values()]
-    median = statistics.median_low(totals) if totals else 0
-    step = next((s for s in steps.values() if len(s) == median), [])
-    step_ops = {part: Counter() for part in PARTS}
-    for part, name, _ in step:
-        step_ops[part][name] += 1
-    return {"run": sum(sum(c.values()) for c in run.values()), "step": median,
-            "steps": len(steps), "step_mean": round(statistics.fmean(totals), 1) if totals else 0,
-            "step_min": min(totals, default=0), "step_max": max(totals, default=0),
-            "timed_spans": len(timed), "conversions_in_run": sum(conversions.values()),
-            "run_conversions_by_part": {k: n for k, n in conversions.items() if n},
-            "weight_resets": sum(any(a <= t < b for a, b in timed) for t in resets),
-            "conversions_in_step": sum(c for _, _, c in step),
-            "run_parts": {part: sum(c.values()) for part, c in run.items()},
-            "step_parts": {part: sum(c.values()) for part, c in step_ops.items()},
-            "run_by_stopwatch_part": {k: n for k, n in stopwatch.items() if k is not None},
-            "step_operators": {part: dict(c.most_common()) for part, c in step_ops.items() if c},
-            "run_operators": {part: dict(c.most_common()) for part, c in run.items() if c}}
-
-
 # The two sides.
 
 def count_original(name: str, references: Path, batch: int, work: Path, clock: Clock) -> dict:
     folder = work / f"{name}-batch{batch}"
     path = derive_port(name, folder, references, batch)
-    data_dir = rp.write_data(tiny_data(name, batch), folder / "data")
+    data_dir = write_data(tiny_data(name, batch), folder / "data")
     with contextlib.redirect_stdout(io.StringIO()):
         module = import_port(path)
         with contextlib.ExitStack() as labels:
@@ -545,42 +307,15 @@ def recipe_with_labelled_setup(recipe):
     return labelled_recipe
 
 
-@contextlib.contextmanager
-def under_standin():
-    """The CUDA stand-in, the clock and GPU branches, in this process, for the block."""
-    standin = cuda_standin.StandIn(devices=1).install()
-    clock = Clock()
-    saved_event, torch.cuda.Event = torch.cuda.Event, clock.Event
-    mode = LikeAGPU()
-    dynamo = os.environ.get("TORCHDYNAMO_DISABLE")  # (the CPU ports set it too)
-    os.environ["TORCHDYNAMO_DISABLE"] = "1"  # both sides run uncompiled (eager kernels)
-    # One thread: the count is the same, and a few tiny kernels a step run many times
-    # faster than with threads that wait for each other on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with mode, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield clock
-    finally:
-        if dynamo is None:
-            os.environ.pop("TORCHDYNAMO_DISABLE", None)
-        else:
-            os.environ["TORCHDYNAMO_DISABLE"] = dynamo
-        torch.set_num_threads(threads)
-        torch.cuda.Event = saved_event
-        standin.uninstall()
-
-
 def compare(references=None, recipes=RECIPES, batch_sizes=(2,)) -> dict:
     """Every count of each recipe and its original, at each batch size."""
-    references = Path(references) if references else rp.REFERENCES
+    references = Path(references) if references else REFERENCES
     unknown = [r for r in recipes if r not in PORTS]
     if unknown:
         raise InputError(f"no original to count beside {', '.join(unknown)}; the recipes "
                          f"with one: {', '.join(RECIPES)}")
     for name in recipes:
-        rp.reference_file(references, PORTS[name])  # every original there, before any work
+        reference_file(references, PORTS[name])  # every original there, before any work
     results = {"what": "kernel launches (leaf operators, a _foreach_ call once) of one "
                        "training step (median over the run) and of one whole timed run, "
                        "ours and each original's port, counted on the CPU under the CUDA "
@@ -607,52 +342,3 @@ def compare(references=None, recipes=RECIPES, batch_sizes=(2,)) -> dict:
                 for side in ("ours", "original") for key in SUMMARY)
             results["recipes"][name] = sides
     return results
-
-
-def report(results: dict) -> str:
-    lines = []
-    for name, r in results["recipes"].items():
-        ours, original = r["ours"], r["original"]
-        lines += [f"{name} step ours={ours['step']} original={original['step']}",
-                  f"{name} run ours={ours['run']} original={original['run']}"]
-    sizes = results["batch_sizes"]
-    for name, r in results["recipes"].items():
-        ours, original = r["ours"], r["original"]
-        lines += ["", f"{name}: {ours['steps']} steps ours, {original['steps']} the "
-                      f"original's. The original's run: {r['original_clock']}",
-                  f"  {'where':<40}{'step: ours':>11}{'original':>10}{'run: ours':>11}"
-                  f"{'original':>10}{'ours - original':>17}"]
-        for group, parts in GROUPS.items():
-            rows = [(group, parts)] + ([(PART_NAMES.get(p, p), (p,)) for p in parts]
-                                       if len(parts) > 1 else [])
-            for k, (label, members) in enumerate(rows):
-                values = [sum(side[key].get(p, 0) for p in members)
-                          for side, key in ((ours, "step_parts"), (original, "step_parts"),
-                                            (ours, "run_parts"), (original, "run_parts"))]
-                if k and not any(values):
-                    continue
-                indent = "    " if k else "  "
-                lines.append(f"{indent}{label:<{42 - len(indent)}}{values[0]:>9}{values[1]:>10}"
-                             f"{values[2]:>11}{values[3]:>10}{values[2] - values[3]:>+17}")
-        values = (ours["conversions_in_step"], original["conversions_in_step"],
-                  ours["conversions_in_run"], original["conversions_in_run"])
-        lines.append(f"  {'of all these, conversions (.to)':<40}{values[0]:>9}{values[1]:>10}"
-                     f"{values[2]:>11}{values[3]:>10}{values[2] - values[3]:>+17}")
-        if ours["run_on_record_clock"] != ours["run"]:
-            lines.append(f"  ours on the record's clock ({ours['record_clock']['name']}'s: "
-                         f"{' + '.join(ours['record_clock']['parts'])}): "
-                         f"{ours['run_on_record_clock']}, against the original's "
-                         f"{original['run']}")
-        if original.get("init_correction_to_real_widths"):
-            lines.append(f"  (the original's init: its {original['weight_resets']} reset(s) of "
-                         f"the weights on the clock counted at the real widths, "
-                         f"{original['init_correction_to_real_widths']:+} launches)")
-        if len(sizes) > 1:
-            counts = {side: [(r["by_batch_size"][str(b)][side]["step"],
-                              r["by_batch_size"][str(b)][side]["run"]) for b in sizes]
-                      for side in ("ours", "original")}
-            lines.append(f"  (step, run) at batch sizes {', '.join(map(str, sizes))}: ours "
-                         f"{counts['ours']}, original {counts['original']}: "
-                         + ("the same, part by part" if r["same_at_every_batch_size"]
-                            else "NOT THE SAME"))
-    return "\n".join(lines)

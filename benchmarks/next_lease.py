@@ -1,5 +1,5 @@
-"""The next GPU lease in one command: what a 15-minute lease should measure first, in order,
-each stage in the seconds the earlier ones left, and at most 8 files back.
+"""The next GPU lease in one command: what a lease should measure first, in order, each stage
+in the seconds the earlier ones left, and no more files back than the device tool returns.
 
     mkdir -p .data/gpu && cp ../shared/data/cifar10-jpeg.tar.gz .data/gpu/ \
         && cp -r ../shared/references .data/gpu/references
@@ -22,7 +22,9 @@ What comes back in --out: lease.md (each stage's table or report), lease.log (ev
 stage's output), lease.json (the plan, each stage's command, status and seconds) and
 lease.tar.gz (every stage's raw results: suite.json, table.md, suite.log and the run
 folders' summaries in results.tar.gz, profile.json; no checkpoints, caches, data or
-traces), at most 16 MiB.
+traces), at most --file-mib. The lending machine's limits are options (device_limits.py:
+--lease-seconds 900, --call-seconds 600, --files-back 8, --file-mib 16 today); --budget
+defaults to the call's seconds (or the lease's, where less) less the call's own 60.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import device_limits
+from device_limits import Limits
+
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET = 540.0  # seconds: the device tool's 600 a command, less a margin
 MARGIN = 15.0  # kept for the bundle and exit
-TARBALL_LIMIT = 16 * 2 ** 20  # the largest file the device tool returns
 # What lease.tar.gz leaves out: large, and not results (each gpu_suite call's own work
 # folder: its results.tar.gz holds the run folders' summaries; the profiles' traces: their
 # tables are in profile.json).
@@ -119,8 +122,10 @@ def run_stages(stages: list[Stage], work: Path, log: Path, budget: float,
         stage.result = {"status": status, "seconds": round(time.monotonic() - t0, 1)}
 
 
-def bundle(stages: list[Stage], work: Path, out: Path, log: Path, started: float) -> None:
-    """lease.md, lease.json, lease.log and lease.tar.gz in `out`: at most 8 files back."""
+def bundle(stages: list[Stage], work: Path, out: Path, log: Path, started: float,
+           limits: Limits = Limits()) -> None:
+    """lease.md, lease.json, lease.log and lease.tar.gz in `out`: four files, each within
+    the size that comes back (the tarball is kept aside where it is not)."""
     lines = ["# The lease's results", ""]
     for stage in stages:
         lines.append(f"## {stage.name}: {stage.result.get('status')}")
@@ -138,11 +143,15 @@ def bundle(stages: list[Stage], work: Path, out: Path, log: Path, started: float
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(work, arcname="lease", filter=lambda info: None if any(
             Path(info.name).match(pattern) for pattern in HEAVY) else info)
-    if tarball.stat().st_size > TARBALL_LIMIT:  # too large to come back: say so, keep it
+    if tarball.stat().st_size > limits.file_bytes:  # too large to come back: say so, keep it
         kept = work.parent / tarball.name
         shutil.move(tarball, kept)
         with open(out / "lease.log", "a") as f:
-            f.write(f"\nlease.tar.gz is over {TARBALL_LIMIT >> 20} MiB: kept in {kept}\n")
+            f.write(f"\nlease.tar.gz is over {limits.file_mib} MiB: kept in {kept}\n")
+    notes = limits.left_behind(out)
+    if notes:
+        with open(out / "lease.log", "a") as f:
+            f.write("".join(f"will not come back: {note}\n" for note in notes))
 
 
 def main(argv=None) -> int:
@@ -153,15 +162,19 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=".data/gpu/cifar10-jpeg.tar.gz")
     parser.add_argument("--references", default=".data/gpu/references")
     parser.add_argument("--runs", type=int, default=6, help="runs a side of each pair")
-    parser.add_argument("--budget", type=float, default=BUDGET,
-                        help="seconds from start to the bundle")
+    parser.add_argument("--budget", type=float,
+                        help="seconds from start to the bundle (default: --call-seconds, or "
+                             "--lease-seconds where less, less the call's own 60)")
     parser.add_argument("--rehearsal", action="store_true",
                         help="tiny data and narrow networks (CI, under the CUDA stand-in)")
     parser.add_argument("--skip", type=lambda text: [s for s in text.split(",") if s],
                         default=[], help="stages to leave out, comma-separated (a second "
                                          "call of a lease: those the first finished)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    device_limits.add_options(parser)
     args = parser.parse_args(argv)
+    limits = device_limits.from_options(args)
+    budget = limits.budget() if args.budget is None else args.budget
     started = time.monotonic()
     if not Path(args.data).exists() or not Path(args.references).is_dir():
         print(f"next_lease: expected the stand-in archive at {args.data} and the original "
@@ -185,8 +198,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "lease.log"
-    run_stages(stages, work, log, args.budget, started)
-    bundle(stages, work, args.out, log, started)
+    run_stages(stages, work, log, budget, started)
+    bundle(stages, work, args.out, log, started, limits)
     print((args.out / "lease.md").read_text())
     return 0 if any(s.result.get("status") == "done" for s in stages[1:-1]) else 1
 

@@ -20,45 +20,40 @@ compiled and uncompiled runs in rows of their own.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
-from pathlib import Path
 
 from fastcifar.bench.clocks import HIVERGE, PARTS, record_clock
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from result_files import (OURS, REFERENCE, SUMMARY, THEIRS, gpu_calls, our_runs, ours,
+                          pair_steps, read_json, recipe_and_precision, standin_folders, theirs)
 
 
 def rows() -> list[str]:
     lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
              "seconds (ours / ref) | precision | machine |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for folder in sorted(f for f in RESULTS.glob("*-cpu-standin-*") if f.is_dir()):
-        summary_file, reference_file = folder / "summary.json", folder / "reference.json"
-        if not summary_file.exists():  # checked another way, not run to the end: say so
-            recipe, precision = folder.name.split("-cpu-standin-")
+    for folder in standin_folders():
+        if not (folder / SUMMARY).exists():  # checked another way, not run to the end: say so
+            recipe, precision = recipe_and_precision(folder)
             lines.append(f"| {recipe} | not run to the end | not run to the end | | 0 / 0 | | "
                          f"{precision} | see {folder.name}/ |")
             continue
-        summary = json.loads(summary_file.read_text())
-        our_runs = [run for file in [summary_file, *sorted(folder.glob("seed*/summary.json"))]
-                    for run in json.loads(file.read_text())["runs"]]
-        ours = [r["accuracy"] for r in our_runs]
-        our_seconds = statistics.mean(r["train_seconds"] for r in our_runs)
-        if reference_file.exists():
-            reference = json.loads(reference_file.read_text())
-            their_runs = reference.get("all_runs", [reference])
-            theirs = [r["accuracy_tta"] for r in their_runs]
-            their_seconds = statistics.mean(r["seconds"] for r in their_runs)
-            ref_text = f"{100 * statistics.mean(theirs):.2f}%"
-            diff = f"{100 * (statistics.mean(ours) - statistics.mean(theirs)):+.2f}"
-            runs = f"{len(ours)} / {len(theirs)}"
-            seconds = f"{our_seconds:,.0f} / {their_seconds:,.0f}"
+        summary = read_json(folder / SUMMARY)
+        mine = ours(our_runs(folder))
+        if (folder / REFERENCE).exists():
+            reference = theirs(read_json(folder / REFERENCE))
+            ref_text = f"{100 * statistics.mean(reference.accuracies):.2f}%"
+            gap = statistics.mean(mine.accuracies) - statistics.mean(reference.accuracies)
+            diff = f"{100 * gap:+.2f}"
+            runs = f"{len(mine.accuracies)} / {len(reference.accuracies)}"
+            seconds = (f"{statistics.mean(mine.seconds):,.0f} / "
+                       f"{statistics.mean(reference.seconds):,.0f}")
         else:
-            ref_text, diff, runs, seconds = "not run", "", f"{len(ours)} / 0", f"{our_seconds:,.0f}"
-        lines.append(f"| {summary['recipe']} | {100 * statistics.mean(ours):.2f}% | {ref_text} | "
-                     f"{diff} | {runs} | {seconds} | {summary.get('precision', 'float32')} | "
+            ref_text, diff, runs = "not run", "", f"{len(mine.accuracies)} / 0"
+            seconds = f"{statistics.mean(mine.seconds):,.0f}"
+        lines.append(f"| {summary['recipe']} | {100 * statistics.mean(mine.accuracies):.2f}% | "
+                     f"{ref_text} | {diff} | {runs} | {seconds} | "
+                     f"{summary.get('precision', 'float32')} | "
                      f"{summary['device']}, torch {summary['torch']} |")
     return lines
 
@@ -67,14 +62,11 @@ def gpu_rows() -> list[str]:
     lines = ["| recipe | ours (TTA) | reference (TTA) | difference | runs (ours / ref) | "
              "timed seconds (ours / ref) | clock | compiled | machine | results |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for folder in sorted(f for f in RESULTS.glob("h200-*") if f.is_dir()):
+    for folder, calls in gpu_calls().items():
         sides: dict[tuple[str, bool], dict[str, dict]] = {}  # (recipe, compiled): sides
-        for file in sorted(folder.glob("call*/suite.json")):
-            suite = json.loads(file.read_text())
+        for suite in calls:
             machine = f"{suite['device']}, torch {suite['torch']}"
-            for step in suite["steps"]:
-                if step["side"] not in ("fastcifar", "reference"):
-                    continue
+            for step in pair_steps(suite):
                 side = sides.setdefault((step["recipe"], step["compile"]), {}).setdefault(
                     step["side"], {"accuracy": [], "seconds": [], "clocks": set()})
                 side["accuracy"] += step.get("accuracies", [])
@@ -82,23 +74,24 @@ def gpu_rows() -> list[str]:
                 if step.get("accuracies"):
                     side["clocks"].add(step.get("clock", "whole run"))
         for (recipe, compiled), both in sides.items():
-            if "reference" not in both or not all(both[k]["accuracy"] for k in both):
+            if THEIRS not in both or not all(both[k]["accuracy"] for k in both):
                 continue
-            ours, theirs = both["fastcifar"], both["reference"]
+            mine, reference = both[OURS], both[THEIRS]
 
             def shown(side):
                 acc = side["accuracy"]
                 spread = f" ± {100 * statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
                 return f"{100 * statistics.mean(acc):.2f}%{spread}"
-            diff = 100 * (statistics.mean(ours["accuracy"]) - statistics.mean(theirs["accuracy"]))
+            diff = 100 * (statistics.mean(mine["accuracy"])
+                          - statistics.mean(reference["accuracy"]))
             lines.append(
-                f"| {recipe} | {shown(ours)} | {shown(theirs)} | {diff:+.2f} | "
-                f"{len(ours['accuracy'])} / {len(theirs['accuracy'])} | "
-                f"{statistics.median(ours['seconds']):.2f} / "
-                f"{statistics.median(theirs['seconds']):.2f} (medians) | "
-                f"{clock_cell(recipe, ours['clocks'])} | "
+                f"| {recipe} | {shown(mine)} | {shown(reference)} | {diff:+.2f} | "
+                f"{len(mine['accuracy'])} / {len(reference['accuracy'])} | "
+                f"{statistics.median(mine['seconds']):.2f} / "
+                f"{statistics.median(reference['seconds']):.2f} (medians) | "
+                f"{clock_cell(recipe, mine['clocks'])} | "
                 f"{'max-autotune, both sides' if compiled else 'no, both sides'} | {machine} | "
-                f"{folder.name} |")
+                f"{folder} |")
     return lines
 
 

@@ -19,11 +19,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cuda_standin  # noqa: E402
 import frontier_ports as fp  # noqa: E402
-import reference_ports as rp  # noqa: E402
-from gpu_suite import read_runs  # noqa: E402
+import reference_ports  # noqa: E402
+from airbench_ports import AIRBENCH_PORTS  # noqa: E402
+from ports import (Change, ReferenceChanged, apply_changes, derive, derive_all,  # noqa: E402
+                   write_data)
+from result_files import read_json, theirs  # noqa: E402
 from test_reference_ports import check_recorded, derive_ports  # noqa: E402
 
 from fastcifar.data import load_dataset  # noqa: E402
+from fastcifar.errors import InputError  # noqa: E402
 from fastcifar.recipes import RECIPES  # noqa: E402
 
 needs_references = pytest.mark.skipif(
@@ -77,7 +81,7 @@ def test_the_gpu_ports_take_the_suites_options_and_record_every_run(derived):
     assert "CifarLoader(args.data_dir, train=False" in hiverge
     assert '"accuracy_tta": tta_val_acc, "seconds": time_seconds' in hiverge
     for name in ("fable94_e1", "fable94_e5"):
-        driver = ports[name][ports[name].index('if __name__ == "__main__":'):]
+        driver = ports[name][ports[name].index("def tta_accuracy(model, loader):"):]
         assert "DATA_PATH = args.data_dir" in driver and "torch.manual_seed(1234)" in driver
         # Prepare and train timed together; six views weighted equally, after the clock.
         prepare = "reset_all(model, extra[" if name == "fable94_e5" else "setup()\n"
@@ -91,8 +95,8 @@ def test_the_gpu_ports_take_the_suites_options_and_record_every_run(derived):
 @needs_references
 @pytest.mark.parametrize("mode", ["--rehearsal", "--cpu"])
 def test_the_command_derives_the_frontier_ports(tmp_path, capsys, mode):
-    assert rp.main(["--out", str(tmp_path), "--references", str(REFERENCES), "--frontier",
-                    mode]) == 0
+    assert reference_ports.main(["--out", str(tmp_path), "--references", str(REFERENCES),
+                                 "--frontier", mode]) == 0
     out = capsys.readouterr().out
     for name, port in fp.FRONTIER_PORTS.items():
         extra = port.rehearsal_changes if mode == "--rehearsal" else port.cpu_changes
@@ -103,7 +107,7 @@ def test_the_command_derives_the_frontier_ports(tmp_path, capsys, mode):
 
 @needs_references
 def test_the_cpu_ports_run_full_size_in_float32_without_compile(tmp_path):
-    rp.derive_all(tmp_path, REFERENCES, ports=fp.FRONTIER_PORTS, cpu=True)
+    derive_all(fp.FRONTIER_PORTS, tmp_path, REFERENCES, cpu=True)
     for name, port in fp.FRONTIER_PORTS.items():
         original = (REFERENCES / port.source).read_text()
         text = (tmp_path / f"{name}.py").read_text()
@@ -127,19 +131,19 @@ def test_the_cpu_ports_run_full_size_in_float32_without_compile(tmp_path):
 
 
 def test_a_port_is_derived_for_a_rehearsal_or_a_cpu_run_and_only_where_written(tmp_path):
-    with pytest.raises(rp.InputError, match="not both"):
-        rp.derive(fp.HIVERGE, tmp_path, REFERENCES, rehearsal=True, cpu=True)
-    with pytest.raises(rp.InputError, match="no changes for a full run on a CPU"):
-        rp.derive(rp.PORTS["airbench94_muon"], tmp_path, REFERENCES, cpu=True)
+    with pytest.raises(InputError, match="not both"):
+        derive(fp.HIVERGE, tmp_path, REFERENCES, rehearsal=True, cpu=True)
+    with pytest.raises(InputError, match="no changes for a full run on a CPU"):
+        derive(AIRBENCH_PORTS["airbench94_muon"], tmp_path, REFERENCES, cpu=True)
     assert not list(tmp_path.iterdir())
 
 
 def test_a_change_of_every_occurrence_counts_them():
-    change = rp.Change("torch.half", "torch.float32", "all of them", count=2)
-    assert rp.apply_changes("p", "a torch.half b torch.half", [change]) == \
+    change = Change("torch.half", "torch.float32", "all of them", count=2)
+    assert apply_changes("p", "a torch.half b torch.half", [change]) == \
         "a torch.float32 b torch.float32"
-    with pytest.raises(rp.ReferenceChanged, match="exactly 2 time"):
-        rp.apply_changes("p", "a torch.half", [change])
+    with pytest.raises(ReferenceChanged, match="exactly 2 time"):
+        apply_changes("p", "a torch.half", [change])
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +157,8 @@ def rehearsal_ports(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FASTCIFAR_DATA", str(out / "cache"))
         dataset = load_dataset(archive, say=lambda line: None)
-    data = rp.write_data(dataset, out / "data")
-    return rp.derive_all(out / "ports", REFERENCES, True, fp.FRONTIER_PORTS), data
+    data = write_data(dataset, out / "data")
+    return derive_all(fp.FRONTIER_PORTS, out / "ports", REFERENCES, rehearsal=True), data
 
 
 @needs_references
@@ -169,7 +173,7 @@ def test_the_rehearsal_trains_under_the_stand_in_and_records_its_run(rehearsal_p
                           capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env=cuda_standin.environment(devices=1))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    accuracies, seconds = read_runs("reference", result)
+    accuracies, seconds = theirs(read_json(result))
     assert len(accuracies) == 1 and 0 <= accuracies[0] <= 1 and seconds[0] > 0
     record = json.loads(result.read_text())
     assert record["source"] == fp.FRONTIER_PORTS[name].source

@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import frontier_results as fr  # noqa: E402
+import result_files  # noqa: E402
 
 
 def fake_run(folder: Path, recipe: str, seed: int, accuracy: float, seconds: float) -> Path:
@@ -25,7 +26,7 @@ def fake_run(folder: Path, recipe: str, seed: int, accuracy: float, seconds: flo
 
 
 def test_runs_land_by_seed_and_the_table_divides_by_muons_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(fr, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(result_files, "RESULTS", tmp_path / "results")
     load = tmp_path / "load.log"
     load.write_text("".join(f"{t} 2.{t % 10} 2.0 2.0 1/1 1\n" for t in range(0, 10 ** 10,
                                                                              10 ** 9)))
@@ -42,7 +43,7 @@ def test_runs_land_by_seed_and_the_table_divides_by_muons_time(tmp_path, monkeyp
 
 
 def test_a_ports_runs_become_the_reference_beside_ours(tmp_path, monkeypatch):
-    monkeypatch.setattr(fr, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(result_files, "RESULTS", tmp_path / "results")
     result = tmp_path / "port.json"
     result.write_text(json.dumps({"runs": [{"run": 0, "accuracy_tta": 0.9, "seconds": 5.0}]}))
     changes = tmp_path / "changes.json"
@@ -67,7 +68,7 @@ def timed_run(folder: Path, recipe: str, accuracy: float, seconds: float, start:
 
 def test_a_series_keeps_one_after_the_other_runs_and_divides_time_and_flops(tmp_path,
                                                                             monkeypatch):
-    monkeypatch.setattr(fr, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(result_files, "RESULTS", tmp_path / "results")
     load = tmp_path / "load.log"
     load.write_text("".join(f"{t} 2.10 2.0 2.0 1/1 1\n" for t in range(1000, 3000, 30)))
     muon = timed_run(tmp_path / "m", "airbench94_muon", 0.90, 1000.0, 1000.0)

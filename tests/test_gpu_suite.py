@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_suite  # noqa: E402
+import suite_steps  # noqa: E402
 from fastcifar.sessions import ablate  # noqa: E402
+from ports import derive  # noqa: E402
+from reference_ports import ALL_PORTS  # noqa: E402
 
 needs_references = pytest.mark.skipif(
     not REFERENCES.is_dir(), reason=f"the original scripts are not at {REFERENCES}")
@@ -98,7 +101,7 @@ def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(
     steps = suite.plan()
     assert [s.key for s in steps] == ["airbench94-pruning-0", "airbench94_bnfree-fastcifar-0",
                                       "fable94_e1-fastcifar-0", "fable94_e1-reference-0"]
-    other, ours, theirs = (suite.command(s)[0] for s in steps[1:])
+    other, ours, theirs = (s.command(suite)[0] for s in steps[1:])
     assert other[2:6] == ["fastcifar", "train", "--recipe", "airbench94_bnfree"]
     assert "--compile" not in other and other[other.index("--runs") + 1] == "1"
     assert "--compile" not in ours and suite.environ()["TORCHDYNAMO_DISABLE"] == "1"
@@ -109,8 +112,7 @@ def test_uncompiled_pairs_turn_the_originals_compile_off_and_race_eager(
     record = json.loads((tmp_path / "work" / "ports" / "fable94_e1.changes.json").read_text())
     assert record["uncompiled"] and record["uncompiled_changes"] == []  # the rehearsal's did it
     # At full size the uncompiled changes do it, and are listed.
-    full = gpu_suite.derive(gpu_suite.ALL_PORTS["fable94_e1"], tmp_path / "full", REFERENCES,
-                            uncompiled=True)
+    full = derive(ALL_PORTS["fable94_e1"], tmp_path / "full", REFERENCES, uncompiled=True)
     assert replay not in full.read_text() and "run_steps(model" in full.read_text()
     record = json.loads((tmp_path / "full" / "fable94_e1.changes.json").read_text())
     assert len(record["uncompiled_changes"]) == 4
@@ -178,8 +180,10 @@ def test_without_cuda_the_suite_says_so(tiny_archive, tmp_path, capsys):
 
 def fake_steps(monkeypatch, script: str) -> None:
     """Every step's process runs `script` instead of a training."""
-    monkeypatch.setattr(gpu_suite.Suite, "command", lambda self, step: (
-        [sys.executable, "-S", "-c", script], self.work / f"{step.key}.json"))  # -S: no torch
+    for kind in (suite_steps.Ours, suite_steps.Original, suite_steps.Ablation,
+                 suite_steps.Pruning):
+        monkeypatch.setattr(kind, "command", lambda self, suite: (
+            [sys.executable, "-S", "-c", script], suite.work / f"{self.key}.json"))  # no torch
 
 
 @needs_references
@@ -204,8 +208,8 @@ def test_the_budget_holds_from_process_start(cuda_standin, ten_classes, tmp_path
     """A step that would overrun is cut off where the budget ends, and the steps whose
     estimate no longer fits are skipped, saying why."""
     fake_steps(monkeypatch, "import time; time.sleep(600)")
-    monkeypatch.setattr(gpu_suite, "COMPILED_START", 1.0)  # so that the first one starts
-    monkeypatch.setattr(gpu_suite, "RUN_SECONDS", {"airbench94_muon": 0.1})
+    monkeypatch.setattr(suite_steps, "COMPILED_START", 1.0)  # so that the first one starts
+    monkeypatch.setattr(suite_steps, "RUN_SECONDS", {"airbench94_muon": 0.1})
     budget = gpu_suite.MARGIN + gpu_suite.elapsed_since_start() + 8
     code, printed = in_process(capsys, *suite_args(tmp_path, ten_classes, "--budget",
                                                    str(budget), "--other-runs", "0"))
@@ -259,10 +263,10 @@ def test_the_ablation_can_sweep_epochs_and_counts_their_runs(cuda_standin, ten_c
     for suite in (plain, sweeping):
         suite.prepare()
     step = plain.plan()[0]
-    assert "--epochs-for-accuracy" not in plain.command(step)[0]
-    assert "--epochs-for-accuracy" in sweeping.command(step)[0]
-    assert plain.ablation_runs(2) == 6
-    assert sweeping.ablation_runs(2) == 6 + 2 * 2 * sum(ablate.SWEEP)
+    assert "--epochs-for-accuracy" not in step.command(plain)[0]
+    assert "--epochs-for-accuracy" in step.command(sweeping)[0]
+    assert step.cost_in_runs(plain) == 6
+    assert step.cost_in_runs(sweeping) == 6 + 2 * 2 * sum(ablate.SWEEP)
 
 
 @needs_references
@@ -270,12 +274,13 @@ def test_a_pairs_second_side_is_estimated_from_its_first(ten_classes, tmp_path):
     """Before its own first process, the original's side is expected to take what ours took
     on this machine (per run, with the start-up spread over them), not the cold default."""
     suite = gpu_suite.Suite(gpu_suite.parse(suite_args(tmp_path, ten_classes)))
-    ours = gpu_suite.Step("airbench94_muon", "fastcifar", 3, compile=True,
-                          result={"runs": 3, "wall": 80.0})
+    ours = suite_steps.Ours("airbench94_muon", 3, compile=True,
+                            result={"runs": 3, "wall": 80.0})
     suite.steps = [ours]
-    theirs = gpu_suite.Step("airbench94_muon", "reference", 5, compile=True)
+    theirs = suite_steps.Original("airbench94_muon", 5, compile=True, port="airbench94_muon")
     assert suite.estimate(theirs) == pytest.approx(80.0 / 4 * 6)
-    default = gpu_suite.COMPILED_START + 5 * gpu_suite.RUN_SECONDS["fable94_e1"]
-    assert suite.estimate(gpu_suite.Step("fable94_e1", "reference", 5, compile=True)) == default
-    uncompiled = gpu_suite.Step("airbench94_muon", "reference", 5)  # ours ran compiled
-    assert suite.estimate(uncompiled) == gpu_suite.UNCOMPILED_START + 5 * 4.0
+    default = suite_steps.COMPILED_START + 5 * suite_steps.RUN_SECONDS["fable94_e1"]
+    assert suite.estimate(suite_steps.Original("fable94_e1", 5, compile=True,
+                                               port="fable94_e1")) == default
+    uncompiled = suite_steps.Original("airbench94_muon", 5, port="airbench94_muon")
+    assert suite.estimate(uncompiled) == suite_steps.UNCOMPILED_START + 5 * 4.0  # ours compiled

@@ -1,6 +1,7 @@
-"""benchmarks/kernel_launches.py: a launch is a leaf kernel operator, a _foreach_ call one;
-a whole run counts what its clock covers, step by step; and --against-originals counts a
-step and a run of each record recipe beside its original's port."""
+"""benchmarks/kernel_launches.py: a launch is a leaf kernel operator, a _foreach_ call one
+(launch_count.py); a whole run counts what its clock covers, step by step; and
+--against-originals counts a step and a run of each record recipe beside its original's
+port (launch_parity.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from conftest import REFERENCES
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import kernel_launches as kl  # noqa: E402
+import launch_count as lc  # noqa: E402
 import launch_parity as lp  # noqa: E402
+from standin_instruments import labelled, under_standin  # noqa: E402
 
 
 def test_a_launch_is_a_leaf_kernel_operator_and_a_foreach_call_is_one():
@@ -30,9 +32,9 @@ def test_a_launch_is_a_leaf_kernel_operator_and_a_foreach_call_is_one():
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
         net(x)  # linear: t and matmul are metadata, mm the kernel; relu: its clamp_min
         torch._foreach_add_(buffers, buffers)  # a CPU adds tensor by tensor
-    assert kl.gpu_launches(prof) == 3  # mm, clamp_min, the _foreach_ call
-    assert kl.leaf_ops(prof) == 5  # mm, clamp_min, and the CPU's three add_
-    tree = kl.operator_tree(prof)
+    assert lc.gpu_launches(prof) == 3  # mm, clamp_min, the _foreach_ call
+    assert lc.leaf_ops(prof) == 5  # mm, clamp_min, and the CPU's three add_
+    tree = lc.operator_tree(prof)
     assert [op.name for op in tree if op.gpu_launch] == [
         "aten::mm", "aten::clamp_min", "aten::_foreach_add_"]
     relu = next(i for i, op in enumerate(tree) if op.name == "aten::relu")
@@ -43,7 +45,7 @@ def test_a_run_counts_what_its_clock_covers_step_by_step():
     """Three timed steps of a linear net, one untimed forward before them: the run is the
     three steps' launches, each step a forward (mm), the loss, the backward and one
     fused SGD launch."""
-    with lp.under_standin() as clock:
+    with under_standin() as clock:
         net = torch.nn.Linear(4, 3, bias=False).cuda()
         sgd = torch.optim.SGD(net.parameters(), lr=0.1, fused=True)
         x = torch.randn(2, 4, device="cuda")
@@ -70,9 +72,9 @@ def test_a_run_counts_what_its_clock_covers_step_by_step():
 
 
 def test_a_launch_is_put_in_the_outermost_labelled_part():
-    with lp.under_standin() as clock:
+    with under_standin() as clock:
         net = torch.nn.Linear(4, 3, bias=False).cuda().eval()
-        evaluate = lp.labelled(lambda x: net(x.flip(-1)), "tta")
+        evaluate = labelled(lambda x: net(x.flip(-1)), "tta")
         x = torch.randn(2, 4, device="cuda")
 
         def run():

@@ -1,11 +1,11 @@
-"""The reference ports (benchmarks/reference_ports.py) are the originals with exactly the
-changes they list, and the data writer writes what the originals read."""
+"""The airbench ports (benchmarks/airbench_ports.py, derived by ports.py and the command
+reference_ports.py) are the originals with exactly the changes they list, and the data
+writer writes what the originals read."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.util
 import json
 import sys
 import warnings
@@ -20,21 +20,16 @@ from fastcifar.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = Path(__file__).resolve().parents[2] / "shared" / "references"
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import reference_ports  # noqa: E402
+from airbench_ports import AIRBENCH_PORTS  # noqa: E402
+from ports import (Change, ReferenceChanged, apply_changes, derive, derive_all,  # noqa: E402
+                   write_data)
 
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "reference_ports", ROOT / "benchmarks" / "reference_ports.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-rp = load_script()
 needs_references = pytest.mark.skipif(
     not REFERENCES.is_dir(), reason=f"the original scripts are not here ({REFERENCES})")
-VARIANTS = [(name, rehearsal) for name in rp.PORTS for rehearsal in (False, True)]
+VARIANTS = [(name, rehearsal) for name in AIRBENCH_PORTS for rehearsal in (False, True)]
 IDS = [f"{name}{'-rehearsal' if rehearsal else ''}" for name, rehearsal in VARIANTS]
 
 
@@ -47,7 +42,7 @@ def derive_ports(out: Path, ports: dict) -> dict:
     (name, rehearsal) -> (the original's text, the port's)."""
     result = {}
     for rehearsal, folder in ((False, out / "gpu"), (True, out / "rehearsal")):
-        paths = rp.derive_all(folder, REFERENCES, rehearsal, ports)
+        paths = derive_all(ports, folder, REFERENCES, rehearsal)
         assert set(paths) == set(ports)
         for name, path in paths.items():
             assert path == folder / f"{name}.py"
@@ -62,13 +57,13 @@ def derived(tmp_path_factory):
     if not REFERENCES.is_dir():
         pytest.skip(f"the original scripts are not here ({REFERENCES})")
     out = tmp_path_factory.mktemp("ports")
-    return derive_ports(out, rp.PORTS), out
+    return derive_ports(out, AIRBENCH_PORTS), out
 
 
 @needs_references
 @pytest.mark.parametrize("name, rehearsal", VARIANTS, ids=IDS)
 def test_each_change_is_one_edit_of_the_original_and_is_recorded(derived, name, rehearsal):
-    check_recorded(derived, rp.PORTS[name], name, rehearsal)
+    check_recorded(derived, AIRBENCH_PORTS[name], name, rehearsal)
 
 
 def check_recorded(derived, port, name: str, rehearsal: bool) -> None:
@@ -111,7 +106,7 @@ def touched_lines(original: str, changes) -> set[int]:
 @pytest.mark.parametrize("name, rehearsal", VARIANTS, ids=IDS)
 def test_the_port_differs_from_the_original_only_where_a_change_says(derived, name, rehearsal):
     original, port_text = derived[0][name, rehearsal]
-    changes = all_changes(rp.PORTS[name], rehearsal)
+    changes = all_changes(AIRBENCH_PORTS[name], rehearsal)
     touched = touched_lines(original, changes)
     a, b = original.splitlines(keepends=True), port_text.splitlines(keepends=True)
     hunks = [op for op in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
@@ -153,8 +148,8 @@ def test_the_gpu_ports_record_every_run_and_take_their_options(derived):
     compiled = derived[0]["airbench94_compiled", False][1]
     assert "default=25" in compiled and "return tta_val_acc, total_time_seconds" in compiled
     assert "main(run, model_trainbias, model_freezebias)" in compiled
-    assert rp.PORTS["airbench94_muon"].recipe == "airbench94_muon"
-    assert rp.PORTS["airbench94_compiled"].recipe == "airbench94"
+    assert AIRBENCH_PORTS["airbench94_muon"].recipe == "airbench94_muon"
+    assert AIRBENCH_PORTS["airbench94_compiled"].recipe == "airbench94"
 
 
 @needs_references
@@ -169,25 +164,25 @@ def test_the_rehearsal_narrows_and_shortens_only(derived):
 
 
 def test_a_change_whose_text_is_absent_or_repeated_stops_the_port():
-    missing = rp.Change("no such text", "x", "point the data elsewhere")
-    with pytest.raises(rp.ReferenceChanged, match=r"port p: .*'point the data elsewhere'"
-                                                  r".* found it 0 times.*must have changed"):
-        rp.apply_changes("p", "some original text", [missing])
-    twice = rp.Change("x = 1\n", "x = 2\n", "set x")
-    with pytest.raises(rp.ReferenceChanged, match="'set x'.* found it 2 times"):
-        rp.apply_changes("p", "x = 1\nx = 1\n", [twice])
-    assert issubclass(rp.ReferenceChanged, InputError)
-    assert rp.apply_changes("p", "x = 1\ny = 2\n", [rp.Change("y = 2", "y = 3", "")]) == \
+    missing = Change("no such text", "x", "point the data elsewhere")
+    with pytest.raises(ReferenceChanged, match=r"port p: .*'point the data elsewhere'"
+                                               r".* found it 0 times.*must have changed"):
+        apply_changes("p", "some original text", [missing])
+    twice = Change("x = 1\n", "x = 2\n", "set x")
+    with pytest.raises(ReferenceChanged, match="'set x'.* found it 2 times"):
+        apply_changes("p", "x = 1\nx = 1\n", [twice])
+    assert issubclass(ReferenceChanged, InputError)
+    assert apply_changes("p", "x = 1\ny = 2\n", [Change("y = 2", "y = 3", "")]) == \
         "x = 1\ny = 3\n"
 
 
 def test_a_missing_references_folder_or_file_is_one_clear_error(tmp_path):
-    port = rp.PORTS["airbench94_muon"]
+    port = AIRBENCH_PORTS["airbench94_muon"]
     with pytest.raises(InputError, match=f"{tmp_path / 'nowhere'}: no references folder"):
-        rp.derive(port, tmp_path / "out", tmp_path / "nowhere")
+        derive(port, tmp_path / "out", tmp_path / "nowhere")
     with pytest.raises(InputError, match=f"{tmp_path / port.source}: not found; expected the "
                                          f"unmodified .* of {port.repository} at commit"):
-        rp.derive(port, tmp_path / "out", tmp_path)
+        derive(port, tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
 
 
@@ -202,8 +197,8 @@ def tiny_data(n_train=100, n_test=30, side=32) -> ImageData:
 
 def test_the_data_is_written_as_the_originals_read_it_shuffled_by_a_fixed_seed(tmp_path):
     data = tiny_data()
-    rp.write_data(data, tmp_path / "a")
-    rp.write_data(data, tmp_path / "b")
+    write_data(data, tmp_path / "a")
+    write_data(data, tmp_path / "b")
     loaded = {}
     for split in ("train", "test"):
         a = torch.load(tmp_path / "a" / f"{split}.pt")
@@ -225,19 +220,20 @@ def test_the_data_is_written_as_the_originals_read_it_shuffled_by_a_fixed_seed(t
 
 def test_the_data_must_be_32_pixels_square(tmp_path):
     with pytest.raises(InputError, match="read 32x32 images, these are 40x40"):
-        rp.write_data(tiny_data(side=40), tmp_path)
+        write_data(tiny_data(side=40), tmp_path)
 
 
 @needs_references
 def test_the_command_derives_every_port_and_writes_the_data(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(rp, "load_dataset", lambda name: tiny_data())
-    assert rp.main(["--out", str(tmp_path), "--references", str(REFERENCES), "--data", "x",
-                    "--rehearsal"]) == 0
+    monkeypatch.setattr(reference_ports, "load_dataset", lambda name: tiny_data())
+    assert reference_ports.main(["--out", str(tmp_path), "--references", str(REFERENCES),
+                                 "--data", "x", "--rehearsal"]) == 0
     out = capsys.readouterr().out
-    for name, port in rp.PORTS.items():
+    for name, port in AIRBENCH_PORTS.items():
         assert (tmp_path / f"{name}.py").exists() and f"{name}: " in out
         assert all(c.why in out for c in port.changes + port.rehearsal_changes)
     assert (tmp_path / "data" / "train.pt").exists() and (tmp_path / "data" / "test.pt").exists()
     assert f"--data-dir {tmp_path / 'data'}" in out
-    assert rp.main(["--out", str(tmp_path), "--references", str(tmp_path / "none")]) == 2
+    assert reference_ports.main(["--out", str(tmp_path), "--references",
+                                 str(tmp_path / "none")]) == 2
     assert "no references folder" in capsys.readouterr().err

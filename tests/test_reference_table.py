@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import reference_table  # noqa: E402
+import result_files  # noqa: E402
 
 
 def suite(steps: list[dict]) -> str:
@@ -39,7 +40,7 @@ def test_a_row_takes_every_call_s_runs_of_each_side(tmp_path, monkeypatch):
         # Compiled runs never mix with uncompiled ones: a row of their own.
         step("hiverge94", "fastcifar", [0.94], [1.2], compile=True),
         step("hiverge94", "reference", [0.93], [1.4], compile=True)]))
-    monkeypatch.setattr(reference_table, "RESULTS", tmp_path)
+    monkeypatch.setattr(result_files, "RESULTS", tmp_path)
     header, rule, *rows = reference_table.gpu_rows()
     assert header.startswith("| recipe | ours (TTA) | reference (TTA) | difference |")
     clock = "record (ours: a sync each epoch)"  # hiverge's parts; its own syncs and sleep
