@@ -15,9 +15,10 @@ from .recipes import RECIPES  # noqa: E402
 from .recipes.base import Recipe, Training  # noqa: E402 (what a recipe file subclasses)
 from .report.examples import read_examples, score as score_examples  # noqa: E402
 from .train.results import TrainResult  # noqa: E402
+from .sessions.crossval import crossval  # noqa: E402
 from .sessions.resume import resume  # noqa: E402
 from .sessions.session import FINDER, train  # noqa: E402
 
 __all__ = ["FINDER", "RECIPES", "ImageData", "InputError", "OddLabels", "Recipe", "RunFailed",
-           "TrainResult", "Training", "__version__", "evaluate", "load_dataset", "load_model",
-           "lr_find", "read_examples", "resume", "score_examples", "train"]
+           "TrainResult", "Training", "__version__", "crossval", "evaluate", "load_dataset",
+           "load_model", "lr_find", "read_examples", "resume", "score_examples", "train"]

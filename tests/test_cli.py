@@ -230,13 +230,13 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, monkeyp
     """As for a user without write permission (the tests may run as root, which has it
     everywhere, so the permission check itself is made to say no)."""
     import os
-    from fastcifar.sessions import session
+    from fastcifar.train import inputs
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and
                         real_access(path, mode))
-    monkeypatch.setattr(session, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
+    monkeypatch.setattr(inputs, "load_dataset", lambda *a, **k: pytest.fail("loaded data"))
     code, _, err = run(capsys, command, "--device", "cpu", "--out", str(locked))
     assert code == 2 and f"run folder {locked}: not writable" in err
     assert list(locked.iterdir()) == []

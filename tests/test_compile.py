@@ -25,6 +25,7 @@ import fastcifar
 from fastcifar.data.loader import DeviceData
 from fastcifar.recipes import get_recipe
 from fastcifar.sessions import session
+from fastcifar.sessions.settings import SessionSettings
 from fastcifar.train import warmup
 from fastcifar.train.loop import train_run
 
@@ -210,7 +211,7 @@ def test_the_uncompiled_warm_up_trains_at_every_size_of_a_curriculum():
     from fastcifar.recipes import get_recipe
     trained = []
     fake = SimpleNamespace(
-        config=get_recipe("fable94_e1").config, settings={"compile": False, "seed": 5},
+        config=get_recipe("fable94_e1").config, settings=SessionSettings(seed=5),
         say=lambda line: None,
         train_seed=lambda config, data, seed: trained.append(
             (config.progressive_sizes, config.epochs, seed)))

@@ -20,11 +20,12 @@ from fastcifar.train.device import configure_backend, resolve_device
 from conftest import make_tiny_archive
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import gpu_suite  # noqa: E402
+from reference_ports import ALL_PORTS  # noqa: E402
+from suite_options import OTHERS, PAIRS  # noqa: E402
+from suite_steps import rehearsal_overrides, set_options  # noqa: E402
 
 # The GPU suite's recipes: those raced beside their originals, then the others.
-SPEED_RUNS = [*dict.fromkeys(gpu_suite.ALL_PORTS[p].recipe for p in gpu_suite.PAIRS),
-              *gpu_suite.OTHERS]
+SPEED_RUNS = [*dict.fromkeys(ALL_PORTS[p].recipe for p in PAIRS), *OTHERS]
 TINY = ["--epochs", "1", "--set", "batch_size=16", "--set", "widths=8,16,16"]
 
 
@@ -111,8 +112,8 @@ def test_train_on_cuda_runs_each_speed_run(recipe, cuda_standin, ten_classes, tm
     (tests/test_gpu_suite.py runs the suite itself, with fewer recipes)."""
     out = tmp_path / "run"
     code, printed, err = train(capsys, "--recipe", recipe, "--data", ten_classes, "--device",
-                               "cuda", "--runs", "1", *gpu_suite.set_options(
-                                   gpu_suite.rehearsal_overrides(recipe)), "--out", out)
+                               "cuda", "--runs", "1", *set_options(
+                                   rehearsal_overrides(recipe)), "--out", out)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert json.loads((out / "config.json").read_text())["device"] == "cuda:0"
@@ -173,6 +174,18 @@ def test_a_battery_over_two_gpus(cuda_standin, tiny_archive, tmp_path):
     assert [r["rank"] for r in summary["runs"]] == [0, 1]
 
 
+def test_an_ejected_file_runs_on_the_gpu_with_its_warm_up(cuda_standin, tiny_archive,
+                                                           tmp_path):
+    out = tmp_path / "muon.py"
+    assert main(["eject", "airbench94_muon", "--out", str(out), "--set", "batch_size=16",
+                 "--set", "widths=8,16,16", "--set", "tta_level=0"]) == 0
+    done = subprocess.run([sys.executable, str(out), "--data", str(tiny_archive),
+                           "--epochs", "1"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)  # the file's default device, auto: cuda
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on cuda" in done.stdout and re.search(r"^accuracy \S+ ", done.stdout, re.M)
+
+
 def test_an_interrupted_cuda_run_resumes_with_its_generators(cuda_standin, tiny_archive,
                                                             tmp_path, monkeypatch, capsys):
     """The checkpoint keeps the GPU's random generator as well, and resume puts it back."""
@@ -226,6 +239,7 @@ CUDA_BRANCHES = {
     ("sessions/session.py", 'progress = device.type != "cuda"'): REACHED,
     ("train/warmup.py", 'return compile_ or device.type == "cuda"'): REACHED,
     ("cli/run.py", "have = torch.cuda.device_count() if torch.cuda.is_available()"): SUBPROCESS,
+    ("eject/driver.py", 'if device.type == "cuda":  # untimed'): SUBPROCESS,
     ("train/distributed.py", 'return f"cuda:{ranks.local_rank}"'): SUBPROCESS,
     ("train/distributed.py", 'dist.init_process_group("nccl" if device.type == "cuda"'):
         SUBPROCESS + " (NCCL's part is the stand-in's Gloo)",

@@ -23,7 +23,7 @@ LAYERS = [
     ("fastcifar.bench",),
     ("fastcifar.report",),
     ("fastcifar.sessions",),  # sessions and what drives many: above train, bench and report
-    ("fastcifar.api", "fastcifar.cli", "fastcifar.__main__", "fastcifar"),
+    ("fastcifar.api", "fastcifar.cli", "fastcifar.eject", "fastcifar.__main__", "fastcifar"),
 ]
 
 

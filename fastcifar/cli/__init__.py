@@ -1,8 +1,8 @@
 """The `fastcifar` command: argument parsing, then one call of the Python API.
 
 One module per family of subcommands: run.py (train, lr-find), tools.py (recipes, flops,
-schedule, plot), models.py (evaluate, predict, export, compare); options.py holds what
-they share."""
+schedule, plot), models.py (evaluate, predict, export, compare), crossval.py (crossval),
+eject.py (eject); options.py holds what they share."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import warnings
 
 from ..errors import FastcifarWarning, InputError, RunFailed
 from ..version import __version__
-from . import models, run, tools
+from . import crossval, eject, models, run, tools
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastcifar", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"fastcifar {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for family in (run, tools, models):
+    for family in (run, tools, models, crossval, eject):
         family.add_commands(commands)
     return parser

@@ -6,6 +6,7 @@ import argparse
 
 from ..recipes import parse_assignments
 from ..recipes.fields import checked_values
+from ..report.trackers import TRACKERS
 from ..sessions.settings import SessionSettings
 from ..train.device import PRECISION_CHOICES
 
@@ -39,6 +40,22 @@ def add_run_options(parser: argparse.ArgumentParser, recipe_help: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a recipe hyperparameter (repeatable), "
                                                   "e.g. --set lr=10")
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """`train`'s own: seeds fixed apart from --seed (train/seeds.py), the same for every
+    run, and an experiment tracker."""
+    parser.add_argument("--tracker", choices=TRACKERS,
+                        help="also send the settings, every epoch and every run's results "
+                             "to Weights & Biases or MLflow (pip install fastcifar[wandb] "
+                             "or fastcifar[mlflow])")
+    for name, what in (("init", "the network's initialisation (and the other draws training "
+                                "makes: whitening images, dropout, cutmix)"),
+                       ("order", "the order of the training images"),
+                       ("augment", "the training images' augmentation")):
+        parser.add_argument(f"--{name}-seed", type=at_least_zero,
+                            help=f"fix the seed of {what} apart from --seed, the same for "
+                                 f"every run (default: following --seed)")
 
 
 def positive(kind):

@@ -17,7 +17,7 @@ from ..sessions.resume import resume
 from ..sessions.session import FINDER, train
 from ..sessions.settings import DEFAULT_RECIPE, SessionSettings
 from ..sessions.tune import OBJECTIVES, PRUNERS
-from .options import add_run_options, positive, session_options
+from .options import add_run_options, add_train_options, positive, session_options
 
 
 # `train --quick`: a subset and epochs that train in about a minute on a 2-core CPU (the
@@ -30,6 +30,7 @@ QUICK_BATCH = 512
 def add_commands(commands) -> None:
     train_ = commands.add_parser("train", help="train a recipe and report accuracy and time")
     add_run_options(train_, "recipe name (see `fastcifar recipes`; default airbench94)")
+    add_train_options(train_)
     train_.add_argument("--runs", type=positive(int), help="independent runs (seeds; default 1)")
     train_.add_argument("--test-subset", type=positive(int),
                         help="evaluate on a class-balanced subset of this many test images")
@@ -167,7 +168,8 @@ def cmd_train(args) -> int:
             args.overrides = [*args.overrides, f"batch_size={QUICK_BATCH}"]
     out = args.out or Path("runs") / f"{folder_name(recipe)}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        train(recipe, out=out, progress=args.progress, **session_options(args, recipe))
+        train(recipe, out=out, progress=args.progress, tracker=args.tracker,
+              **session_options(args, recipe))
     except KeyboardInterrupt:
         if (out / "config.json").exists():
             print(f"fastcifar: interrupted; `fastcifar train --resume {out}` continues "

@@ -14,8 +14,9 @@ def flip_where(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
-def random_flip_mask(n: int, device: torch.device | str) -> torch.Tensor:
-    return torch.rand(n, device=device) < 0.5
+def random_flip_mask(n: int, device: torch.device | str,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    return torch.rand(n, device=device, generator=generator) < 0.5
 
 
 def alternating_flip_mask(first_epoch_mask: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -51,7 +52,8 @@ def pad_reflect(images: torch.Tensor, pad: int) -> torch.Tensor:
     return F.pad(images, (pad,) * 4, mode="reflect") if pad > 0 else images
 
 
-def random_crop(padded: torch.Tensor, size: int) -> torch.Tensor:
+def random_crop(padded: torch.Tensor, size: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """A random size x size crop of each (already padded) image: a translation by up to
     (padded size - size) / 2 pixels in each direction. One gather over the images seen
     channels last, with no host sync (boolean masks per offset cost one each), and the
@@ -60,8 +62,8 @@ def random_crop(padded: torch.Tensor, size: int) -> torch.Tensor:
     max_y, max_x = h - size, w - size
     if max_y == 0 and max_x == 0:
         return padded
-    ys = torch.randint(0, max_y + 1, (n,), device=padded.device)
-    xs = torch.randint(0, max_x + 1, (n,), device=padded.device)
+    ys = torch.randint(0, max_y + 1, (n,), device=padded.device, generator=generator)
+    xs = torch.randint(0, max_x + 1, (n,), device=padded.device, generator=generator)
     offsets = torch.arange(size, device=padded.device)
     rows = (ys[:, None] + offsets)[:, :, None]  # (n, size, 1)
     cols = (xs[:, None] + offsets)[:, None, :]  # (n, 1, size)
@@ -70,24 +72,25 @@ def random_crop(padded: torch.Tensor, size: int) -> torch.Tensor:
     return crops.permute(0, 3, 1, 2)
 
 
-def random_square_mask(n: int, h: int, w: int, size: int,
-                       device: torch.device | str) -> torch.Tensor:
+def random_square_mask(n: int, h: int, w: int, size: int, device: torch.device | str,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, 1, h, w) booleans: one random size x size square per image, wholly inside it."""
-    top = torch.randint(0, h - size + 1, (n, 1, 1), device=device)
-    left = torch.randint(0, w - size + 1, (n, 1, 1), device=device)
+    top = torch.randint(0, h - size + 1, (n, 1, 1), device=device, generator=generator)
+    left = torch.randint(0, w - size + 1, (n, 1, 1), device=device, generator=generator)
     rows = torch.arange(h, device=device).view(1, h, 1)
     cols = torch.arange(w, device=device).view(1, 1, w)
     inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
     return inside.unsqueeze(1)
 
 
-def cutout(images: torch.Tensor, size: int) -> torch.Tensor:
+def cutout(images: torch.Tensor, size: int,
+           generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero one random size x size square per image, always wholly inside the image (as
     Page's ResNet-9 and airbench96 place it)."""
     if size <= 0:
         return images
     n, _, h, w = images.shape
-    return images.masked_fill(random_square_mask(n, h, w, size, images.device), 0)
+    return images.masked_fill(random_square_mask(n, h, w, size, images.device, generator), 0)
 
 
 def cutmix(images: torch.Tensor, targets: torch.Tensor,
@@ -107,24 +110,25 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor,
 
 
 def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float] = (0.35, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                        flip: bool = True) -> torch.Tensor:
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Inception-style crops for larger images, a whole batch in one grid_sample: each
     image's crop covers a random fraction `scale` of its area with a random aspect ratio
     (log-uniform in `ratio`), at a random place, resized bilinearly to size x size and,
     with `flip`, mirrored at random. Crops wider or taller than the image are clipped to it."""
     n, device = len(images), images.device
-    area = torch.empty(n, device=device).uniform_(*scale)
-    log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    area = torch.empty(n, device=device).uniform_(*scale, generator=generator)
+    log_ratio = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]),
+                                                       generator=generator)
     aspect = log_ratio.exp()
     # Half-widths and centres in grid_sample's coordinates, where the image spans [-1, 1].
     half_w = (area * aspect).sqrt().clamp(max=1.0)
     half_h = (area / aspect).sqrt().clamp(max=1.0)
-    centre_x = (torch.rand(n, device=device) * 2 - 1) * (1 - half_w)
-    centre_y = (torch.rand(n, device=device) * 2 - 1) * (1 - half_h)
+    centre_x = (torch.rand(n, device=device, generator=generator) * 2 - 1) * (1 - half_w)
+    centre_y = (torch.rand(n, device=device, generator=generator) * 2 - 1) * (1 - half_h)
     sign = torch.ones(n, device=device)
     if flip:
-        sign = torch.where(random_flip_mask(n, device), -1.0, 1.0)
+        sign = torch.where(random_flip_mask(n, device, generator), -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=device)
     theta[:, 0, 0], theta[:, 0, 2] = half_w * sign, centre_x
     theta[:, 1, 1], theta[:, 1, 2] = half_h, centre_y

@@ -43,6 +43,7 @@ CACHE_NAME = "cifar10.npz"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META = "batches.meta"
+BATCH_FILES = (*TRAIN_BATCHES, TEST_BATCH, META)  # what the archive holds that is read
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 IMAGE_SHAPE = (3, 32, 32)  # channels, height, width
 ARRAY_KEYS = ("classes", "train_images", "train_labels", "test_images", "test_labels")
@@ -135,7 +136,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def _parse_archive(archive: Path) -> dict[str, np.ndarray]:
     """The arrays of the CIFAR-10 python archive, read without extracting it."""
-    wanted = set(TRAIN_BATCHES) | {TEST_BATCH, META}
+    wanted = set(BATCH_FILES)
     batches = {}
     try:
         with tarfile.open(archive, "r:gz") as tar:
@@ -148,8 +149,24 @@ def _parse_archive(archive: Path) -> dict[str, np.ndarray]:
             ValueError, TypeError, AttributeError, IndexError) as e:
         raise InputError(f"{archive}: the archive is corrupt or truncated ({e}); delete it "
                          f"to download it again") from e
+    return arrays_of_batches(batches, archive)
 
-    missing = sorted(wanted - set(batches))
+
+def read_batch_folder(folder: Path) -> dict[str, np.ndarray]:
+    """The arrays of the CIFAR-10 python batches unpacked into `folder` (the archive's
+    cifar-10-batches-py)."""
+    batches = {}
+    for name in BATCH_FILES:
+        if (folder / name).is_file():
+            with open(folder / name, "rb") as f:
+                batches[name] = _BatchUnpickler(f, encoding="bytes").load()
+    return arrays_of_batches(batches, folder)
+
+
+def arrays_of_batches(batches: dict, archive: Path) -> dict[str, np.ndarray]:
+    """The arrays of the CIFAR-10 python batches, unpickled, by file name (`archive`: where
+    they came from, for a message)."""
+    missing = sorted(set(BATCH_FILES) - set(batches))
     if missing:
         raise InputError(f"{archive}: not the CIFAR-10 python archive, it lacks {', '.join(missing)}; "
                          f"delete it to download it again")

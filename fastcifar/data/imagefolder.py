@@ -62,7 +62,7 @@ def load_image_folder(path: str | Path, cache: bool = True, resize: int | None =
                                        arrays["train_images"].shape[1:3] == (resize, resize)):
                 return _from_arrays(path.name, arrays)
 
-    files = _read_archive(path) if is_archive else _read_directory(path)
+    files = read_files(path)
     arrays, any_resized = _decode_splits(path, files, resize, say)
     if cache:
         save_arrays(resized if any_resized else as_stored, **arrays)
@@ -83,6 +83,11 @@ def _directory_key(root: Path) -> str:
             st = p.stat()
             h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+def read_files(path: Path) -> dict[str, bytes]:
+    """Every image file of the directory or archive at `path`, by its path inside it."""
+    return _read_archive(path) if path.is_file() else _read_directory(path)
 
 
 def _read_directory(root: Path) -> dict[str, bytes]:
@@ -139,9 +144,10 @@ def _split_layout(path: Path, names: list[str]) -> tuple[int, str, str]:
                      f"(optionally under one top-level folder)")
 
 
-def _decode_splits(path: Path, files: dict[str, bytes], resize: int | None,
-                   say: Callable[[str], None]) -> tuple[dict[str, np.ndarray], bool]:
-    """The arrays of both splits, and whether any image had to be resized."""
+def labelled_files(path: Path, files: dict[str, bytes]) -> tuple[list[str], dict]:
+    """The class names (the class folders, sorted) and, for "train" and "test", every image
+    file as (its path, its bytes, its label): class by class, each class's files sorted by
+    path, the order of the arrays decoded from them."""
     if not files:
         raise InputError(f"--data {path}: holds no .jpg/.jpeg/.png images")
     depth, train_name, test_name = _split_layout(path, list(files))
@@ -158,11 +164,16 @@ def _decode_splits(path: Path, files: dict[str, bytes], resize: int | None,
         raise InputError(f"--data {path}: train and {test_name} have different classes "
                          f"(only in train: {only_train or 'none'}; only in {test_name}: "
                          f"{only_test or 'none'}); expected the same class folders in both")
+    return train_classes, {key: [(name, data, label) for label, c in enumerate(train_classes)
+                                 for name, data in sorted(splits[split][c])]
+                           for split, key in ((train_name, "train"), (test_name, "test"))}
 
+
+def _decode_splits(path: Path, files: dict[str, bytes], resize: int | None,
+                   say: Callable[[str], None]) -> tuple[dict[str, np.ndarray], bool]:
+    """The arrays of both splits, and whether any image had to be resized."""
+    train_classes, items = labelled_files(path, files)
     arrays, resized = {"classes": np.array(train_classes)}, 0
-    items = {key: [(name, data, label) for label, c in enumerate(train_classes)
-                   for name, data in sorted(splits[split][c])]
-             for split, key in ((train_name, "train"), (test_name, "test"))}
     if resize is not None:
         _say_cost(path, items["train"][0], sum(map(len, items.values())), resize, say)
     for key, split_items in items.items():

@@ -129,13 +129,17 @@ class DeviceLoader:
     afresh every epoch, the last partial batch dropped, the augmentation applied.
 
     `share` (rank, world size), in a data-parallel run: every rank draws the same epoch
-    and yields its consecutive share of each batch (batch_size / world images)."""
+    and yields its consecutive share of each batch (batch_size / world images).
+
+    `order` and `augment`: generators of their own for the images' order and for the
+    augmentation's draws (train/seeds.py), or None for torch's global one."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 augmentation: Augmentation = Augmentation(), share: tuple[int, int] = (0, 1)):
+                 augmentation: Augmentation = Augmentation(), share: tuple[int, int] = (0, 1),
+                 order: torch.Generator | None = None, augment: torch.Generator | None = None):
         self.images, self.labels = images, labels
         self.batch_size, self.augmentation = batch_size, augmentation
-        self.share = share
+        self.share, self.order, self.augment = share, order, augment
         self.epoch = 0
         self._padded = pad_reflect(images, self.augmentation.translate)
         self._first_flip = None
@@ -152,27 +156,36 @@ class DeviceLoader:
         # window is cropped from their centred (side + 2 translate) square, so it still
         # shifts by up to translate pixels about the image's centre (Fable E5).
         crop = side if aug.progressive_mode == "crop" else full
-        images = random_crop(centre_crop(self._padded, crop + 2 * aug.translate), crop)
+        draws = self.augment
+        images = random_crop(centre_crop(self._padded, crop + 2 * aug.translate), crop, draws)
         if aug.flip == "random":
-            images = flip_where(images, random_flip_mask(len(images), images.device))
+            images = flip_where(images, random_flip_mask(len(images), images.device, draws))
         elif aug.flip == "alternating":
             if self._first_flip is None:
-                self._first_flip = random_flip_mask(len(images), images.device)
+                self._first_flip = random_flip_mask(len(images), images.device, draws)
             images = flip_where(images, alternating_flip_mask(self._first_flip, epoch))
-        images = cutout(images, aug.cutout)
+        images = cutout(images, aug.cutout, draws)
         if aug.brightness or aug.contrast:  # (no draws when off: other recipes' batches stay)
-            images = random_colour_jitter(images, aug.brightness, aug.contrast)
+            images = random_colour_jitter(images, aug.brightness, aug.contrast, draws)
         if side < images.size(-1):
             images = resize(images, side, aug.progressive_antialias)
         return images
 
     def state_dict(self) -> dict:
-        """The epoch counter and alternating flip's first draw: with the random generator's
-        state, what a resumed run needs to see the same batches."""
-        return {"epoch": self.epoch, "first_flip": self._first_flip}
+        """The epoch counter, alternating flip's first draw and the loader's own generators:
+        with the global generator's state, what a resumed run needs to see the same
+        batches."""
+        return {"epoch": self.epoch, "first_flip": self._first_flip,
+                **{name: g.get_state() for name, g in self.generators().items()}}
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {name: g for name, g in (("order", self.order), ("augment", self.augment))
+                if g is not None}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self._first_flip = state["epoch"], state["first_flip"]
+        for name, generator in self.generators().items():
+            generator.set_state(state[name])
         if self._first_flip is not None:
             self._first_flip = self._first_flip.to(self.images.device)
 
@@ -180,7 +193,7 @@ class DeviceLoader:
         aug = self.augmentation
         per_batch = aug.crop_size > 0
         images = self.images if per_batch else self.epoch_images(self.epoch)
-        order = torch.randperm(len(images), device=images.device)
+        order = torch.randperm(len(images), device=images.device, generator=self.order)
         self.epoch += 1
         rank, world = self.share
         mine = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
@@ -189,7 +202,8 @@ class DeviceLoader:
             self.last_index = index[mine]
             if per_batch:  # the whole batch's random crops drawn, as on one device
                 batch = random_resized_crop(images[index], aug.crop_size, aug.crop_scale,
-                                            flip=aug.flip == "random")[mine]
+                                            flip=aug.flip == "random",
+                                            generator=self.augment)[mine]
             else:
                 batch = images[index[mine]]
             yield batch, self.labels[index[mine]]

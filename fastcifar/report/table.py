@@ -25,3 +25,15 @@ class Table:
             value = values.get(header, "")
             cells.append(format(value, spec) if value != "" and not isinstance(value, str) else value)
         self.print(self._line(cells))
+
+
+RUN_COLUMNS = [("run", "d"), ("epoch", ""), ("train_loss", ".4f"), ("train_acc", ".4f"),
+               ("val_acc", ".4f"), ("val_top5", ".4f"), ("tta_val_acc", ".4f"),
+               ("time_seconds", ".2f")]
+
+
+def run_table(print_fn=print) -> Table:
+    """A training session's table, its header printed: a row an epoch and one a run."""
+    table = Table(RUN_COLUMNS, print_fn)
+    table.header()
+    return table

@@ -26,7 +26,8 @@ def session_record(recipe, config, settings: SessionSettings, device,
 
 
 def finished_before(out: RunFolder | None, ranks: Ranks, record: dict | None, config,
-                    settings: SessionSettings, say: Callable[[str], None]) -> list[RunResult] | None:
+                    settings: SessionSettings,
+                    say: Callable[[str], None]) -> list[RunResult] | None:
     """The runs the run folder holds finished (None: it holds no session yet), once its
     config.json is found to record this very session; else an InputError naming every
     difference. Rank 0 looks (the others have no `out`), every rank gets its answer:

@@ -20,28 +20,26 @@ from tqdm.auto import tqdm
 
 from ..bench.clocks import clock_note
 from ..bench.stats import summarize
-from ..data import ImageData, load_dataset
-from ..data.memory import check_fits
+from ..data import ImageData
 from ..data.loader import DeviceData
-from ..errors import InputError
 from ..recipes import get_recipe
 from ..recipes.fields import with_values
 from ..report.lr_finder import write_result
 from ..report.records import CONFIG, RunFolder
-from ..report.table import Table
+from ..report.table import Table, run_table
+from ..report.trackers import Tracker, open_tracker
 from ..train.checkpoint import CheckpointFolder
 from ..train.data_parallel import DataParallel, check_data_parallel
-from ..train.device import (choose_precision, configure_backend, device_name,
-                            resolve_device)
+from ..train.device import choose_precision, configure_backend, device_name, resolve_device
 from ..train.distributed import (Ranks, device_name as rank_device, from_environment,
                                  gather, process_group)
 from ..train.examples import all_examples
-from ..train.inputs import (balanced_subsets, check_batches, check_compile, check_runs,
-                            check_size, compiler, data_name, dropped_note, removed_if_unused,
-                            subset_indices)
+from ..train.inputs import (check_size, compiler, data_name, removed_if_unused,
+                            session_data)
 from ..train.loop import train_run
 from ..train.lr_finder import lr_from_finder
 from ..train.results import EpochRecord, RunResult, TrainResult
+from ..train.seeds import RunSeeds
 from ..train.setup import set_up_run
 from ..train.warmup import needs_warmup, warmup_configs
 from .reuse import finished_before, session_record
@@ -52,18 +50,22 @@ FINDER = "run the finder"  # lr_from_finder=FINDER: run the LR finder first
 def train(recipe: str = DEFAULT_RECIPE, data: str | Path | ImageData | None = None, *,
           runs: int = 1, seed: int = 0, epochs: float | None = None, device: str = "auto",
           precision: str = "auto", subset: int | None = None, test_subset: int | None = None,
-          subset_seed: int = 0, size: str | None = None, compile: bool | str = False,
+          subset_seed: int = 0, init_seed: int | None = None, order_seed: int | None = None,
+          augment_seed: int | None = None, size: str | None = None, compile: bool | str = False,
           checkpoints: bool | None = None, lr_from_finder: str | Path | None = None,
           ddp: bool = False, record_examples: bool = False, progress: bool | None = None,
-          out: str | Path | None = None, reuse: bool = False,
-          verbose: bool = True, on_epoch: Callable[[EpochRecord], None] | None = None,
-          on_start: Callable[[dict], None] | None = None, **overrides) -> TrainResult:
+          out: str | Path | None = None, reuse: bool = False, verbose: bool = True,
+          on_epoch: Callable[[EpochRecord], None] | None = None, on_run: Callable | None = None,
+          on_start: Callable[[dict], None] | None = None, tracker: str | None = None,
+          **overrides) -> TrainResult:
     """Train `runs` runs of `recipe` (seeds seed, seed+1, ...) and return their results.
 
     `data`: a path (an image-folder directory or archive), "cifar10", "imagewoof",
     "imagenette", an ImageData, or None for the recipe's own. `subset`, `test_subset`:
     class-balanced subsets of that many training or test images, drawn by `subset_seed`
-    (data, the same for every run). `overrides`: recipe hyperparameters by name
+    (data, the same for every run). `init_seed`, `order_seed`, `augment_seed`: the
+    network's initialisation, the images' order and their augmentation fixed apart from
+    `seed`, the same for every run (see train/seeds.py). `overrides`: recipe hyperparameters by name
     (`fastcifar recipes --show NAME` lists them), checked like `--set`. `out`: a run folder
     to record everything in (nothing is written without one); `checkpoints` (there) make
     it resumable. `reuse`: an `out` that already holds a session is continued, not
@@ -82,46 +84,47 @@ def train(recipe: str = DEFAULT_RECIPE, data: str | Path | ImageData | None = No
     train/examples.py). `on_start`: called with what the run folder would record (the
     settings, the config, the digests of the recipe source and the data) once the data is
     loaded, before any run: it may refuse with an InputError (`fastcifar tune` checks that
-    a study's trials share everything but their own values)."""
+    a study's trials share everything but their own values). `on_run`: called with each
+    RunResult on the rank that trained it (`.model` set), untimed, before it is recorded.
+    `tracker`: "wandb" or "mlflow" also gets the settings, every epoch and every result."""
     recipe_obj = get_recipe(recipe)
     check_size(size, data or recipe_obj.default_data)
     config = with_values(recipe_obj.config, overrides)
     if epochs is not None:
         config = with_values(config, {"epochs": epochs})
     config.validate()
-    check_runs(runs, seed, subset_seed)
-    check_compile(compile)
-    if checkpoints and out is None:
-        raise InputError("checkpoints are kept in a run folder: give out= (--out)")
     settings = SessionSettings(
         recipe=recipe_obj.name, data=data_name(data) or recipe_obj.default_data, size=size,
         subset=subset, test_subset=test_subset, subset_seed=subset_seed, runs=runs, seed=seed,
+        init_seed=init_seed, order_seed=order_seed, augment_seed=augment_seed,
         precision=precision, compile=compile,
         checkpoints=(checkpoints if checkpoints is not None
                      else recipe_obj.checkpoints and out is not None),
         lr_from_finder=None if lr_from_finder is None else str(lr_from_finder), ddp=ddp,
         record_examples=bool(record_examples))
-    if record_examples and ddp:
-        raise InputError("--record-examples records each run on one device: not with --ddp "
-                         "(a battery over the ranks, without --ddp, records every run)")
+    settings.check(has_folder=out is not None)
     ranks = from_environment()  # under torchrun: this process's share of the runs
     if ddp and ranks.world > 1:
         check_data_parallel(recipe_obj, config, ranks.world)
     device = resolve_device(rank_device(ranks, device))
+    # "wandb" or "mlflow" (report/trackers.py), on rank 0, named after the run folder
+    tracking = open_tracker(tracker, Path(out).name if out is not None else recipe_obj.name
+                            ) if ranks.leader else None
     folder = None  # rank 0 alone writes the run folder (and refuses one in use, unless reused)
     if out is not None and ranks.leader:
         folder = RunFolder(out) if reuse and (Path(out) / CONFIG).exists() else RunFolder.new(out)
     with removed_if_unused(folder):
         return Session(recipe_obj, config, settings, device, data, folder, progress,
-                       verbose and ranks.leader, ranks, on_epoch, on_start,
-                       reuse=reuse and out is not None).run()
+                       verbose and ranks.leader, ranks, on_epoch, on_start, on_run,
+                       reuse=reuse and out is not None, tracker=tracking).run()
 
 
 class Session:
     def __init__(self, recipe, config, settings: SessionSettings, device: torch.device, data,
                  out: RunFolder | None, progress: bool | None, verbose: bool,
                  ranks: Ranks = Ranks(), on_epoch: Callable[[EpochRecord], None] | None = None,
-                 on_start: Callable[[dict], None] | None = None, reuse: bool = False):
+                 on_start: Callable[[dict], None] | None = None, on_run: Callable | None = None,
+                 reuse: bool = False, tracker: Tracker | None = None):
         """`reuse`: `out` may hold this session already (a resume, a battery or an
         ablation's variant run again), which is then continued (see reuse.py)."""
         self.recipe, self.config, self.settings = recipe, config, settings
@@ -131,6 +134,8 @@ class Session:
             progress = device.type != "cuda" or recipe.progress_on_gpu
         self.progress = progress and verbose
         self.ranks, self.on_epoch, self.on_start, self.reuse = ranks, on_epoch, on_start, reuse
+        self.on_run = on_run or (lambda run: None)
+        self.tracker = tracker
         self.group = (DataParallel(ranks, device)
                       if settings.ddp and ranks.world > 1 else None)
         self.network = None  # built by the first run, re-initialised by the others
@@ -144,8 +149,12 @@ class Session:
         """Train the runs the run folder does not hold finished yet (all of them in a new
         one, which first records the session's start)."""
         configure_backend(self.device)
-        with process_group(self.ranks, self.device):
-            return self.run_all()
+        try:
+            with process_group(self.ranks, self.device):
+                return self.run_all()
+        finally:
+            if self.tracker is not None:
+                self.tracker.close()
 
     def run_all(self) -> TrainResult:
         dataset, data, load_seconds = self.load_data()
@@ -174,6 +183,9 @@ class Session:
                      "process (or --gpus N); this run trains in this process alone")
         if finished is None and self.settings.lr_from_finder is not None:
             self.take_lr_from_finder(data)
+        if self.tracker is not None:  # (before the run folder records anything)
+            self.tracker.start({**self.settings.record(),
+                                "config": dataclasses.asdict(self.config)})
         if finished is None and self.out is not None:
             self.check_recipe_builds(data)  # nothing written for a recipe that cannot
             self.out.record_start(self.recipe, self.config, self.settings.record(),
@@ -184,11 +196,14 @@ class Session:
         warmup_seconds = (self.warmup(data) if needs_warmup(self.device, self.settings.compile)
                           else 0.0)
 
-        results, table = list(finished or []), self.table()
+        results, table = list(finished or []), run_table(self.say)
         while len(results) < self.settings.runs:
             for r in results:
                 r.model = None
-            results.extend(self.one_round(len(results), data, table))
+            done = self.one_round(len(results), data, table)
+            for i, r in enumerate(done if self.tracker is not None else (), len(results) + 1):
+                self.tracker.finish_run(i, r.as_dict())
+            results.extend(done)
             examples = (all_examples(results, self.subsets)
                         if self.settings.record_examples else None)
             if self.out is not None and examples is not None:
@@ -218,33 +233,10 @@ class Session:
                    self.settings.precision, data.num_classes)
 
     def load_data(self):
-        """(the dataset, its DeviceData, the seconds it took): loaded, resized for a larger
-        image size, cut to the subset, placed on the device."""
-        t0 = time.perf_counter()
-        side, source = self.config.stored_side(), self.data_source
-        if isinstance(source, ImageData):
-            dataset = source.resized(side, self.say) if side else source
-        else:
-            dataset = load_dataset(source or self.recipe.default_data,
-                                   size=self.settings.size or "160", resize=side,
-                                   say=self.say)
-        self.subsets = subset_indices(dataset, self.settings.record())  # for the per-example records
-        dataset = balanced_subsets(dataset, self.settings.subset,
-                                   self.settings.test_subset, self.settings.subset_seed)
-        check_batches(len(dataset.train_images), self.config.batch_size)
-        if (note := dropped_note(len(dataset.train_images), self.config.batch_size)):
-            self.say(note)
-        n = len(dataset.train_images) + len(dataset.test_images)
-        h, w = dataset.image_size
-        check_fits(n * 3 * h * w * self.precision.weights.itemsize,
-                   f"the {n:,} images as {str(self.precision.weights)[6:]} tensors",
-                   self.device, hint="give a smaller image size (--image-size) or a --subset")
-        data = DeviceData.from_dataset(dataset, self.device, self.precision.weights,
-                                       self.config.crop_size())
-        seconds = time.perf_counter() - t0
-        self.say(f"data: {dataset.name}, {len(dataset.train_images)} train / "
-                 f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
-                 f"(loaded in {seconds:.1f} s, not timed)")
+        """(the dataset, its DeviceData, the seconds it took): see inputs.session_data."""
+        dataset, data, seconds, self.subsets = session_data(
+            self.data_source, self.recipe, self.config, self.settings.record(), self.device,
+            self.precision.weights, self.say)
         return dataset, data, seconds
 
     def take_lr_from_finder(self, data: DeviceData) -> None:
@@ -266,13 +258,12 @@ class Session:
         self.say(f"warm-up run{' (compile)' if compile_ else ''}: {seconds:.1f} s (not timed)")
         return seconds
 
-    def table(self) -> Table:
-        table = Table([("run", "d"), ("epoch", ""), ("train_loss", ".4f"),
-                       ("train_acc", ".4f"), ("val_acc", ".4f"), ("val_top5", ".4f"),
-                       ("tta_val_acc", ".4f"), ("time_seconds", ".2f")],
-                      print_fn=self.say)
-        table.header()
-        return table
+    def record_epoch(self, row: dict) -> None:
+        """An epoch's metrics row, to the run folder and the tracker, if any."""
+        if self.out is not None:
+            self.out.add_metrics(row)
+        if self.tracker is not None:
+            self.tracker.epoch(row)
 
     def one_round(self, first: int, data: DeviceData, table: Table) -> list[RunResult]:
         """Runs first, first+1, ... one per rank (one run without torchrun), gathered on
@@ -291,22 +282,22 @@ class Session:
             gathered[ranks.rank].model = model
         done = [r for r in gathered if r is not None]
         for i, r in enumerate(done, first):
-            if r.rank != ranks.rank and self.out is not None:
+            if r.rank != ranks.rank:
                 for e in r.epochs:
-                    self.out.add_metrics({"run": i + 1, "seed": r.seed, **dataclasses.asdict(e)})
+                    self.record_epoch({"run": i + 1, "seed": r.seed, **dataclasses.asdict(e)})
                 table.row({"run": i + 1, "epoch": f"rank {r.rank}", "tta_val_acc": r.accuracy,
                            "time_seconds": r.seconds})
         return done
 
     def one_run(self, i: int, data: DeviceData, table: Table) -> RunResult:
-        seed, out = self.settings.seed + i, self.out
+        seeds, out = self.settings.run_seeds(i), self.out
+        seed = seeds.run
 
         def on_epoch(r):
             table.row({"run": i + 1, "epoch": str(r.epoch), "train_loss": r.train_loss,
                        "train_acc": r.train_accuracy, "val_acc": r.val_accuracy,
                        "val_top5": r.val_top5, "time_seconds": r.train_seconds})
-            if out is not None:
-                out.add_metrics({"run": i + 1, "seed": seed, **dataclasses.asdict(r)})
+            self.record_epoch({"run": i + 1, "seed": seed, **dataclasses.asdict(r)})
             if self.on_epoch is not None:
                 self.on_epoch(r)
 
@@ -319,13 +310,15 @@ class Session:
                                                      for r in state["records"])])
                 self.say(f"run {i + 1}: continuing from epoch {state['epoch']} "
                          f"({folder.path / 'last.pt'})")
-        result = self.train_seed(self.config, data, seed, on_epoch=on_epoch,
+        result = self.train_seed(self.config, data, seeds, on_epoch=on_epoch,
                                  progress=self.progress, checkpoints=folder)
         table.row({"run": i + 1, "epoch": "eval", "tta_val_acc": result.accuracy,
                    "time_seconds": result.seconds})
+        self.on_run(result)
         return result
 
-    def train_seed(self, config, data: DeviceData, seed: int, **options) -> RunResult:
+    def train_seed(self, config, data: DeviceData, seed: int | RunSeeds,
+                   **options) -> RunResult:
         """One run on the session's network: the first run builds (and compiles) it, the
         others re-initialise it in place, as airbench's scripts do. A new network per run
         would be compiled anew: its CUDA graphs recorded again (they hold the parameters'

@@ -93,12 +93,7 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
     float16: what auto is on CUDA, on CUDA or a CPU (where it rehearses the GPU's numerics,
     slowly)."""
     if choice == "auto":
-        if device.type != "cuda":
-            return _precision(device, torch.float32, None)
-        if not recipe_mixed:
-            return _precision(device, compute_dtype(device), None)
-        bf16 = _native_bf16()
-        return _precision(device, torch.float32, torch.bfloat16 if bf16 else torch.float16)
+        return auto_precision(device, recipe_mixed)
     if choice == "float32":
         return _precision(device, torch.float32, None)
     if choice == "bfloat16":
@@ -119,6 +114,18 @@ def choose_precision(choice: str, device: torch.device, recipe_mixed: bool) -> P
             return _precision(device, torch.float32, torch.float16)
         return _precision(device, torch.float16, None)
     raise InputError(f"--precision {choice}: expected one of {', '.join(PRECISION_CHOICES)}")
+
+
+def auto_precision(device: torch.device, recipe_mixed: bool) -> Precision:
+    """--precision auto: on CUDA the recipe's own (half weights and data for the speed
+    runs; float32 weights under bfloat16 or float16 autocast for the general trainer),
+    float32 elsewhere."""
+    if device.type != "cuda":
+        return _precision(device, torch.float32, None)
+    if not recipe_mixed:
+        return _precision(device, compute_dtype(device), None)
+    bf16 = _native_bf16()
+    return _precision(device, torch.float32, torch.bfloat16 if bf16 else torch.float16)
 
 
 def _native_bf16() -> bool:

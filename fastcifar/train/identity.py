@@ -36,8 +36,9 @@ def recipe_digest(recipe) -> str | None:
 # too), the same data (its digest), the same hyperparameters and session settings, on the
 # same kind of device. (Not checkpoints: whether the runs kept them does not change them.)
 SAME_RUN = ("recipe", "recipe_sha256", "data_sha256", "config", "size", "subset",
-            "test_subset", "subset_seed", "runs", "seed", "precision", "compile",
-            "lr_from_finder", "ddp", "record_examples", "device")
+            "test_subset", "subset_seed", "runs", "seed", "init_seed", "order_seed",
+            "augment_seed", "precision", "compile", "lr_from_finder", "ddp",
+            "record_examples", "device")
 
 
 def differences(recorded: dict, expected: dict, ignore_config: tuple[str, ...] = ()) -> list[str]:

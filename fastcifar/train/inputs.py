@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from pathlib import Path
 
-from ..data import ImageData
+from ..data import ImageData, load_dataset
 from ..data.dataset import balanced_subset_index
 from ..data.fastai_images import CLASS_NAMES as FASTAI_CLASS_NAMES
 from ..data.fastai_images import SIZES as FASTAI_SIZES
+from ..data.loader import DeviceData
+from ..data.memory import check_fits
 from ..errors import InputError
 
 # torch.compile's modes; `compile=True` is its default. The airbench references use
@@ -34,19 +37,34 @@ def removed_if_unused(folder):
         raise
 
 
-def check_runs(runs: int, seed: int, subset_seed: int = 0) -> None:
+def check_runs(runs: int, seed: int, subset_seed: int = 0, *fixed_apart: int | None) -> None:
+    """The battery's size and its seeds; `fixed_apart`: init, order and augmentation seeds
+    (None where not fixed)."""
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise InputError(f"runs must be a positive integer, got {runs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer, got {seed!r}")
     check_subset_seed(subset_seed)
+    for name, value in zip(("init_seed", "order_seed", "augment_seed"), fixed_apart):
+        if value is not None:
+            check_subset_seed(value, name)
 
 
-def check_subset_seed(seed: int) -> None:
-    """The seed of --subset and --test-subset's draw: numpy's generators take 0 or more."""
+def check_subset_seed(seed: int, name: str = "subset_seed") -> None:
+    """A seed numpy's generators take (0 or more): --subset-seed's, or one fixed apart."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"subset_seed (--subset-seed) must be an integer of 0 or more, "
-                         f"got {seed!r}")
+        flag = "--" + name.replace("_", "-")
+        raise InputError(f"{name} ({flag}) must be an integer of 0 or more, got {seed!r}")
+
+
+def source_dataset(source, recipe, config, size: str | None, say) -> ImageData:
+    """The data a session trains on, before its subsets: `source` (an ImageData, a path or
+    a name, None for the recipe's own) with its images stored at the side the config asks
+    for (config.stored_side(); as they are if it asks none)."""
+    side = config.stored_side()
+    if isinstance(source, ImageData):
+        return source.resized(side, say) if side else source
+    return load_dataset(source or recipe.default_data, size=size or "160", resize=side, say=say)
 
 
 def balanced_subsets(dataset: ImageData, subset: int | None, test_subset: int | None,
@@ -135,3 +153,28 @@ def compiler(compile_):
         return None
     mode = {} if compile_ is True else {"mode": compile_}
     return functools.partial(torch.compile, dynamic=False, **mode)
+
+
+def session_data(source, recipe, config, settings: dict, device, dtype, say):
+    """(the dataset, its DeviceData, the seconds it took, the subsets' indices) of a
+    session: loaded, resized for a larger image size, cut to the subsets, checked to fit
+    the device's memory, placed on it. `settings`: the session's, as config.json records
+    them; the indices map per-example records back to each image (subset_indices)."""
+    t0 = time.perf_counter()
+    dataset = source_dataset(source, recipe, config, settings["size"], say)
+    subsets = subset_indices(dataset, settings)
+    dataset = balanced_subsets(dataset, settings["subset"], settings["test_subset"],
+                               settings["subset_seed"])
+    check_batches(len(dataset.train_images), config.batch_size)
+    if (note := dropped_note(len(dataset.train_images), config.batch_size)):
+        say(note)
+    n = len(dataset.train_images) + len(dataset.test_images)
+    h, w = dataset.image_size
+    check_fits(n * 3 * h * w * dtype.itemsize, f"the {n:,} images as {str(dtype)[6:]} tensors",
+               device, hint="give a smaller image size (--image-size) or a --subset")
+    data = DeviceData.from_dataset(dataset, device, dtype, config.crop_size())
+    seconds = time.perf_counter() - t0
+    say(f"data: {dataset.name}, {len(dataset.train_images)} train / "
+        f"{len(dataset.test_images)} test images, {len(dataset.classes)} classes "
+        f"(loaded in {seconds:.1f} s, not timed)")
+    return dataset, data, seconds, subsets

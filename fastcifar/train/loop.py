@@ -21,18 +21,20 @@ from .device import Precision
 from .evaluate import evaluate_with_logits, evaluation_metrics
 from .examples import ExampleRecorder
 from .results import EpochRecord, RunResult
-from .setup import set_up_run
+from .seeds import RunSeeds
+from .setup import RunParts, set_up_run
 from .timing import Stopwatch
 
 
-def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
+def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int | RunSeeds,
               on_epoch: Callable[[EpochRecord], None] | None = None,
               model_transform: Callable | None = None, progress: bool = False,
               checkpoints: CheckpointFolder | None = None,
               precision: str = "auto", group: DataParallel | None = None,
               model: torch.nn.Module | None = None,
               record_examples: bool = False) -> RunResult:
-    """Train and evaluate one run of `recipe` with `config`, seeded by `seed`, in
+    """Train and evaluate one run of `recipe` with `config`, seeded by `seed` (or seeds
+    fixed apart, see seeds.py), in
     `precision` (see device.choose_precision; the data must be in its weights' dtype).
 
     With `checkpoints`, the state after every epoch is saved there, and a run that finds a
@@ -54,9 +56,13 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
     synced = group is not None and config.sync_bn
     if synced and model is not None:
         raise ValueError("train_run: with sync_bn each run builds its own network")
-    torch.manual_seed(seed)
+    seeds = seed if isinstance(seed, RunSeeds) else RunSeeds(seed)
+    seed = seeds.run
+    torch.manual_seed(seeds.init_seed())
+    order, augment = seeds.generators(data.train_images.device)
     loader = DeviceLoader(data.train_images, data.train_labels, config.batch_size,
-                          config.augmentation(), group.share() if group else (0, 1))
+                          config.augmentation(), group.share() if group else (0, 1),
+                          order=order, augment=augment)
     watch = Stopwatch(device)
     parts = set_up_run(recipe, config, data.train_images, device, precision, data.num_classes,
                        model_transform=model_transform, init_timer=watch.time("init"),
@@ -90,8 +96,8 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int,
         if not torch.isfinite(loss_sum):
             raise RunFailed(f"the loss became {loss_sum.item()} in epoch {epoch + 1} (by step "
                             f"{run.step}); the run diverged: try a lower lr")
-        val = evaluation_metrics(_evaluation_model(run), data.test_images, data.test_labels,
-                                 parts.precision, group)
+        val = evaluation_metrics(evaluation_model(parts, run.step), data.test_images,
+                                 data.test_labels, parts.precision, group)
         record = EpochRecord(
             epoch=epoch + 1, train_loss=loss_sum.item() / (seen * training.loss_scale),
             train_accuracy=correct.item() / seen, val_loss=val["loss"],
@@ -140,43 +146,63 @@ def training_step(model, inputs, targets, loss_fn, optimizers, schedulers,
 
 def train_epoch(run: RunState, epoch: int, progress: bool = False,
                 group: DataParallel | None = None):
-    """One epoch of training steps (fewer if the run's last step comes first): the last
-    batch's (loss, outputs, labels), this rank's in a data-parallel run. Nothing else is
-    kept of the steps (airbench logs the last batch, as here): a running sum would cost
-    the timed step launches of its own."""
-    parts, training, model = run.parts, run.parts.training, run.parts.model
-    if training.before_epoch is not None:
-        training.before_epoch(epoch)
-    # Under DDP (wrapped after before_epoch, which may stop a parameter training).
-    stepped = group.wrap(model) if group is not None else model
-    model.train()
+    """One epoch of the run's training steps (run_epoch), with what a recorded, watched or
+    data-parallel run adds to them: the last batch's (loss, outputs, labels), this rank's
+    in a data-parallel run."""
+    training = run.parts.training
     batches = progress_bar(run.loader, progress, desc=f"epoch {epoch + 1}", leave=False,
-                           total=min(len(run.loader), parts.steps - run.step))
-    for inputs, labels in batches:
-        inputs, targets, labels, index = prepared_batch(training, inputs, labels, epoch,
-                                                        parts.precision, run.loader.last_index)
-        outputs, loss = training_step(stepped, inputs, targets, training.loss,
-                                      training.optimizers, parts.schedulers, parts.precision)
+                           total=min(len(run.loader), run.parts.steps - run.step))
+
+    def after_step(step, loss, outputs, labels, index):
         if run.examples is not None:
             run.examples.record(index, outputs, labels)
-        run.step += 1
-        if training.average is not None:
-            update_average(training, model, run.step)
-        if progress and run.step % 10 == 0:  # the batch's, live, at the cost of a host sync
+        if progress and step % 10 == 0:  # the batch's, live, at the cost of a host sync
             batch_loss, right, n = batch_metrics(loss, outputs, labels)
             batches.set_postfix(loss=f"{batch_loss.item() / (n * training.loss_scale):.3f}",
                                 acc=f"{right.item() / n:.3f}")
-        if run.step >= parts.steps:
+
+    run.step, last = run_epoch(run.parts, run.loader, epoch, run.step, batches,
+                               group.wrap if group is not None else None, after_step)
+    return last
+
+
+def run_epoch(parts: RunParts, loader, epoch: int, step: int, batches=None, wrap=None,
+              after_step: Callable | None = None):
+    """Epoch `epoch` of training steps from step `step` (fewer if the run's last step comes
+    first): (the steps taken by its end, the last batch's (loss, outputs, labels)). Nothing
+    else is kept of the steps (airbench logs the last batch, as here): a running sum would
+    cost the timed step launches of its own.
+
+    `batches`: the loader's batches as iterated (default the loader; a progress bar over
+    it); `wrap`: the network as the step runs it (DDP's wrapper); `after_step(step, loss,
+    outputs, labels, index)`: what a run records of each step."""
+    training, model = parts.training, parts.model
+    if training.before_epoch is not None:
+        training.before_epoch(epoch)
+    # Under DDP (wrapped after before_epoch, which may stop a parameter training).
+    stepped = wrap(model) if wrap is not None else model
+    model.train()
+    for inputs, labels in (loader if batches is None else batches):
+        inputs, targets, labels, index = prepared_batch(training, inputs, labels, epoch,
+                                                        parts.precision, loader.last_index)
+        outputs, loss = training_step(stepped, inputs, targets, training.loss,
+                                      training.optimizers, parts.schedulers, parts.precision)
+        step += 1
+        if after_step is not None:
+            after_step(step, loss, outputs, labels, index)
+        if training.average is not None:
+            update_average(training, model, step)
+        if step >= parts.steps:
             break
     # End on the averaged weights, once there are any (a run shorter than the averaging
     # period would otherwise end on its untrained initial weights), unless a lookahead
     # update has just put them there.
-    if run.step >= parts.steps and training.average is not None:
-        since = run.step - training.average_start
+    if step >= parts.steps and training.average is not None:
+        since = step - training.average_start
         if since >= training.average_every and not (
                 training.average.copy_back and since % training.average_every == 0):
             training.average.copy_to(model)
-    return loss, outputs, labels
+    return step, (loss, outputs, labels)
 
 
 def batch_metrics(loss, outputs, labels):
@@ -209,14 +235,15 @@ def prepared_batch(training, inputs, labels, epoch: int, precision: Precision, i
     return inputs, targets, labels, index
 
 
-def _evaluation_model(run: RunState):
-    """Mid-run, an EMA that is kept apart from the weights is evaluated on a copy."""
-    average = run.parts.training.average
-    if (average is None or average.copy_back or run.step >= run.parts.steps
-            or run.step < run.parts.training.average_start
-            + run.parts.training.average_every):  # no average yet
-        return run.parts.model
-    return average.evaluation_model(run.parts.model)
+def evaluation_model(parts: RunParts, step: int):
+    """The network evaluated after step `step`: mid-run, an EMA that is kept apart from the
+    weights, on a copy."""
+    average = parts.training.average
+    if (average is None or average.copy_back or step >= parts.steps
+            or step < parts.training.average_start
+            + parts.training.average_every):  # no average yet
+        return parts.model
+    return average.evaluation_model(parts.model)
 
 
 def progress_bar(iterable, enabled: bool, **bar):

@@ -46,7 +46,6 @@ def set_up_run(recipe, config, train_images: torch.Tensor, device: torch.device,
     not), is trained instead of a new one: it is given a new network's state (see
     reinitialise), so the run is the one a new network would train."""
     config.validate()
-    per_epoch, steps = config.steps(num_train_images or len(train_images))
     chosen = choose_precision(precision, device, recipe.mixed_precision)
     # Built even for a kept network: the same random draws, so the run's later ones match.
     built = place_model(recipe.build_model(config, num_classes), device, chosen.weights)
@@ -54,11 +53,22 @@ def set_up_run(recipe, config, train_images: torch.Tensor, device: torch.device,
         reinitialise(model, built)
     else:
         model = model_transform(built) if model_transform is not None else built
+    return set_up_training(recipe, config, model, train_images, chosen, num_train_images,
+                           init_timer)
+
+
+def set_up_training(recipe, config, model: nn.Module, train_images: torch.Tensor,
+                    precision: Precision, num_train_images: int | None = None,
+                    init_timer=None) -> RunParts:
+    """The run's parts around `model`, a network the recipe built, placed in `precision`:
+    its data-dependent initialisation and training (recipe.setup, timed by `init_timer`),
+    a scheduler per optimiser, the step counts."""
+    per_epoch, steps = config.steps(num_train_images or len(train_images))
     with init_timer if init_timer is not None else contextlib.nullcontext():
         training = recipe.setup(model, config, train_images, steps)
     schedulers = [MultiplierScheduler(opt, training.lr_multipliers, training.momenta)
                   for opt in training.optimizers]
-    return RunParts(model, training, schedulers, chosen, per_epoch, steps)
+    return RunParts(model, training, schedulers, precision, per_epoch, steps)
 
 
 @torch.no_grad()

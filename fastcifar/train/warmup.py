@@ -6,9 +6,9 @@ meets (a curriculum's smaller images too)."""
 
 from __future__ import annotations
 
-import torch
+import dataclasses
 
-from ..recipes.fields import with_values
+import torch
 
 WARMUP_STEPS = 10  # training steps of each short warm-up on CUDA (without --compile)
 
@@ -25,8 +25,9 @@ def warmup_configs(config, compile_, train_images: int) -> list:
     if compile_:
         return [config]
     steps = {"epochs": min(config.epochs, WARMUP_STEPS / (train_images // config.batch_size))}
-    sized = hasattr(config, "progressive_sizes")
-    return [with_values(config, {**steps, **({"progressive_sizes": sizes} if sized else {})})
+    sized = hasattr(config, "progressive_sizes")  # (the config's own values: none to check)
+    return [dataclasses.replace(config, **steps,
+                                **({"progressive_sizes": sizes} if sized else {}))
             for sizes in warmup_sizes(config)]
 
 
