@@ -11,7 +11,7 @@
 
 The step is the training loop's own hot path (train.loop.training_step) on a random
 batch; the first steps are warm-up and not counted. --record-examples times steps with
-and without the per-example records (train/examples.py) alternately, one of each in turn,
+and without the per-example records (train/example_records.py) alternately, one of each in turn,
 so that a change in the machine's load falls on both alike, and gives the overhead.
 --interleave does the same for several recipe:batch:side steps, one of each in turn, and
 gives each one's milliseconds per image. Full runs go through `fastcifar train`, timed by
@@ -32,7 +32,7 @@ import torch
 
 from fastcifar.bench.stats import summarize
 from fastcifar.recipes import get_recipe
-from fastcifar.train.examples import ExampleRecorder
+from fastcifar.train.example_records import ExampleRecorder
 from fastcifar.train.device import (PRECISION_CHOICES, choose_precision, configure_backend,
                                     device_name, resolve_device)
 from fastcifar.train.loop import training_step

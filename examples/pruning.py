@@ -31,7 +31,7 @@ import numpy as np
 import fastcifar
 from fastcifar.bench.stats import summarize
 from fastcifar.recipes import get_recipe, parse_assignments
-from fastcifar.report.examples import write_report
+from fastcifar.report.example_scores import write_report
 
 SCORES = {"aum": ("aum", 1), "el2n": ("el2n", -1), "forgetting": ("forgetting", -1)}
 

@@ -13,7 +13,7 @@ from .data import ImageData, load_dataset  # noqa: E402
 from .errors import InputError, OddLabels, RunFailed  # noqa: E402
 from .recipes import RECIPES  # noqa: E402
 from .recipes.base import Recipe, Training  # noqa: E402 (what a recipe file subclasses)
-from .report.examples import read_examples, score as score_examples  # noqa: E402
+from .report.example_scores import read_examples, score as score_examples  # noqa: E402
 from .train.results import TrainResult  # noqa: E402
 from .sessions.crossval import crossval  # noqa: E402
 from .sessions.resume import resume  # noqa: E402

@@ -17,9 +17,9 @@ import fastcifar
 from fastcifar.cli import main
 from fastcifar.data import ImageData
 from fastcifar.errors import InputError
-from fastcifar.report.examples import (REGIONS, forgetting_events, nearest_seen, read_examples,
+from fastcifar.report.example_scores import (REGIONS, forgetting_events, nearest_seen, read_examples,
                                        score)
-from fastcifar.train.examples import ExampleRecorder
+from fastcifar.train.example_records import ExampleRecorder
 
 FLIPPED, COPIES = 200, 40
 NARROW = dict(widths=(16, 64, 64), batch_size=200, label_smoothing=0.0)
@@ -137,7 +137,7 @@ def test_each_record_is_its_step_s_own_output(tiny_archive, monkeypatch):
     cross-entropy, rightness and margin at the images' places (no label smoothing here)."""
     import torch.nn.functional as F
 
-    from fastcifar.train import examples as recorder
+    from fastcifar.train import example_records as recorder
     steps = []
     real = recorder.ExampleRecorder.record
 
@@ -298,7 +298,7 @@ def test_a_damaged_record_is_one_line_naming_it(tmp_path, capsys, how, expected)
 
 def test_an_unwritable_out_stops_before_the_scores(tmp_path, capsys, monkeypatch):
     np.savez_compressed(tmp_path / "examples.npz", **dropping_record())
-    monkeypatch.setattr("fastcifar.report.examples.score", lambda *a: pytest.fail("scored"))
+    monkeypatch.setattr("fastcifar.report.example_scores.score", lambda *a: pytest.fail("scored"))
     (tmp_path / "a file").write_text("")
     out = tmp_path / "a file" / "report"
     assert main(["examples", str(tmp_path), "--out", str(out)]) == 2

@@ -8,7 +8,7 @@ from ..bench.flops import RecordedRun, flops_report, measure_peak_tflops, peak_d
 from ..data.cifar10 import TEST_IMAGES, TRAIN_IMAGES
 from ..errors import InputError
 from ..recipes import describe, folder_name, get_recipe, override, recipe_table
-from ..report.examples import write_report
+from ..report.example_scores import write_report
 from ..report.plots import metrics_figure, save_png, schedule_figure
 from ..report.records import read_metric_rows, recipe_of_run
 from ..sessions.settings import DEFAULT_RECIPE

@@ -18,13 +18,13 @@ import torch
 from ..data.loader import evaluation_tensor
 from ..errors import InputError
 from ..files import atomic_path
-from ..report.examples import read_examples, score
+from ..report.example_scores import read_examples, score
 from ..train.device import choose_precision
 from ..train.evaluate import predict
 from ..train.results import RunResult
 
 FOLDER = "held_out"
-# The in-sample scores of report/examples.py a cross-validation with record_examples
+# The in-sample scores of report/example_scores.py a cross-validation with record_examples
 # writes: each image's mean over the folds that trained on it.
 SCORES = ("aum", "forgetting", "el2n", "confidence", "variability")
 

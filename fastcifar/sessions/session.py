@@ -33,7 +33,7 @@ from ..train.data_parallel import DataParallel, check_data_parallel
 from ..train.device import choose_precision, configure_backend, device_name, resolve_device
 from ..train.distributed import (Ranks, device_name as rank_device, from_environment,
                                  gather, process_group)
-from ..train.examples import all_examples
+from ..train.example_records import all_examples
 from ..train.inputs import (check_size, compiler, data_name, removed_if_unused,
                             session_data)
 from ..train.loop import train_run
@@ -81,7 +81,7 @@ def train(recipe: str = DEFAULT_RECIPE, data: str | Path | ImageData | None = No
     the ranks train each run together, data-parallel (see train/data_parallel.py), instead
     of a share of the runs each. `record_examples`: what every training image did in every
     epoch, on each run's result (`.examples`) and in the run folder's examples.npz (see
-    train/examples.py). `on_start`: called with what the run folder would record (the
+    train/example_records.py). `on_start`: called with what the run folder would record (the
     settings, the config, the digests of the recipe source and the data) once the data is
     loaded, before any run: it may refuse with an InputError (`fastcifar tune` checks that
     a study's trials share everything but their own values). `on_run`: called with each

@@ -19,7 +19,7 @@ from .checkpoint import CheckpointFolder, RunState
 from .data_parallel import DataParallel, synced_batch_norms
 from .device import Precision
 from .evaluate import evaluate_with_logits, evaluation_metrics
-from .examples import ExampleRecorder
+from .example_records import ExampleRecorder
 from .results import EpochRecord, RunResult
 from .seeds import RunSeeds
 from .setup import RunParts, set_up_run
@@ -51,7 +51,7 @@ def train_run(recipe, config, data: DeviceData, device: torch.device, seed: int 
     replaces the recipe's BatchNorms after its set-up, which finds them by type.
 
     With `record_examples`, the result's `examples` holds what every training image did in
-    every epoch and the test images' final logits (see examples.py); not under `group`.
+    every epoch and the test images' final logits (see example_records.py); not under `group`.
     """
     synced = group is not None and config.sync_bn
     if synced and model is not None:

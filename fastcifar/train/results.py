@@ -32,7 +32,7 @@ class RunResult:
     rank: int = 0  # the torchrun rank that trained it (see train/distributed.py), ...
     host: str = ""  # ... and its machine
     # With record_examples: what every training image did each epoch, and the test images'
-    # final logits (numpy arrays; see examples.py); not in summary.json
+    # final logits (numpy arrays; see example_records.py); not in summary.json
     examples: dict | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:

@@ -5,7 +5,7 @@ train mode, before the step's update): its cross-entropy loss (without label smo
 whether its largest logit was its label's, its margin (its label's logit minus the
 largest other), and its error's L2 norm (softmax minus one-hot, the EL2N of Paul et al.
 2021); and for each test image the final (TTA) logits. These are what data-pruning,
-data-selection and label-noise papers compute by hand: report/examples.py scores them.
+data-selection and label-noise papers compute by hand: report/example_scores.py scores them.
 
 Off the hot path: the values come from the outputs the step computes anyway, are scattered
 into tensors on the device by the images' indices, and are copied to the host once per
