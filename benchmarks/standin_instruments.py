@@ -2,11 +2,13 @@
 whose spans are the torch.cuda.Event pairs a run reads, labels for the profile (the parts
 a launch falls in), the GPU's branches, and an original's port imported as a module.
 launch_parity.py counts a run's launches with them; tests/test_clock_spans.py puts its own
-clock in, to see which parts of a run each side's timer covers.
+clock in, to see which parts of a run each side's timer covers; run_profile.py runs a port's
+own __main__ block (run_main_block) with its run profiled.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import importlib.util
@@ -153,6 +155,20 @@ def import_port(path: Path) -> types.ModuleType:
     finally:
         sys.argv = argv
     return module
+
+
+def run_main_block(module: types.ModuleType, path: Path, argv: list) -> None:
+    """The `if __name__ == "__main__":` block of the port at `path` (imported as `module`),
+    run with sys.argv = [path, *argv] in the module's globals: it calls the module's
+    functions as they are there, patched or not."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and ast.unparse(node.test) == "__name__ == '__main__'")
+    saved, sys.argv = sys.argv, [str(path), *map(str, argv)]
+    try:
+        exec(compile(ast.Module(block.body, []), str(path), "exec"), vars(module))
+    finally:
+        sys.argv = saved
 
 
 @contextlib.contextmanager
