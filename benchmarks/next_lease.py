@@ -13,16 +13,22 @@ skipped, and gpu_suite skips the steps that cannot fit):
    again after it, in stage 7);
 2. the uncompiled fable94_e5 and hiverge94 pairs on the record's clock, each side's runs in
    two processes, alternating (benchmarks/gpu_suite.py);
-3. their profiles (benchmarks/run_profile.py: ours; the originals are not profiled yet);
+3. their profiles, ours beside each original's port, inside each one's own clock, both
+   uncompiled (benchmarks/run_profile.py --pair: pairs.txt, and pair-*.json in the tarball);
 4. one compiled frontier pair, fable94_e5, max-autotune on both sides, cold compile timed;
 5. the compiled airbench94_muon pair again;
 6. airbench96 beside its original, uncompiled (it has never run to the end anywhere);
-7. the machine again.
+7. the search for a faster fable94_e1 (benchmarks/search.py, docs/search.md) in every
+   second left, continuing the study committed in benchmarks/results/search-fable94_e1/
+   if there is one;
+8. the machine again.
 What comes back in --out: lease.md (each stage's table or report), lease.log (every
-stage's output), lease.json (the plan, each stage's command, status and seconds) and
+stage's output), lease.json (the plan, each stage's command, status and seconds),
 lease.tar.gz (every stage's raw results: suite.json, table.md, suite.log and the run
 folders' summaries in results.tar.gz, profile.json; no checkpoints, caches, data or
-traces), at most --file-mib. The lending machine's limits are options (device_limits.py:
+traces), at most --file-mib, and the search's study.json, trials.jsonl and table.md (a
+study folder: commit it as benchmarks/results/search-fable94_e1/ to continue it): seven
+files of the 8 that come back. The lending machine's limits are options (device_limits.py:
 --lease-seconds 900, --call-seconds 600, --files-back 8, --file-mib 16 today); --budget
 defaults to the call's seconds (or the lease's, where less) less the call's own 60.
 """
@@ -44,6 +50,8 @@ from device_limits import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 MARGIN = 15.0  # kept for the bundle and exit
+SECONDS_LEFT = "{seconds_left}"  # in a stage's command: the seconds left when it starts
+STUDY = ROOT / "benchmarks" / "results" / "search-fable94_e1"  # the search's committed study
 # What lease.tar.gz leaves out: large, and not results (each gpu_suite call's own work
 # folder: its results.tar.gz holds the run folders' summaries; the profiles' traces: their
 # tables are in profile.json).
@@ -59,6 +67,7 @@ class Stage:
     least: float  # seconds it needs to start at all
     report: str | None = None  # the file (in its folder) whose text goes into lease.md
     result: dict = field(default_factory=dict)
+    returns: tuple[str, ...] = ()  # files of its folder that come back beside lease.*
 
 
 def plan(args, work: Path) -> list[Stage]:
@@ -75,23 +84,28 @@ def plan(args, work: Path) -> list[Stage]:
                 f"--filename={work / name / 'nvidia-smi.csv'}"]
 
     profile = [python, str(ROOT / "benchmarks" / "run_profile.py"), "--device", "cuda",
-               "--data", args.data, "--recipe", "fable94_e5", "--recipe", "hiverge94",
+               "--data", args.data, "--references", args.references, "--pair", "fable94_e5",
+               "--pair", "hiverge94", "--no-traces", "--budget", SECONDS_LEFT,
                "--out", str(work / "profiles")]
     if args.rehearsal:
-        profile += ["--subset", "200", "--set", "epochs=1", "--set", "widths=8,16,16",
-                    "--set", "batch_size=32"]
+        profile += ["--subset", "200", "--rehearsal"]
     return [
         Stage("machine-before", smi("machine-before"), 1, "nvidia-smi.csv"),
         Stage("uncompiled-frontier", pair("uncompiled-frontier", "fable94_e5,hiverge94",
                                           "--uncompiled", "--runs", str(args.runs),
                                           "--chunks", "2"), 60, "table.md"),
-        Stage("profiles", profile, 30),
+        Stage("profiles", profile, 120, "pairs.txt"),  # a pair: about a minute on a GPU
         Stage("compiled-fable94_e5", pair("compiled-fable94_e5", "fable94_e5", "--runs",
                                           str(args.runs)), 150, "table.md"),
         Stage("compiled-airbench94_muon", pair("compiled-airbench94_muon", "airbench94_muon",
                                                "--runs", str(args.runs)), 150, "table.md"),
         Stage("airbench96", pair("airbench96", "airbench96", "--uncompiled", "--runs", "2"),
               90, "table.md"),
+        Stage("search", [python, str(ROOT / "benchmarks" / "search.py"), "run", "--study",
+                         str(work / "search"), "--data", args.data, "--budget", SECONDS_LEFT,
+                         *(["--rehearsal"] if args.rehearsal else
+                           ["--resume-from", str(STUDY)])], 90, "table.md",
+              returns=("study.json", "trials.jsonl", "table.md")),
         Stage("machine-after", smi("machine-after"), 1, "nvidia-smi.csv"),
     ]
 
@@ -108,24 +122,26 @@ def run_stages(stages: list[Stage], work: Path, log: Path, budget: float,
             continue
         (work / stage.name).mkdir(parents=True, exist_ok=True)
         t0, status = time.monotonic(), "done"
+        command = [part.replace(SECONDS_LEFT, f"{left:.0f}") for part in stage.command]
         with open(log, "a") as out:
-            out.write(f"\n== {stage.name} ({left:.0f} s left)\n$ {' '.join(stage.command)}\n")
+            out.write(f"\n== {stage.name} ({left:.0f} s left)\n$ {' '.join(command)}\n")
             out.flush()
             try:
-                done = subprocess.run(stage.command, stdout=out, stderr=subprocess.STDOUT,
+                done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
                                       cwd=ROOT, timeout=left)
                 status = "done" if done.returncode == 0 else f"failed (exit {done.returncode})"
             except subprocess.TimeoutExpired:
                 status = "cut off by the budget"
             except FileNotFoundError as e:  # nvidia-smi where there is none
                 status = f"not run ({e.strerror}: {stage.command[0]})"
-        stage.result = {"status": status, "seconds": round(time.monotonic() - t0, 1)}
+        stage.result = {"status": status, "seconds": round(time.monotonic() - t0, 1),
+                        "command": command}
 
 
 def bundle(stages: list[Stage], work: Path, out: Path, log: Path, started: float,
            limits: Limits = Limits()) -> None:
-    """lease.md, lease.json, lease.log and lease.tar.gz in `out`: four files, each within
-    the size that comes back (the tarball is kept aside where it is not)."""
+    """lease.md, lease.json, lease.log, lease.tar.gz and the stages' `returns` in `out`,
+    each within the size that comes back (the tarball is kept aside where it is not)."""
     lines = ["# The lease's results", ""]
     for stage in stages:
         lines.append(f"## {stage.name}: {stage.result.get('status')}")
@@ -139,6 +155,10 @@ def bundle(stages: list[Stage], work: Path, out: Path, log: Path, started: float
          "stages": [{"name": s.name, "command": s.command, **s.result} for s in stages]},
         indent=1) + "\n")
     shutil.copyfile(log, out / "lease.log")
+    for stage in stages:
+        for name in stage.returns:
+            if (work / stage.name / name).is_file():
+                shutil.copyfile(work / stage.name / name, out / name)
     tarball = out / "lease.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(work, arcname="lease", filter=lambda info: None if any(

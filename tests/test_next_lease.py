@@ -24,10 +24,18 @@ def test_the_plan_puts_the_frontier_races_first(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" ")[0] for line in lines] == [
         "machine-before", "uncompiled-frontier", "profiles", "compiled-fable94_e5",
-        "compiled-airbench94_muon", "airbench96", "machine-after"]
+        "compiled-airbench94_muon", "airbench96", "search", "machine-after"]
     assert "--pairs fable94_e5,hiverge94 --uncompiled --runs 6 --chunks 2" in lines[1]
-    assert "--recipe fable94_e5 --recipe hiverge94" in lines[2]
+    assert "--pair fable94_e5 --pair hiverge94" in lines[2]
     assert "--pairs fable94_e5 --runs 6" in lines[3] and "--uncompiled" not in lines[3]
+    # The search, after the races, in the seconds they leave, continuing the committed study.
+    assert "benchmarks/search.py run --study" in lines[6]
+    assert "--budget {seconds_left}" in lines[6]
+    assert "--resume-from " + str(ROOT / "benchmarks/results/search-fable94_e1") in lines[6]
+    assert next_lease.main(["--out", str(tmp_path / "out"), "--data", str(data),
+                            "--references", str(references), "--dry-run", "--rehearsal"]) == 0
+    search = capsys.readouterr().out.splitlines()[6]  # the rehearsal's study is its own
+    assert "--rehearsal" in search and "--resume-from" not in search
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
     assert next_lease.main(["--out", str(tmp_path / "out"), "--data", str(data),
                             "--references", str(references), "--dry-run",
@@ -45,7 +53,7 @@ def test_missing_inputs_are_one_line_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_stages_run_in_the_time_left_and_four_files_come_back(tmp_path):
+def test_stages_run_in_the_time_left_and_their_files_come_back(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     out.mkdir()
     work.mkdir()
@@ -55,6 +63,11 @@ def test_stages_run_in_the_time_left_and_four_files_come_back(tmp_path):
               "(d / 'work').mkdir(); (d / 'work' / 'cache.bin').write_bytes(b'1')")
     stages = [next_lease.Stage("first", [python, "-c", writes, str(work / "first")], 1,
                                "table.md"),
+              next_lease.Stage("given", [python, "-c", "import pathlib, sys; pathlib.Path("
+                                         "sys.argv[1]).write_text(sys.argv[2])",
+                                         str(work / "given" / "study.json"),
+                                         next_lease.SECONDS_LEFT], 1,
+                               returns=("study.json", "trials.jsonl")),
               next_lease.Stage("missing", ["no-such-program-here"], 1),
               next_lease.Stage("slow", [python, "-c", "import time; time.sleep(30)"], 1),
               next_lease.Stage("last", [python, "-c", "print('never')"], 5)]
@@ -64,11 +77,14 @@ def test_stages_run_in_the_time_left_and_four_files_come_back(tmp_path):
     status = {s.name: s.result["status"] for s in stages}
     assert status["first"] == "done" and status["missing"].startswith("not run")
     assert status["slow"] == "cut off by the budget" and status["last"] == "skipped"
+    # A stage's `returns` come back beside lease.* (those it wrote); its command was given
+    # the seconds left when it started.
     assert sorted(p.name for p in out.iterdir()) == ["lease.json", "lease.log", "lease.md",
-                                                     "lease.tar.gz"]
+                                                     "lease.tar.gz", "study.json"]
+    assert 0 < float((out / "study.json").read_text()) <= 4
     assert "| a table |" in (out / "lease.md").read_text()
     assert [s["name"] for s in json.loads((out / "lease.json").read_text())["stages"]] == [
-        "first", "missing", "slow", "last"]
+        "first", "given", "missing", "slow", "last"]
     with tarfile.open(out / "lease.tar.gz") as tar:
         names = tar.getnames()
     assert "lease/first/table.md" in names
