@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import device_limits
-from fastcifar.bench.stats import accuracy_interval, summarize
+from fastcifar.stats import accuracy_interval, summarize
 from fastcifar.errors import InputError
 from fastcifar.files import atomic_path
 from result_files import read_json, write_json

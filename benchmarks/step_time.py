@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from fastcifar.bench.stats import summarize
+from fastcifar.stats import summarize
 from fastcifar.recipes import get_recipe
 from fastcifar.train.example_records import ExampleRecorder
 from fastcifar.train.device import (PRECISION_CHOICES, choose_precision, configure_backend,

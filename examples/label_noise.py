@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import fastcifar
-from fastcifar.bench.stats import CLIPPED, accuracy_interval, summarize
+from fastcifar.stats import CLIPPED, accuracy_interval, summarize
 from fastcifar.recipes import get_recipe, parse_assignments
 from fastcifar.report.plots import new_figure, save_png
 from fastcifar.sessions.held_out import label_quality

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import fastcifar
-from fastcifar.bench.stats import summarize
+from fastcifar.stats import summarize
 from fastcifar.recipes import get_recipe, parse_assignments
 from fastcifar.report.example_scores import write_report
 

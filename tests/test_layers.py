@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastcifar"
 # is a package or, at the ground and the top, a module of the package's root: no module
 # of a package sits in a layer other than its package's.
 LAYERS = [
-    ("fastcifar.errors", "fastcifar.files", "fastcifar.version"),
+    ("fastcifar.errors", "fastcifar.files", "fastcifar.stats", "fastcifar.version"),
     ("fastcifar.data",),
     ("fastcifar.models",),
     ("fastcifar.optim",),

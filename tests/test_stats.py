@@ -2,7 +2,7 @@
 
 import pytest
 
-from fastcifar.bench.stats import student_t_quantile, summarize
+from fastcifar.stats import student_t_quantile, summarize
 
 
 def test_student_t_quantiles_match_the_tables():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.stats import CLIPPED, Summary, accuracy_interval, summarize
+from ..stats import CLIPPED, Summary, accuracy_interval, summarize
 from ..errors import InputError
 from .plots import new_figure
 from .records import read_finished_runs, read_run_settings

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..bench.clocks import record_clock, record_seconds
-from ..bench.stats import summarize
+from ..stats import summarize
 from ..errors import InputError, RunFailed
 from ..files import atomic_path, copy_tree_whole, file_digest, source_digest
 from ..train.checkpoint import unwrapped

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bench.stats import CLIPPED, accuracy_interval, summarize
+from ..stats import CLIPPED, accuracy_interval, summarize
 from ..errors import InputError
 from ..files import atomic_path, check_writable_folder, file_safe
 from ..recipes import folder_name, get_recipe

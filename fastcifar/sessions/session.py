@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..bench.clocks import clock_note
-from ..bench.stats import summarize
+from ..stats import summarize
 from ..data import ImageData
 from ..data.loader import DeviceData
 from ..recipes import get_recipe

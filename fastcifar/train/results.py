@@ -49,13 +49,13 @@ class RunResult:
 
 @dataclass
 class TrainResult:
-    """A session's runs, and the statistics over them (see bench/stats.py)."""
+    """A session's runs, and the statistics over them (see fastcifar/stats.py)."""
 
     recipe: str
     config: object  # the recipe's config as it ran
     runs: list[RunResult]
     out: Path | None  # the run folder, if the session wrote one
-    accuracy: object  # a bench.stats.Summary (mean, std, ci95, min, max) of the TTA accuracy
+    accuracy: object  # a stats.Summary (mean, std, ci95, min, max) of the TTA accuracy
     seconds: object  # the same of the timed seconds
     # With record_examples: every run's per-example records, (runs, epochs, images) by each
     # image's position in the whole training set (see examples.all_examples); else None
