@@ -77,10 +77,13 @@ class Study:
         if not (folder / STUDY).is_file():
             raise InputError(f"--study {folder}: no {STUDY} there (run `search.py run` first, "
                              f"or give the folder a lease returned)")
-        saved = read_json(folder / STUDY)
-        runs = [json.loads(line) for line in (folder / TRIALS).read_text().splitlines()
-                if line.strip()] if (folder / TRIALS).exists() else []
-        return cls(folder, saved["settings"], saved["candidates"], runs, saved["calls"])
+        try:
+            saved = read_json(folder / STUDY)
+            saved = saved["settings"], saved["candidates"], saved["calls"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{folder / STUDY} is damaged ({e}): give the study a call "
+                             f"returned, whole") from None
+        return cls(folder, *saved[:2], read_runs(folder / TRIALS), saved[2])
 
     def save(self) -> None:
         state = self.state()
@@ -234,6 +237,28 @@ class Study:
     def record_call(self, call: dict) -> None:
         self.calls.append({"ended": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **call})
         self.save()
+
+
+def read_runs(path: Path) -> list[dict]:
+    """trials.jsonl's runs. A call killed while writing one leaves its last line cut off:
+    that run is dropped (it is run again) and the file rewritten whole without it; a
+    damaged line before the last is refused in a line."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    runs = []
+    for i, line in enumerate(lines, 1):
+        try:
+            runs.append(json.loads(line))
+        except ValueError:
+            if i < len(lines):
+                raise InputError(f"{path}: line {i} is damaged; give the trials a call "
+                                 f"returned, whole") from None
+            print(f"search: {path}: its last line was cut off (a call killed while writing "
+                  f"it); that run is dropped and will run again")
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return runs
 
 
 def take_committed(folder: Path, committed: str | None) -> None:

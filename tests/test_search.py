@@ -158,3 +158,24 @@ def test_the_default_space_is_issue_39_s_ideas_for_fable94_e1():
         read_space(None, None, config, {"whiten_images": [5000, 0]})
     with pytest.raises(InputError, match="a bundle"):
         read_space(None, None, config, {"schedule": [{"label": "nothing"}]})
+
+
+def test_a_trials_line_cut_off_by_a_killed_call_is_dropped_and_a_damaged_study_refused(
+        tmp_path, capsys):
+    settings = {"seed": 0, "rungs": [1], "keep": 0.5, "clock": "record", "target": "baseline",
+                "penalty": 1.0}
+    study = Study(tmp_path, settings, [{"id": 0, "values": {}, "overrides": {}}])
+    study.save()
+    study.add_run({"candidate": 0, "seed": 0, "accuracy": 0.5, "record_seconds": 1.0})
+    with open(tmp_path / "trials.jsonl", "a") as f:
+        f.write('{"candidate": 0, "seed": 1, "accu')  # the call killed mid-line
+    assert [r["seed"] for r in Study.read(tmp_path).runs] == [0]
+    assert "cut off" in capsys.readouterr().out
+    assert (tmp_path / "trials.jsonl").read_text().count("\n") == 1  # rewritten whole
+    lines = (tmp_path / "trials.jsonl").read_text()
+    (tmp_path / "trials.jsonl").write_text("{damaged\n" + lines)
+    with pytest.raises(InputError, match="line 1 is damaged"):
+        Study.read(tmp_path)
+    (tmp_path / "study.json").write_text('{"settings": ')
+    with pytest.raises(InputError, match="study.json is damaged"):
+        Study.read(tmp_path)
