@@ -161,8 +161,10 @@ def train_epoch(run: RunState, epoch: int, progress: bool = False,
             batches.set_postfix(loss=f"{batch_loss.item() / (n * training.loss_scale):.3f}",
                                 acc=f"{right.item() / n:.3f}")
 
+    watched = run.examples is not None or progress  # else nothing to do after a step
     run.step, last = run_epoch(run.parts, run.loader, epoch, run.step, batches,
-                               group.wrap if group is not None else None, after_step)
+                               group.wrap if group is not None else None,
+                               after_step if watched else None)
     return last
 
 
