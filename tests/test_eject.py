@@ -106,6 +106,17 @@ def test_eject_refuses_an_unknown_recipe_and_a_bad_value(tmp_path, capsys):
         eject_source("airbench94", ["widths=0,1,2"])
 
 
+def test_the_ejected_file_refuses_bad_input_in_one_line(tmp_path):
+    out = tmp_path / "a94.py"
+    assert main(["eject", "airbench94", "--out", str(out)]) == 0
+    for args, said in ((["--data", str(tmp_path / "missing")], "no such file or folder"),
+                       (["--data", str(out)], "not an archive")):
+        done = subprocess.run([sys.executable, str(out), *args, "--device", "cpu"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
 def test_the_file_reads_the_official_batches_folder_as_the_package_reads_their_archive(
         tmp_path):
     folder = tmp_path / "cifar-10-batches-py"

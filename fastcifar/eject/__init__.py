@@ -61,8 +61,8 @@ def eject_source(recipe, overrides: list[str] = ()) -> str:
     for index, keys in runs:
         parts.append(section_title(index, [found.blocks[k].home for k in keys], recipe))
         parts += [found.blocks[k].text(found.dropped.get(k, frozenset())) for k in keys]
-    parts.append(f'if __name__ == "__main__":\n    main({type(recipe).__name__}(), '
-                 f'{type(config).__name__}(), mixed_precision={recipe.mixed_precision!r})')
+    parts.append(f'if __name__ == "__main__":\n    raise SystemExit(main({type(recipe).__name__}(), '
+                 f'{type(config).__name__}(), mixed_precision={recipe.mixed_precision!r}))')
     return "\n\n\n".join(parts) + "\n"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from math import ceil
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from ..data.cifar10 import META, read_batch_folder
 from ..data.dataset import balanced_subset_index
 from ..data.imagefolder import decode_image, labelled_files, read_files
 from ..data.loader import DeviceData, DeviceLoader
+from ..errors import InputError
 from ..models.layers import place_model
 from ..train.device import auto_precision, configure_backend, resolve_device
 from ..train.evaluate import evaluate, evaluation_metrics
@@ -38,6 +40,9 @@ def read_data(path: Path, side: int | None, subset: int | None, test_subset: int
     ({train,test}/<class>/<image>, every image made a `side` x `side` square as it loads),
     or the folder of the official CIFAR-10 python batches (cifar-10-batches-py), at their
     32 px."""
+    if not path.exists():
+        raise InputError(f"--data {path}: no such file or folder; expected an image-folder "
+                         f"directory or archive, or the CIFAR-10 python batches' folder")
     folder = next((p for p in (path, path / "cifar-10-batches-py") if (p / META).is_file()),
                   None)
     if folder is not None:
@@ -90,9 +95,19 @@ def train(recipe, config, data: DeviceData, device: torch.device, precision, see
     return accuracy, val["top1"], watch
 
 
-def main(recipe, config, mixed_precision: bool, argv: list[str] | None = None) -> None:
+def main(recipe, config, mixed_precision: bool, argv: list[str] | None = None) -> int:
     """Train `recipe` with `config` (the hyperparameters above) on --data, and print its
-    accuracy; `mixed_precision`: the recipe's precision on a GPU (train/device.py)."""
+    accuracy; `mixed_precision`: the recipe's precision on a GPU (train/device.py). Bad
+    input (a wrong --data, a device that is not there): one line, exit status 2."""
+    try:
+        train_from_arguments(recipe, config, mixed_precision, argv)
+    except InputError as e:
+        print(f"{Path(sys.argv[0]).name}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def train_from_arguments(recipe, config, mixed_precision: bool, argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True,
                         help="an image-folder directory or .tar/.tar.gz/.tgz/.zip archive "
